@@ -1,0 +1,64 @@
+"""neuroxr: which deep networks best model the mouse visual cortex, and why.
+
+Every object is a plain xarray Dataset or DataArray; domain methods live in the
+``.nxr`` accessor.  Submodules are imported lazily so ``import neuroxr`` is fast.
+"""
+from __future__ import annotations
+
+import importlib
+
+from . import schema
+from .errors import MissingDataError, NeuroxrError, SchemaError, SettingsMismatchError, StoreExistsError
+from .study import Study, open_study
+
+try:
+    from . import accessor as _accessor  # noqa: F401  (registers the .nxr accessor)
+except ImportError:  # pragma: no cover - during early development
+    pass
+
+#: public functions and where they live (imported on first use)
+_LAZY = {
+    # study store
+    "write_dataset": "neuroxr.io.store",
+    "open_dataset": "neuroxr.io.store",
+    # responses
+    "calc_splithalf_reliability": "neuroxr.responses",
+    "select_neurons": "neuroxr.responses",
+    # ingest
+    "ingest_arrays": "neuroxr.io.arrays",
+    "ingest_rdms": "neuroxr.io.arrays",
+    "read_brainio_assembly": "neuroxr.io.arrays",
+    "simulate_study": "neuroxr.io.simulate",
+    "ingest_allen": "neuroxr.io.allen",
+    "fetch_allen": "neuroxr.io.fetch",
+    # features
+    "list_models": "neuroxr.features.zoo",
+    "load_model": "neuroxr.features.zoo",
+    "extract_features": "neuroxr.features.extract",
+    "import_features": "neuroxr.features.extract",
+    # scoring
+    "fit_ridge_loo": "neuroxr.mapping.ridge",
+    "calc_rdm": "neuroxr.rsa",
+    "compare_rdms": "neuroxr.rsa",
+    "score_study": "neuroxr.mapping.score",
+    # analyses
+    "rank_models": "neuroxr.stats",
+    "write_report": "neuroxr.report",
+    "run_pipeline": "neuroxr.pipeline",
+}
+
+__all__ = [
+    "Study", "open_study", "schema",
+    "NeuroxrError", "SchemaError", "StoreExistsError", "SettingsMismatchError", "MissingDataError",
+    *_LAZY,
+]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'neuroxr' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,0 +1,59 @@
+"""The ``neuroxr`` command line: argument parsing only, every subcommand calls the library.
+
+Each module ``neuroxr/cli/_<topic>.py`` defines ``register(subparsers)`` which adds its
+subcommands with ``parser.set_defaults(func=callable(args) -> int | None)``.  Modules are
+discovered automatically, so topics never edit a shared file.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from ..errors import USER_ERRORS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="neuroxr",
+        description="Which deep networks best model the mouse visual cortex: ingest, extract, score, rank, report.",
+    )
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("neuroxr")
+    except PackageNotFoundError:  # pragma: no cover
+        v = "unknown"
+    parser.add_argument("--version", action="version", version=f"neuroxr {v}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    from . import __path__ as here
+
+    for info in sorted(pkgutil.iter_modules(here), key=lambda m: m.name):
+        if info.name.startswith("_") and not info.name.startswith("__") and info.name != "_common":
+            mod = importlib.import_module(f"{__name__}.{info.name}")
+            if hasattr(mod, "register"):
+                mod.register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        rc = args.func(args)
+    except KeyboardInterrupt:
+        print("neuroxr: interrupted; finished units are kept, rerun the same command to resume", file=sys.stderr)
+        return 130
+    except USER_ERRORS as exc:  # clear one-line errors, no bare traceback
+        if getattr(args, "debug", False):
+            raise
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"neuroxr {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    return int(rc or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

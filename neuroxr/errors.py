@@ -1,0 +1,25 @@
+"""Exceptions of neuroxr.  The command line turns these into one-line messages (exit 2)."""
+from __future__ import annotations
+
+from .schema import SchemaError
+
+
+class NeuroxrError(RuntimeError):
+    """Base class for errors a user can act on; the message says what to do."""
+
+
+class StoreExistsError(NeuroxrError, FileExistsError):
+    """A store already exists and ``overwrite`` was not asked for."""
+
+
+class SettingsMismatchError(NeuroxrError):
+    """A store was written with other settings; results would be mixed."""
+
+
+class MissingDataError(NeuroxrError, FileNotFoundError):
+    """A file, store or weight that a step needs is not there."""
+
+
+USER_ERRORS = (NeuroxrError, SchemaError, FileNotFoundError, FileExistsError, ValueError, KeyError)
+
+__all__ = ["NeuroxrError", "StoreExistsError", "SettingsMismatchError", "MissingDataError", "SchemaError"]

@@ -1,0 +1,1 @@
+"""neuroxr.features."""

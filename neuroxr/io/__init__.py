@@ -1,0 +1,1 @@
+"""Reading and writing study stores (Zarr), and readers for outside data formats."""

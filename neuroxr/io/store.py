@@ -1,0 +1,196 @@
+"""Atomic Zarr writes, provenance attributes and lazy opening of study stores.
+
+Every store is written to a temporary sibling directory and moved into place
+with one ``os.replace``, so a reader never sees a half-written store and an
+existing store is never lost: with ``overwrite=True`` the old store is moved
+aside first and only deleted once the new one is in place.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import uuid
+import warnings
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from ..errors import MissingDataError, SettingsMismatchError, StoreExistsError
+
+#: Zarr 3 codecs used for every array: zstd compression and a crc32c checksum per chunk,
+#: so a corrupted chunk fails loudly instead of being read.
+def default_compressors():
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    return (ZstdCodec(level=3), Crc32cCodec())
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("neuroxr")
+    except Exception:  # pragma: no cover - not installed
+        return "0+unknown"
+
+
+def provenance(settings: dict | None = None, inputs: dict | None = None) -> dict:
+    """Attributes recorded on every store: version, time, settings and input hashes (JSON strings)."""
+    return {
+        "neuroxr_version": _version(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "settings": json.dumps(settings or {}, sort_keys=True, default=str),
+        "inputs": json.dumps(inputs or {}, sort_keys=True, default=str),
+    }
+
+
+def read_settings(ds_or_attrs) -> dict:
+    attrs = getattr(ds_or_attrs, "attrs", ds_or_attrs)
+    raw = attrs.get("settings", "{}")
+    return json.loads(raw) if isinstance(raw, str) else dict(raw)
+
+
+def check_settings(existing: dict, new: dict, store) -> None:
+    """Refuse to mix results: raise naming the first setting that differs."""
+    keys = sorted(set(existing) | set(new))
+    for k in keys:
+        if existing.get(k) != new.get(k):
+            raise SettingsMismatchError(
+                f"{store}: was written with {k}={existing.get(k)!r}, this run asks for "
+                f"{k}={new.get(k)!r}; use another study directory or pass --overwrite"
+            )
+
+
+def hash_array(values, chunk_bytes: int = 64 << 20) -> str:
+    """sha256 of an array's bytes (C order), streamed for dask arrays. Short (16 hex) form."""
+    h = hashlib.sha256()
+    data = getattr(values, "data", values)
+    try:
+        import dask.array as da
+
+        if isinstance(data, da.Array):
+            for block in data.rechunk({0: max(1, chunk_bytes // max(1, data[0:1].nbytes))}).blocks:
+                h.update(np.ascontiguousarray(block.compute()).tobytes())
+            return h.hexdigest()[:16]
+    except ImportError:  # pragma: no cover
+        pass
+    h.update(np.ascontiguousarray(np.asarray(data)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def hash_file(path, chunk: int = 1 << 20) -> str:
+    """Full sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _encoding(ds: xr.Dataset, chunks: dict | None) -> dict:
+    enc = {}
+    comp = default_compressors()
+    for name, var in ds.variables.items():
+        e = {"compressors": comp}
+        if var.dtype.kind in "OUS":
+            e = {}
+        elif chunks and var.ndim and name in ds.data_vars:
+            e["chunks"] = tuple(min(chunks.get(d, s), s) or 1 for d, s in zip(var.dims, var.shape))
+        enc[name] = e
+    return enc
+
+
+def tmp_sibling(path) -> Path:
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+
+
+def write_dataset(
+    ds: xr.Dataset,
+    path,
+    *,
+    overwrite: bool = False,
+    chunks: dict | None = None,
+    compute: bool = True,
+) -> Path:
+    """Write ``ds`` to the Zarr store ``path`` atomically.
+
+    Parameters
+    ----------
+    ds : Dataset
+        What to write; dask-backed variables are computed chunk by chunk.
+    path : path-like
+        Target store.  If it exists, :class:`StoreExistsError` unless ``overwrite``.
+    chunks : dict, optional
+        Chunk size per dim for the stored arrays (e.g. ``{"neuron": 4096}``).
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise StoreExistsError(f"{path} already exists; pass --overwrite (overwrite=True) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_sibling(path)
+    try:
+        ds = _strip_encoding(ds)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # zarr 3: string dtypes and consolidated metadata are not in the spec yet
+            ds.to_zarr(tmp, mode="w", encoding=_encoding(ds, chunks), consolidated=True, zarr_format=3,
+                       compute=compute)
+        replace_store(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def replace_store(tmp, path) -> None:
+    """Move the finished store ``tmp`` to ``path``; an old ``path`` is removed only afterwards."""
+    tmp, path = Path(tmp), Path(path)
+    old = None
+    if path.exists():
+        old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _strip_encoding(ds: xr.Dataset) -> xr.Dataset:
+    ds = ds.copy()
+    for v in ds.variables.values():
+        v.encoding = {}
+    return ds
+
+
+def open_dataset(path, *, chunks="auto", name: str | None = None) -> xr.Dataset:
+    """Open a Zarr store lazily (dask-backed).  Missing store: :class:`MissingDataError` naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingDataError(
+            f"{path} does not exist{' (' + name + ')' if name else ''}; run the step that writes it first"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ds = xr.open_zarr(path, chunks=chunks, consolidated=True)
+        except Exception:
+            ds = xr.open_zarr(path, chunks=chunks, consolidated=False)
+    # coordinates are small: load them so labelled queries (groupby("area")) work at once
+    lazy = {k: ds[k].variable.compute() for k in ds.coords if ds[k].chunks is not None}
+    return ds.assign_coords(lazy) if lazy else ds
+
+
+def clean_stale(directory) -> list[Path]:
+    """Remove temporary stores left by a killed run (``.*.tmp-*`` and ``.*.old-*``)."""
+    removed = []
+    directory = Path(directory)
+    if not directory.exists():
+        return removed
+    for p in list(directory.glob(".*.tmp-*")) + list(directory.glob(".*.old-*")):
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed
