@@ -18,3 +18,20 @@ def add_cluster_args(parser) -> None:
 
 def add_overwrite_arg(parser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing store (atomically)")
+
+
+_GROUPS: dict = {}
+
+
+def subcommand_group(sub, name: str, help: str):
+    """The sub-subparsers of a grouped command (``ingest arrays|rdms|allen``, ``fetch allen``).
+
+    Several topic modules add to the same group without knowing about each other.
+    """
+    key = (id(sub), name)
+    if key not in _GROUPS:
+        p = sub.add_parser(name, help=help, description=help)
+        g = p.add_subparsers(dest=f"{name}_kind", metavar="KIND")
+        g.required = True
+        _GROUPS[key] = g
+    return _GROUPS[key]
