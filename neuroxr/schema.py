@@ -1,4 +1,4 @@
-"""Names of the neuroxr data model and validators that raise clear errors.
+r"""Names of the neuroxr data model and validators that raise clear errors.
 
 Every store of a study is a plain xarray Dataset written to Zarr.  The names
 below are the contract of ``DESIGN.md``: users' scripts and acceptance checks
