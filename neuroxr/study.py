@@ -61,8 +61,10 @@ class Study:
 
 
 def open_study(path) -> Study:
-    """Open the study directory ``path`` (it must exist)."""
-    p = Path(path)
+    """Open the study directory ``path`` (it must exist; a path or a ``file://`` URL)."""
+    from .io.store import resolve_path
+
+    p = resolve_path(path)
     if not p.is_dir():
         raise MissingDataError(f"{p} is not a study directory; create one with `neuroxr simulate {p}` or `neuroxr ingest`")
     return Study(p)

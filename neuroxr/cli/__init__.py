@@ -42,6 +42,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _normalise_paths(args)
         rc = args.func(args)
     except KeyboardInterrupt:
         print("neuroxr: interrupted; finished units are kept, rerun the same command to resume", file=sys.stderr)
@@ -53,6 +54,18 @@ def main(argv=None) -> int:
         print(f"neuroxr {args.command}: error: {msg}", file=sys.stderr)
         return 2
     return int(rc or 0)
+
+
+def _normalise_paths(args) -> None:
+    """``file://`` URLs given as STUDY (or ``--study``) become plain local paths, in one place."""
+    from ..io.store import resolve_path
+
+    for name in ("study", "path", "studies"):
+        val = getattr(args, name, None)
+        if isinstance(val, str) and ":/" in val:
+            setattr(args, name, str(resolve_path(val)))
+        elif isinstance(val, list):
+            setattr(args, name, [str(resolve_path(v)) if isinstance(v, str) and ":/" in v else v for v in val])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,6 +12,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 import warnings
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..errors import MissingDataError, SettingsMismatchError, StoreExistsError
+from ..errors import MissingDataError, NeuroxrError, SettingsMismatchError, StoreExistsError
 
 #: Zarr 3 codecs used for every array: zstd compression and a crc32c checksum per chunk,
 #: so a corrupted chunk fails loudly instead of being read.
@@ -106,7 +107,7 @@ def _encoding(ds: xr.Dataset, chunks: dict | None) -> dict:
 
 
 def tmp_sibling(path) -> Path:
-    path = Path(path)
+    path = resolve_path(path)
     return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
 
 
@@ -129,7 +130,7 @@ def write_dataset(
     chunks : dict, optional
         Chunk size per dim for the stored arrays (e.g. ``{"neuron": 4096}``).
     """
-    path = Path(path)
+    path = resolve_path(path)
     if path.exists() and not overwrite:
         raise StoreExistsError(f"{path} already exists; pass --overwrite (overwrite=True) to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,7 +150,7 @@ def write_dataset(
 
 def replace_store(tmp, path) -> None:
     """Move the finished store ``tmp`` to ``path``; an old ``path`` is removed only afterwards."""
-    tmp, path = Path(tmp), Path(path)
+    tmp, path = resolve_path(tmp), resolve_path(path)
     old = None
     if path.exists():
         old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
@@ -168,17 +169,19 @@ def _strip_encoding(ds: xr.Dataset) -> xr.Dataset:
 
 def open_dataset(path, *, chunks="auto", name: str | None = None) -> xr.Dataset:
     """Open a Zarr store lazily (dask-backed).  Missing store: :class:`MissingDataError` naming it."""
-    path = Path(path)
+    path = resolve_path(path)
     if not path.exists():
         raise MissingDataError(
             f"{path} does not exist{' (' + name + ')' if name else ''}; run the step that writes it first"
         )
+    from .integrity import open_checked_store  # chunks are checked as read: errors name the chunk
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            ds = xr.open_zarr(path, chunks=chunks, consolidated=True)
+            ds = xr.open_zarr(open_checked_store(path), chunks=chunks, consolidated=True)
         except Exception:
-            ds = xr.open_zarr(path, chunks=chunks, consolidated=False)
+            ds = xr.open_zarr(open_checked_store(path), chunks=chunks, consolidated=False)
     # coordinates are small: load them so labelled queries (groupby("area")) work at once
     lazy = {k: ds[k].variable.compute() for k in ds.coords if ds[k].chunks is not None}
     return ds.assign_coords(lazy) if lazy else ds
@@ -187,10 +190,39 @@ def open_dataset(path, *, chunks="auto", name: str | None = None) -> xr.Dataset:
 def clean_stale(directory) -> list[Path]:
     """Remove temporary stores left by a killed run (``.*.tmp-*`` and ``.*.old-*``)."""
     removed = []
-    directory = Path(directory)
+    directory = resolve_path(directory)
     if not directory.exists():
         return removed
     for p in list(directory.glob(".*.tmp-*")) + list(directory.glob(".*.old-*")):
         shutil.rmtree(p, ignore_errors=True)
         removed.append(p)
     return removed
+
+
+def resolve_path(path) -> Path:
+    """The local path of a study or store given as a path or an fsspec URL.
+
+    Local paths and ``file://`` URLs (``file:///scratch/study``, ``local://...``) work
+    everywhere; this is the one place they are normalised.  Other protocols (``s3://``,
+    ``gs://``, ``az://``...) raise :class:`NeuroxrError`: object storage has no atomic rename,
+    so the all-or-nothing writes of a study cannot be guaranteed there; mount the bucket
+    as a POSIX filesystem on every worker (s3fs-fuse, gcsfuse, blobfuse) or use a shared
+    filesystem (NFS, Lustre, GPFS), and pass its path.  The result is absolute.
+    """
+    s = os.fspath(path)
+    m = re.match(r"^(file|local):/+", s)  # also Path("file:///x") == "file:/x"
+    if m:
+        from urllib.parse import unquote
+
+        rest = s[m.end():]
+        if rest.startswith("localhost/"):
+            rest = rest[len("localhost/"):]
+        return Path("/" + unquote(rest))
+    if "://" in s:
+        protocol = s.split("://", 1)[0]
+        raise NeuroxrError(
+            f"{s}: {protocol}:// URLs are not supported: object storage has no atomic rename, so "
+            f"neuroxr cannot write its stores all-or-nothing there. Mount the bucket as a filesystem "
+            f"on every machine (s3fs-fuse, gcsfuse, blobfuse2) or use a shared filesystem, and pass the path"
+        )
+    return Path(s).absolute()  # absolute: Dask workers may run in another directory
