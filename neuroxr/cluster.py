@@ -1,39 +1,139 @@
-"""Dask execution: a LocalCluster by default, or an existing scheduler; prints the dashboard link."""
+"""Dask execution: a LocalCluster by default, or an existing scheduler; prints the dashboard link.
+
+Every command that computes takes ``--scheduler ADDRESS`` (a running ``dask scheduler``,
+dask-jobqueue on SLURM/PBS, dask-kubernetes...; a scheduler JSON file written by
+``--scheduler-file`` works too) or ``--workers N`` (a LocalCluster of N processes).  Within
+:func:`get_client` the client is the default Dask scheduler, so the same graphs run on
+either, and on neither (dask's threaded scheduler in this process).
+
+The dashboard of a LocalCluster listens on 127.0.0.1 unless ``--dashboard-address`` says
+otherwise; its link is printed to stderr.  Workers that own a GPU are started with
+``dask worker ADDRESS --resources GPU=1`` (or ``--worker-resources GPU=1`` for a
+LocalCluster); :func:`annotate_gpu` then sends the tasks it wraps (feature extraction, one
+task per model) only to them.
+"""
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+
+from .errors import NeuroxrError
+
+#: the resource name GPU workers declare (``dask worker --resources GPU=1``)
+GPU = "GPU"
+
+
+def parse_resources(spec) -> dict:
+    """``"GPU=1,MEM=2e9"`` -> ``{"GPU": 1.0, "MEM": 2e9}`` (a dict passes through)."""
+    if not spec:
+        return {}
+    if isinstance(spec, dict):
+        return {str(k): float(v) for k, v in spec.items()}
+    out = {}
+    for part in str(spec).replace(" ", ",").split(","):
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise NeuroxrError(f"worker resources {spec!r}: {part!r} is not NAME=NUMBER (e.g. GPU=1)") from None
+        if not sep or not name.strip():
+            raise NeuroxrError(f"worker resources {spec!r}: {part!r} is not NAME=NUMBER (e.g. GPU=1)")
+    return out
+
+
+def _connect(scheduler, timeout):
+    from distributed import Client
+
+    if os.path.isfile(str(scheduler)):  # a scheduler file (dask scheduler --scheduler-file F)
+        return Client(scheduler_file=str(scheduler), timeout=timeout)
+    address = str(scheduler)
+    if "://" not in address:
+        address = f"tcp://{address}"
+    try:
+        return Client(address, timeout=timeout)
+    except (OSError, TimeoutError) as exc:
+        raise NeuroxrError(
+            f"cannot reach the Dask scheduler at {address} ({exc}); start one with "
+            f"`dask scheduler` and `dask worker {address}`, or drop --scheduler to run locally"
+        ) from None
+
+
+def dashboard_link(client) -> str | None:
+    """The dashboard URL of ``client``'s scheduler, or None if it serves none."""
+    try:
+        services = client.scheduler_info().get("services", {})
+    except Exception:  # pragma: no cover - scheduler gone
+        return None
+    if "dashboard" not in services:
+        return None
+    try:
+        return client.dashboard_link
+    except Exception:  # pragma: no cover
+        return None
 
 
 @contextlib.contextmanager
 def get_client(scheduler=None, workers=None, *, threads_per_worker=1, memory_limit="auto",
-               dashboard_address="127.0.0.1:8787", quiet=False):
+               dashboard_address="127.0.0.1:8787", resources=None, timeout="20s", quiet=False):
     """Context manager yielding a ``distributed.Client`` or ``None``.
 
     Parameters
     ----------
     scheduler : str, optional
-        Address of a running scheduler (``tcp://host:8786``).
+        Address of a running scheduler (``tcp://host:8786``; ``host:8786`` is read as tcp) or
+        the path of a scheduler file.
     workers : int, optional
         Number of LocalCluster worker processes.  With neither, yields ``None`` and work
         runs in this process with dask's threaded scheduler.
+    threads_per_worker : int
+    memory_limit : str or int
+        Per-worker memory limit of the LocalCluster (``"3GB"``); Dask spills, pauses and finally
+        restarts a worker that exceeds it.
+    dashboard_address : str or None
+        Where the LocalCluster's dashboard (bokeh) listens; ``127.0.0.1:8787`` by default so it
+        is not exposed on the network; ``127.0.0.1:0`` picks a free port; ``None``/``"none"``
+        turns the bokeh pages off.
+    resources : str or dict, optional
+        Abstract resources each LocalCluster worker offers, e.g. ``"GPU=1"``.
+    quiet : bool
+        Do not print the dashboard link.
     """
     if scheduler is None and not workers:
         yield None
         return
-    from distributed import Client, LocalCluster
+    from distributed import LocalCluster
 
+    cluster = None
     if scheduler is not None:
-        client = Client(scheduler)
-        cluster = None
+        client = _connect(scheduler, timeout)
     else:
+        if int(workers) < 1:
+            raise NeuroxrError(f"--workers {workers}: need at least 1 worker process")
+        dash = dashboard_address
+        if dash is None or str(dash).lower() in ("none", "", "off"):
+            dash = None
+        kwargs = {}
+        res = parse_resources(resources)
+        if res:
+            kwargs["resources"] = res
         cluster = LocalCluster(
             n_workers=int(workers), threads_per_worker=threads_per_worker, memory_limit=memory_limit,
-            dashboard_address=dashboard_address, host="127.0.0.1", processes=True,
+            dashboard_address=dash, host="127.0.0.1", processes=True, **kwargs,
         )
+        from distributed import Client
+
         client = Client(cluster)
     if not quiet:
-        print(f"neuroxr: Dask dashboard at {client.dashboard_link}", file=sys.stderr)
+        link = dashboard_link(client)
+        n = len(client.scheduler_info().get("workers", {}))
+        where = f"scheduler {client.scheduler.address}, {n} worker{'s' * (n != 1)}"
+        if link:
+            print(f"neuroxr: Dask dashboard at {link} ({where})", file=sys.stderr)
+        else:
+            print(f"neuroxr: Dask {where}; no dashboard served", file=sys.stderr)
     try:
         yield client
     finally:
@@ -48,5 +148,72 @@ def client_from_args(args, **kw):
         getattr(args, "scheduler", None), getattr(args, "workers", None),
         threads_per_worker=getattr(args, "threads_per_worker", 1),
         memory_limit=getattr(args, "memory_limit", "auto"),
-        dashboard_address=getattr(args, "dashboard_address", "127.0.0.1:8787"), **kw,
+        dashboard_address=getattr(args, "dashboard_address", "127.0.0.1:8787"),
+        resources=getattr(args, "worker_resources", None), **kw,
     )
+
+
+def current_client():
+    """The active ``distributed.Client`` (inside :func:`get_client`), or None."""
+    try:
+        from distributed import get_client as _get
+
+        return _get()
+    except (ImportError, ValueError):
+        return None
+
+
+def worker_resources(client=None) -> dict:
+    """``{worker address: {resource: amount}}`` of the cluster (empty without a client)."""
+    client = client if client is not None else current_client()
+    if client is None:
+        return {}
+    return {addr: dict(w.get("resources") or {}) for addr, w in client.scheduler_info()["workers"].items()}
+
+
+def annotate_gpu(enabled=None, client=None):
+    """Context manager: tasks built inside need one ``GPU`` resource (``dask.annotate``).
+
+    Parameters
+    ----------
+    enabled : bool or None
+        ``None`` (default): annotate only when some worker offers a GPU resource, so the same
+        code runs on CPU-only clusters.  ``True``: require it, and raise
+        :class:`NeuroxrError` at once if no worker offers one (instead of tasks waiting forever).
+        ``False``: no annotation.
+
+    Examples
+    --------
+    >>> with annotate_gpu():                       # doctest: +SKIP
+    ...     tasks = [dask.delayed(extract_one)(m) for m in models]
+    """
+    if enabled is False:
+        return contextlib.nullcontext()
+    have = any(r.get(GPU, 0) > 0 for r in worker_resources(client).values())
+    if not have:
+        if enabled:
+            raise NeuroxrError(
+                "GPU tasks were asked for but no Dask worker offers a GPU resource; start GPU workers "
+                "with `dask worker SCHEDULER --resources GPU=1` (or --worker-resources GPU=1 with --workers)"
+            )
+        return contextlib.nullcontext()
+    import dask
+
+    return dask.annotate(resources={GPU: 1})
+
+
+def measure_worker_peak_rss(client) -> dict:
+    """``{worker address: peak resident memory in bytes}`` of every worker process (ru_maxrss)."""
+
+    def _peak():
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    return client.run(_peak)
+
+
+__all__ = [
+    "get_client", "client_from_args", "current_client", "dashboard_link", "annotate_gpu",
+    "worker_resources", "parse_resources", "measure_worker_peak_rss", "GPU",
+]

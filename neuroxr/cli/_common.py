@@ -6,13 +6,17 @@ def add_cluster_args(parser) -> None:
     """``--scheduler ADDRESS`` or ``--workers N`` (a LocalCluster), and ``--dashboard-address``."""
     g = parser.add_argument_group("execution")
     g.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                   help="address of a running dask.distributed scheduler, e.g. tcp://10.0.0.5:8786")
+                   help="address of a running dask.distributed scheduler, e.g. tcp://10.0.0.5:8786, "
+                        "or the path of its scheduler file")
     g.add_argument("--workers", type=int, default=None, metavar="N",
                    help="start a LocalCluster of N worker processes (default: run in this process)")
     g.add_argument("--threads-per-worker", type=int, default=1, metavar="T")
     g.add_argument("--memory-limit", default="auto", metavar="SIZE", help="per-worker memory limit, e.g. 3GB")
     g.add_argument("--dashboard-address", default="127.0.0.1:8787", metavar="HOST:PORT",
                    help="where the Dask dashboard listens (default 127.0.0.1:8787)")
+    g.add_argument("--worker-resources", default=None, metavar="SPEC",
+                   help="resources each LocalCluster worker offers, e.g. GPU=1 (remote workers: "
+                        "`dask worker ADDRESS --resources GPU=1`)")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
 
 

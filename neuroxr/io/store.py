@@ -98,9 +98,8 @@ def _encoding(ds: xr.Dataset, chunks: dict | None) -> dict:
     comp = default_compressors()
     for name, var in ds.variables.items():
         e = {"compressors": comp}
-        if var.dtype.kind in "OUS":
-            e = {}
-        elif chunks and var.ndim and name in ds.data_vars:
+        # strings (coords such as area, model, layer_name) carry the checksum too (zarr >= 3.1)
+        if chunks and var.ndim and name in ds.data_vars and var.dtype.kind not in "OUS":
             e["chunks"] = tuple(min(chunks.get(d, s), s) or 1 for d, s in zip(var.dims, var.shape))
         enc[name] = e
     return enc
