@@ -1,0 +1,196 @@
+"""Distributed execution on a real cluster: a `dask scheduler` and `dask worker` processes on 127.0.0.1.
+
+The pipeline (simulate -> extract -> score) runs through them as `neuroxr` subprocesses with
+``--scheduler``; its stores must equal those of a run without a cluster.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from neuroxr import cluster
+from neuroxr.errors import NeuroxrError
+
+BIN = Path(sys.executable).parent
+DASK = str(BIN / "dask")
+NEUROXR = str(BIN / "neuroxr")
+
+pytestmark = pytest.mark.network  # local 127.0.0.1 servers only
+
+
+def _wait_for(pred, timeout=60.0, what="condition"):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if pred():
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+class Cluster:
+    """A scheduler and worker processes started with the `dask` command line."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.file = root / "scheduler.json"
+        self.procs: list[subprocess.Popen] = []
+        self.workers: dict[str, subprocess.Popen] = {}
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+
+    def _popen(self, args, log):
+        # every process in its own session so it can be ended by pid without touching others
+        return subprocess.Popen(args, stdout=open(self.root / log, "wb"), stderr=subprocess.STDOUT,
+                                cwd=self.root, env=self.env, start_new_session=True)
+
+    def start_scheduler(self):
+        self.procs.append(self._popen(
+            [DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address", "127.0.0.1:0",
+             "--scheduler-file", str(self.file)], "scheduler.log"))
+        _wait_for(lambda: self.file.exists() and self.file.stat().st_size > 0, 60, "the scheduler file")
+        self.address = json.loads(self.file.read_text())["address"]
+
+    def start_worker(self, name, *extra, memory_limit="1.5GB"):
+        wdir = self.root / f"cwd-{name}"  # workers run elsewhere: study paths must be absolute
+        wdir.mkdir(exist_ok=True)
+        p = self._popen(
+            [DASK, "worker", "--scheduler-file", str(self.file), "--host", "127.0.0.1", "--nthreads", "1",
+             "--nworkers", "1", "--name", name, "--memory-limit", memory_limit, "--no-dashboard",
+             "--local-directory", str(wdir), *extra], f"worker-{name}.log")
+        self.procs.append(p)
+        self.workers[name] = p
+        return p
+
+    def n_workers(self) -> int:
+        from distributed import Client
+
+        with Client(scheduler_file=str(self.file), timeout="10s") as c:
+            return len(c.scheduler_info()["workers"])
+
+    def wait_workers(self, n):
+        _wait_for(lambda: self.n_workers() >= n, 90, f"{n} workers")
+
+    def stop(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for p in self.procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        c.start_scheduler()
+        c.start_worker("w1")
+        c.start_worker("w2")
+        c.wait_workers(2)
+        yield c
+    finally:
+        c.stop()
+
+
+def test_client_on_existing_scheduler(dask_cluster, capsys):
+    with cluster.get_client(scheduler=dask_cluster.address) as client:
+        assert len(client.scheduler_info()["workers"]) == 2
+        import dask.array as da
+
+        x = da.arange(1000, chunks=100)
+        assert int((x * 2).sum().compute()) == 2 * sum(range(1000))
+    err = capsys.readouterr().err
+    assert "2 workers" in err and f"scheduler {dask_cluster.address}" in err
+    link = err.split("dashboard at ")[1].split()[0]
+    import urllib.request
+
+    with urllib.request.urlopen(link, timeout=20) as resp:  # the scheduler's bokeh dashboard
+        assert resp.status == 200
+    # the scheduler file works as the address too
+    with cluster.get_client(scheduler=str(dask_cluster.file), quiet=True) as client:
+        assert client.scheduler.address == dask_cluster.address
+
+
+def test_unreachable_scheduler_is_a_clear_error():
+    with pytest.raises(NeuroxrError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+        with cluster.get_client(scheduler="127.0.0.1:9", timeout="2s"):
+            pass
+
+
+def test_local_cluster_serves_dashboard_on_localhost(capsys):
+    import urllib.request
+
+    with cluster.get_client(workers=1, dashboard_address="127.0.0.1:0") as client:
+        link = cluster.dashboard_link(client)
+        assert link.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(link, timeout=20) as resp:  # bokeh is installed: the page is served
+            assert resp.status == 200
+    assert f"Dask dashboard at {link}" in capsys.readouterr().err
+
+
+def test_corrupt_chunk_named_through_remote_workers(dask_cluster, tmp_path):
+    from neuroxr.io import integrity, store
+
+    p = tmp_path / "s.zarr"
+    ds = xr.Dataset({"v": (("layer", "neuron"), np.arange(40.0).reshape(4, 10))})
+    store.write_dataset(ds, p, chunks={"layer": 1})
+    with cluster.get_client(scheduler=dask_cluster.address, quiet=True):
+        back = store.open_dataset(p)
+        np.testing.assert_array_equal(back.v.values, ds.v.values)  # read on the workers
+        raw = bytearray((p / "v" / "c" / "2" / "0").read_bytes())
+        raw[-6] ^= 0xFF
+        (p / "v" / "c" / "2" / "0").write_bytes(bytes(raw))
+        with pytest.raises(integrity.ChunkCorruptError) as info:
+            store.open_dataset(p).v.values
+    assert (info.value.variable, info.value.chunk) == ("v", "c/2/0")
+
+
+def test_gpu_annotation_routes_tasks_to_gpu_worker(dask_cluster):
+    import dask
+    from distributed import get_worker
+
+    with cluster.get_client(scheduler=dask_cluster.address, quiet=True):
+        with pytest.raises(NeuroxrError, match="no Dask worker offers a GPU"):
+            cluster.annotate_gpu(True)
+    dask_cluster.start_worker("gpu", "--resources", "GPU=1")
+    dask_cluster.wait_workers(3)
+    try:
+        with cluster.get_client(scheduler=dask_cluster.address, quiet=True) as client:
+            res = cluster.worker_resources(client)
+            gpu_addr = [a for a, r in res.items() if r.get("GPU")]
+            assert len(gpu_addr) == 1
+            with cluster.annotate_gpu():
+                tasks = [dask.delayed(lambda i: (i, get_worker().address), pure=False)(i) for i in range(8)]
+            ran = dask.compute(*tasks)
+            assert sorted(i for i, _ in ran) == list(range(8))
+            assert {a for _, a in ran} == set(gpu_addr)
+            # unannotated tasks may go anywhere; annotate_gpu(False) adds nothing
+            with cluster.annotate_gpu(False):
+                t = dask.delayed(lambda: 1)()
+            assert t.compute() == 1
+    finally:
+        p = dask_cluster.workers.pop("gpu")
+        os.killpg(p.pid, signal.SIGTERM)
+        p.wait(timeout=30)
+        _wait_for(lambda: dask_cluster.n_workers() == 2, 60, "the GPU worker to leave")
+
+
+def test_parse_resources():
+    assert cluster.parse_resources("GPU=1,MEM=2e9") == {"GPU": 1.0, "MEM": 2e9}
+    assert cluster.parse_resources(None) == {}
+    with pytest.raises(NeuroxrError, match="NAME=NUMBER"):
+        cluster.parse_resources("GPU")
