@@ -1,0 +1,78 @@
+"""``neuroxr ingest allen`` and ``neuroxr fetch allen``: the Allen Brain Observatory."""
+from __future__ import annotations
+
+import sys
+
+from ._common import add_cluster_args, add_overwrite_arg, subcommand_group
+
+
+def register(sub) -> None:
+    ingest = subcommand_group(sub, "ingest", "bring recordings into a study (responses.zarr, stimuli.zarr)")
+    p = ingest.add_parser(
+        "allen", help="the natural-scenes sessions of an AllenSDK Brain Observatory cache",
+        description="Read an AllenSDK BrainObservatoryCache directory (manifest.json, ophys_experiments.json, "
+                    "cell_specimens.json, ophys_experiment_data/<id>.nwb, ophys_experiment_events/<id>_events.npz) "
+                    "and write STUDY/responses.zarr (trials per neuron, image and trial) and STUDY/stimuli.zarr. "
+                    "Nothing is downloaded: get the files with `neuroxr fetch allen` or AllenSDK.")
+    p.add_argument("study", metavar="STUDY", help="study directory")
+    p.add_argument("--cache", required=True, metavar="DIR", help="AllenSDK cache directory (or its manifest.json)")
+    p.add_argument("--response", choices=("events", "dff"), default="events",
+                   help="per trial: sum of events (default) or mean dF/F over the presentation window")
+    p.add_argument("--session", default="three_session_B", help="session type with the natural scenes")
+    p.add_argument("--areas", nargs="+", metavar="AREA", default=None, help="e.g. VISp VISl")
+    p.add_argument("--cre-lines", nargs="+", metavar="CRE", default=None,
+                   help="full names, driver names (Cux2) or excitatory/inhibitory")
+    p.add_argument("--containers", nargs="+", type=int, metavar="ID", default=None, help="experiment container ids")
+    p.add_argument("--include-failed", action="store_true", help="also experiments of failed containers")
+    p.add_argument("--chunk-neurons", type=int, default=1024, metavar="N", help="neurons per stored chunk")
+    add_overwrite_arg(p)
+    add_cluster_args(p)
+    p.set_defaults(func=_ingest)
+
+    fetch = subcommand_group(sub, "fetch", "download public data sets")
+    f = fetch.add_parser(
+        "allen", help="download Allen Brain Observatory natural-scenes experiments into an AllenSDK cache",
+        description="Download ophys_experiments.json, cell_specimens.json, experiment_containers.json and, for "
+                    "each selected three_session_B experiment, its NWB file and events .npz from the public S3 "
+                    "bucket allen-brain-observatory (visual-coding-2p/), into the AllenSDK cache layout. "
+                    "Interrupted downloads resume; files are verified by size (and MD5 when the server gives one); "
+                    "files already present and verified are not downloaded again.")
+    f.add_argument("cache_dir", metavar="ALLEN_CACHE_DIR")
+    f.add_argument("--containers", nargs="+", type=int, metavar="ID", default=None)
+    f.add_argument("--areas", nargs="+", metavar="AREA", default=None)
+    f.add_argument("--cre-lines", nargs="+", metavar="CRE", default=None)
+    f.add_argument("--experiments", nargs="+", type=int, metavar="ID", default=None, help="ophys experiment ids")
+    f.add_argument("--session", default="three_session_B")
+    f.add_argument("--no-events", action="store_true", help="skip the events files (enough for --response dff)")
+    f.add_argument("--base-url", default=None, metavar="URL",
+                   help="mirror in the bucket's layout (default https://allen-brain-observatory.s3.amazonaws.com/"
+                        "visual-coding-2p)")
+    f.add_argument("--retries", type=int, default=5, help="resumes after dropped connections per file")
+    f.add_argument("--quiet", action="store_true", help="no progress bars")
+    f.add_argument("--debug", action="store_true", help="show full tracebacks")
+    f.set_defaults(func=_fetch)
+
+
+def _ingest(args):
+    from ..cluster import client_from_args
+    from ..io.allen import ingest_allen
+
+    with client_from_args(args):
+        ds = ingest_allen(args.study, args.cache, response=args.response, session=args.session, areas=args.areas,
+                          cre_lines=args.cre_lines, containers=args.containers, overwrite=args.overwrite,
+                          include_failed=args.include_failed, chunk_neurons=args.chunk_neurons)
+    n_exp = len(set(ds["experiment"].values.tolist()))
+    print(f"neuroxr: {args.study}: {ds.sizes['neuron']} neurons from {n_exp} experiments x {ds.sizes['image']} "
+          f"images x {ds.sizes['trial']} trials ({args.response})")
+    return 0
+
+
+def _fetch(args):
+    from ..io.fetch import DEFAULT_BASE_URL, fetch_allen
+
+    done = fetch_allen(args.cache_dir, containers=args.containers, areas=args.areas, cre_lines=args.cre_lines,
+                       base_url=args.base_url or DEFAULT_BASE_URL, session=args.session, events=not args.no_events,
+                       experiments=args.experiments, retries=args.retries, progress=not args.quiet)
+    print(f"neuroxr: {args.cache_dir}: {len(done['experiments'])} experiments; {len(done['downloaded'])} files "
+          f"downloaded, {len(done['present'])} already present", file=sys.stderr)
+    return 0

@@ -1,0 +1,364 @@
+"""Download the Allen Brain Observatory files the reader needs into an AllenSDK cache layout.
+
+Source: the Allen Institute's public S3 bucket ``allen-brain-observatory`` (an AWS Open Data
+set, read anonymously over HTTPS), prefix ``visual-coding-2p/``.  It holds the same files a
+``BrainObservatoryCache`` stores, under the same relative paths::
+
+    <base_url>/ophys_experiments.json
+    <base_url>/cell_specimens.json
+    <base_url>/experiment_containers.json
+    <base_url>/ophys_experiment_data/<id>.nwb
+    <base_url>/ophys_experiment_events/<id>_events.npz
+
+so a directory filled by :func:`fetch_allen` is also a valid AllenSDK cache (we write the
+standard version-1.3 ``manifest.json``), and an existing AllenSDK cache is completed in place.
+We chose the bucket over the RMA API (``api.brain-map.org``, which AllenSDK queries) because its
+files are static, support HTTP ``Range`` (resume), and report their size and, for files uploaded
+in one part, their MD5 (``ETag``); the RMA queries return JSON whose shape differs from the cached
+files and stream well-known files without a checksum.
+
+Every file is downloaded into ``<name>.part`` and resumed from there (HTTP ``Range``) after a
+dropped connection or an interrupted run; it is moved into place only once its size (and MD5 when
+the server gives one) is verified, else the ``.part`` is deleted and the file refused.  Files
+already present with the server's size (and MD5) are not downloaded again; a small record,
+``.neuroxr_fetch.json``, remembers verified files so they are not re-hashed on every run.
+Only the Python standard library (``urllib``) is used.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import re
+import socket
+import time
+import urllib.error
+import urllib.request
+import warnings
+from pathlib import Path
+
+from ..errors import NeuroxrError
+
+DEFAULT_BASE_URL = "https://allen-brain-observatory.s3.amazonaws.com/visual-coding-2p"
+#: remote path of each manifest key, relative to ``base_url``
+REMOTE = {
+    "EXPERIMENTS": "ophys_experiments.json",
+    "CELL_SPECIMENS": "cell_specimens.json",
+    "EXPERIMENT_CONTAINERS": "experiment_containers.json",
+    "EXPERIMENT_DATA": "ophys_experiment_data/%d.nwb",
+    "EVENTS_DATA": "ophys_experiment_events/%d_events.npz",
+}
+RECORD = ".neuroxr_fetch.json"
+_CHUNK = 1 << 20
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
+
+#: what ``BrainObservatoryCache.build_manifest`` writes (manifest version 1.3)
+MANIFEST = {"manifest": [
+    {"type": "manifest_version", "value": "1.3"},
+    {"type": "dir", "spec": ".", "key": "BASEDIR"},
+    {"parent_key": "BASEDIR", "type": "file", "spec": "experiment_containers.json", "key": "EXPERIMENT_CONTAINERS"},
+    {"parent_key": "BASEDIR", "type": "file", "spec": "ophys_experiments.json", "key": "EXPERIMENTS"},
+    {"parent_key": "BASEDIR", "type": "file", "spec": "ophys_experiment_data/%d.nwb", "key": "EXPERIMENT_DATA"},
+    {"parent_key": "BASEDIR", "type": "file", "spec": "ophys_experiment_analysis/%d_%s_analysis.h5",
+     "key": "ANALYSIS_DATA"},
+    {"parent_key": "BASEDIR", "type": "file", "spec": "ophys_experiment_events/%d_events.npz", "key": "EVENTS_DATA"},
+    {"parent_key": "BASEDIR", "type": "file", "spec": "cell_specimens.json", "key": "CELL_SPECIMENS"},
+    {"parent_key": "BASEDIR", "type": "file", "spec": "stimulus_mappings.json", "key": "STIMULUS_MAPPINGS"},
+    {"parent_key": "BASEDIR", "type": "file",
+     "spec": "ophys_eye_gaze_mapping/%d_eyetracking_dlc_to_screen_mapping.h5", "key": "EYE_GAZE_DATA"},
+]}
+
+
+class DownloadError(NeuroxrError):
+    """A file could not be downloaded (after retries); a ``.part`` may be kept for resuming."""
+
+
+class VerificationError(DownloadError):
+    """A downloaded file has the wrong size or checksum; nothing of it was kept."""
+
+
+_TRANSIENT = (http.client.IncompleteRead, http.client.RemoteDisconnected, http.client.BadStatusLine,
+              ConnectionError, socket.timeout, TimeoutError)
+
+
+def _md5(path, chunk=_CHUNK) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(chunk), b""):
+            h.update(b)
+    return h.hexdigest()
+
+
+def head_file(url, timeout=60) -> dict:
+    """``{"size": int | None, "etag": str | None}`` of a remote file (HTTP HEAD)."""
+    req = urllib.request.Request(url, method="HEAD")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        size = r.headers.get("Content-Length")
+        etag = (r.headers.get("ETag") or "").strip().strip('"') or None
+    return {"size": int(size) if size is not None else None, "etag": etag}
+
+
+def download_file(url, dest, *, size=None, md5=None, retries=5, timeout=60, progress=True, desc=None,
+                  backoff=0.5) -> Path:
+    """Download ``url`` to ``dest`` through ``dest.part``, resuming and verifying.
+
+    Parameters
+    ----------
+    size : int, optional
+        Expected size in bytes (from HEAD or a catalog).  A server answer of another length is
+        refused at once.
+    md5 : str, optional
+        Expected MD5 hex digest, checked on the complete file.
+    retries : int
+        How many dropped connections to resume from before giving up (the ``.part`` is kept, so
+        running again resumes).
+
+    Raises
+    ------
+    VerificationError
+        Wrong size or checksum: the ``.part`` is deleted and ``dest`` not created.
+    DownloadError
+        The server kept failing; the partial file is kept for the next run.
+    """
+    from tqdm.auto import tqdm
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    attempt = 0
+    bar = tqdm(total=size, initial=0, unit="B", unit_scale=True, unit_divisor=1024, desc=desc or dest.name,
+               disable=not progress, leave=False, dynamic_ncols=True)
+    try:
+        while True:
+            offset = part.stat().st_size if part.exists() else 0
+            if size is not None and offset > size:
+                part.unlink()
+                offset = 0
+            if size is not None and offset == size:
+                break
+            bar.n = offset
+            bar.refresh()
+            req = urllib.request.Request(url)
+            if offset:
+                req.add_header("Range", f"bytes={offset}-")
+            try:
+                with urllib.request.urlopen(req, timeout=timeout) as r:
+                    length = r.headers.get("Content-Length")
+                    length = int(length) if length is not None else None
+                    if r.status == 206:
+                        m = re.match(r"bytes (\d+)-(\d+)/(\d+|\*)", r.headers.get("Content-Range", ""))
+                        if not m or int(m.group(1)) != offset:
+                            part.unlink(missing_ok=True)       # server answered another range: start over
+                            continue
+                        total = None if m.group(3) == "*" else int(m.group(3))
+                    else:                                     # 200: the whole file
+                        offset = 0
+                        total = length
+                    if size is not None and total is not None and total != size:
+                        part.unlink(missing_ok=True)
+                        raise VerificationError(
+                            f"{url}: the server sends {total} bytes but announced {size}; refused, nothing kept "
+                            f"(the file on the server changed or is wrong; try again later or check --base-url)")
+                    if size is None:
+                        size = total
+                        bar.total = size
+                    got = 0
+                    with open(part, "ab" if offset else "wb") as out:
+                        while True:
+                            b = r.read(_CHUNK)
+                            if not b:
+                                break
+                            out.write(b)
+                            got += len(b)
+                            bar.update(len(b))
+                    if length is not None and got < length:
+                        raise http.client.IncompleteRead(b"", length - got)
+                    if size is None:                          # no length anywhere: trust the close
+                        size = offset + got
+            except urllib.error.HTTPError as exc:
+                if exc.code == 416 and offset and size is not None and offset == size:
+                    break
+                if exc.code == 416:
+                    part.unlink(missing_ok=True)
+                    continue
+                if exc.code in (500, 502, 503, 504) and attempt < retries:
+                    attempt += 1
+                    time.sleep(backoff * attempt)
+                    continue
+                raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; check --base-url and the experiment ids"
+                                    ) from None
+            except _TRANSIENT + (urllib.error.URLError,) as exc:
+                if isinstance(exc, urllib.error.URLError) and not isinstance(
+                        getattr(exc, "reason", None), (socket.timeout, TimeoutError, ConnectionError)):
+                    raise DownloadError(f"{url}: {exc.reason}; check your network and --base-url") from None
+                attempt += 1
+                if attempt > retries:
+                    have = part.stat().st_size if part.exists() else 0
+                    raise DownloadError(
+                        f"{url}: connection failed {attempt} times ({type(exc).__name__}); {have} bytes kept in "
+                        f"{part}: run the same command again to resume") from None
+                time.sleep(backoff * attempt)
+                continue
+    finally:
+        bar.close()
+    have = part.stat().st_size if part.exists() else 0
+    if size is not None and have != size:
+        part.unlink(missing_ok=True)
+        raise VerificationError(f"{url}: got {have} bytes, expected {size}; refused, nothing kept")
+    if md5 is not None:
+        got_md5 = _md5(part)
+        if got_md5 != md5:
+            part.unlink(missing_ok=True)
+            raise VerificationError(f"{url}: MD5 {got_md5} differs from the server's {md5}; refused, nothing kept "
+                                    "(run again; if it persists the file on the server is damaged)")
+    os.replace(part, dest)
+    return dest
+
+
+def _load_record(root) -> dict:
+    try:
+        with open(Path(root) / RECORD) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _save_record(root, rec):
+    p = Path(root) / RECORD
+    tmp = p.with_name(p.name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(rec, f, indent=1, sort_keys=True)
+    os.replace(tmp, p)
+
+
+def ensure_file(url, dest, *, root, record, retries=5, timeout=60, progress=True, check_json=False) -> str:
+    """Make ``dest`` a verified copy of ``url``; returns ``"present"`` or ``"downloaded"``."""
+    dest = Path(dest)
+    rel = os.path.relpath(dest, root)
+    try:
+        info = head_file(url, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; check --base-url and the experiment ids") from None
+    except (urllib.error.URLError,) + _TRANSIENT as exc:
+        if dest.exists():
+            warnings.warn(f"{dest}: kept without checking ({url} unreachable: {exc})", stacklevel=2)
+            return "present"
+        raise DownloadError(f"{url}: unreachable ({getattr(exc, 'reason', exc)}); check your network and --base-url"
+                            ) from None
+    size, etag = info["size"], info["etag"]
+    md5 = etag if etag and _MD5.match(etag) else None
+    if dest.exists():
+        st = dest.stat()
+        r = record.get(rel)
+        if r and r.get("size") == st.st_size == size and r.get("mtime_ns") == st.st_mtime_ns and r.get("etag") == etag:
+            return "present"
+        if (size is None or st.st_size == size) and (md5 is None or _md5(dest) == md5):
+            record[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "etag": etag}
+            return "present"
+        warnings.warn(f"{dest}: differs from {url} (size {st.st_size} vs {size}); downloading it again", stacklevel=2)
+    download_file(url, dest, size=size, md5=md5, retries=retries, timeout=timeout, progress=progress, desc=rel)
+    if check_json:
+        try:
+            with open(dest) as f:
+                json.load(f)
+        except json.JSONDecodeError as exc:
+            dest.unlink()
+            raise VerificationError(f"{url}: not valid JSON ({exc}); refused, nothing kept") from None
+    st = dest.stat()
+    record[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "etag": etag}
+    return "downloaded"
+
+
+def fetch_allen(cache_dir, containers=None, areas=None, cre_lines=None, base_url: str = DEFAULT_BASE_URL, *,
+                session: str = "three_session_B", events: bool = True, include_failed: bool = False,
+                experiments=None, retries: int = 5, timeout: float = 60, progress: bool = True) -> dict:
+    """Download the natural-scenes experiments (and the metadata) into an AllenSDK cache directory.
+
+    Parameters
+    ----------
+    cache_dir : path-like
+        Cache directory; created with a standard ``manifest.json`` if it has none.  An existing
+        AllenSDK cache (``manifest.json`` there or in ``brain_observatory/``) is completed in place.
+    containers, areas, cre_lines : list, optional
+        Only experiments of these experiment containers, areas (``VISp`` ...) and Cre lines
+        (same matching as :func:`neuroxr.io.allen.select_experiments`).
+    base_url : str
+        Where the files live, in the layout of the S3 bucket (default: the public bucket).
+    session : str
+        Session type to fetch (``three_session_B`` holds the natural scenes).
+    events : bool
+        Also fetch ``ophys_experiment_events/<id>_events.npz`` (needed by ``--response events``).
+    experiments : list of int, optional
+        Only these ophys experiment ids.
+
+    Returns
+    -------
+    dict
+        ``{"downloaded": [paths], "present": [paths], "experiments": [ids]}``.
+
+    Raises
+    ------
+    DownloadError
+        After trying every file, listing those that failed (verified files are kept; a file that
+        failed verification is not).
+    """
+    from . import allen
+
+    base_url = base_url.rstrip("/")
+    root = Path(cache_dir).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        cache = allen.open_allen_cache(root)
+        if not any((cache.root / n).is_file() for n in ("manifest.json",)):
+            raise FileNotFoundError
+    except (FileNotFoundError, NeuroxrError):
+        with open(root / "manifest.json", "w") as f:
+            json.dump(MANIFEST, f, indent=2)
+        cache = allen.open_allen_cache(root)
+    croot = cache.root
+    record = _load_record(croot)
+    done: dict = {"downloaded": [], "present": [], "experiments": []}
+    failed: dict = {}
+
+    def get(key, *args, check_json=False):
+        dest = cache.path(key, *args)
+        url = f"{base_url}/{REMOTE[key] % args if args else REMOTE[key]}"
+        try:
+            how = ensure_file(url, dest, root=croot, record=record, retries=retries, timeout=timeout,
+                              progress=progress, check_json=check_json)
+            done[how].append(dest)
+        except DownloadError as exc:
+            failed[str(dest)] = str(exc)
+        finally:
+            _save_record(croot, record)
+
+    try:
+        for key in ("EXPERIMENTS", "CELL_SPECIMENS", "EXPERIMENT_CONTAINERS"):
+            get(key, check_json=True)
+        if str(cache.path("EXPERIMENTS")) in failed:
+            raise DownloadError(f"{cache.path('EXPERIMENTS')}: {failed[str(cache.path('EXPERIMENTS'))]}")
+        sel = allen.select_experiments(cache, session, areas, cre_lines, containers, include_failed)
+        if experiments is not None:
+            sel = sel[sel.index.isin([int(e) for e in experiments])]
+        if sel.empty:
+            raise DownloadError(f"no {session} experiment in {cache.path('EXPERIMENTS')} matches areas={areas}, "
+                                f"cre_lines={cre_lines}, containers={containers}")
+        from tqdm.auto import tqdm
+
+        for eid in tqdm(list(sel.index), desc="experiments", unit="exp", disable=not progress):
+            get("EXPERIMENT_DATA", int(eid))
+            if events:
+                get("EVENTS_DATA", int(eid))
+            done["experiments"].append(int(eid))
+    finally:
+        _save_record(croot, record)
+    if failed:
+        lines = "\n  ".join(f"{k}: {v}" for k, v in failed.items())
+        raise DownloadError(f"{len(failed)} of {len(failed) + len(done['downloaded']) + len(done['present'])} "
+                            f"files failed (the others are in place; run again to retry):\n  {lines}")
+    return done
+
+
+__all__ = ["fetch_allen", "download_file", "head_file", "ensure_file", "DownloadError", "VerificationError",
+           "DEFAULT_BASE_URL", "MANIFEST"]
