@@ -54,7 +54,7 @@ _META_ALIASES = {
     "experiment_container_id": "container", "container_id": "container",
     "p_run_mod_ns": "p_run_mod", "p_ns": "p_image", "reliability": "splithalf_r",
 }
-_ID_COLUMNS = ("neuron", "neuron_id", "cell_specimen_id", "neuroid_id", "id")
+_ID_COLUMNS = ("neuron", "neuron_id", "cell_specimen_id", "id")
 _FLOAT_COORDS = ("depth_um", "p_run_mod", "p_image", "splithalf_r")
 _STRING_COORDS = ("area", "cre_line", "cortical_layer")
 
@@ -137,9 +137,8 @@ def read_array(spec):
                 raise SchemaError(f"{path}: no array {key!r}; it holds {names}")
             return z[key]
     if kind in (".csv", ".txt", ".tsv"):
-        sep = "\t" if kind == ".tsv" else None
         try:
-            df = pd.read_csv(path, sep=sep, engine="python", header=None)
+            df = pd.read_csv(path, sep=_csv_sep(path), header=None)
         except Exception as exc:
             raise SchemaError(f"{path}: cannot be read as a table ({exc})") from exc
         return df.to_numpy()
@@ -233,13 +232,23 @@ def read_brainio_assembly(path, variable=None, *, time_bins="mean") -> xr.Datase
     return out
 
 
+def _csv_sep(path: Path) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        head = f.readline()
+    if "\t" in head:
+        return "\t"
+    if ";" in head and "," not in head:
+        return ";"
+    return ","
+
+
 def read_neuron_table(spec) -> pd.DataFrame:
     """Read a neuron metadata CSV (one row per neuron); column names mapped to the contract."""
     path = Path(spec)
     if not path.exists():
         raise MissingDataError(f"{path} does not exist (neuron metadata)")
     try:
-        df = pd.read_csv(path, sep=None, engine="python")
+        df = pd.read_csv(path, sep=_csv_sep(path))
     except Exception as exc:
         raise SchemaError(f"{path}: cannot be read as a CSV table ({exc})") from exc
     return _normalise_meta(df, source=path)
@@ -668,7 +677,7 @@ def read_rdms(spec, sites=None) -> tuple[np.ndarray, list]:
         raise MissingDataError(f"{path} does not exist (RDMs)")
     if _suffix(path) in (".csv", ".tsv", ".txt"):
         try:
-            df = pd.read_csv(path, sep=None, engine="python")
+            df = pd.read_csv(path, sep=_csv_sep(path))
         except Exception as exc:
             raise SchemaError(f"{path}: cannot be read as a CSV table ({exc})") from exc
         m = len(df)
@@ -847,7 +856,9 @@ def ingest_arrays(
     img, img_src = _load(images, "images")
     resp, resp_src = _load(responses, "responses")
     tri, tri_src = _load(trials, "trials")
+    ids_src = "neuron ids"
     if neuron_ids is not None and isinstance(neuron_ids, (str, Path)):
+        ids_src = parse_source(neuron_ids)[0]
         neuron_ids = read_ids(neuron_ids)
     meta = None
     meta_src = None
@@ -857,48 +868,38 @@ def ingest_arrays(
         else:
             meta, meta_src = neurons, "neuron metadata"
 
-    labelled = None  # a responses Dataset read from a labelled file
-    for obj, src in ((resp, resp_src), (tri, tri_src)):
-        if isinstance(obj, xr.Dataset):
-            if labelled is not None:
-                raise SchemaError(f"{src}: give one labelled responses file, not two")
-            labelled = (obj, src)
+    # labelled inputs (netCDF, Zarr, BrainIO) -> Datasets with the store's dim names
+    resp = _as_labelled(resp, S.MEAN, resp_src)
+    tri = _as_labelled(tri, S.TRIALS, tri_src)
     image_ids = None
-    if labelled is not None:
-        lds, src = labelled
-        mean_in = lds[S.MEAN] if S.MEAN in lds else None
-        tri_in = lds[S.TRIALS] if S.TRIALS in lds else None
-        if mean_in is None and tri_in is None:
-            raise SchemaError(f"{src}: no variable 'mean' or 'trials' (found {list(lds.data_vars)})")
-        ref = mean_in if mean_in is not None else tri_in
-        nd = [d for d in ref.dims if d in (S.NEURON,)]
+    labelled = [(o, s) for o, s in ((resp, resp_src), (tri, tri_src)) if isinstance(o, xr.Dataset)]
+    mean_arr = resp[S.MEAN] if isinstance(resp, xr.Dataset) and S.MEAN in resp else resp
+    tri_arr = tri[S.TRIALS] if isinstance(tri, xr.Dataset) and S.TRIALS in tri else tri
+    if isinstance(resp, xr.Dataset) and tri is None and S.TRIALS in resp:
+        tri_arr = resp[S.TRIALS]
+    if isinstance(mean_arr, xr.Dataset) or isinstance(tri_arr, xr.Dataset):
+        lds, src = labelled[0]
+        raise SchemaError(f"{src}: no variable 'mean' or 'trials' (found {list(lds.data_vars)})")
+    source = resp_src or tri_src
+    if labelled:
+        lds, src = labelled[0]
+        source = src
         lmeta = pd.DataFrame({
             str(c): np.asarray(lds[c].values) for c in lds.coords
             if lds[c].dims == (S.NEURON,) and c != S.NEURON
-        }) if nd else None
-        lids = lds[S.NEURON].values if S.NEURON in lds.coords else None
-        image_ids = lds[S.IMAGE].values if S.IMAGE in lds.coords and lds[S.IMAGE].dtype.kind in "iu" else None
-        if resp is not None and not isinstance(resp, xr.Dataset):
-            mean_in = resp
-        if tri is not None and not isinstance(tri, xr.Dataset):
-            tri_in = tri
-        mean_arr, tri_arr = mean_in, tri_in
-        if meta is None:
+        }, index=range(lds.sizes.get(S.NEURON, 0))) if S.NEURON in lds.dims else None
+        if meta is None and lmeta is not None and len(lmeta.columns):
             meta, meta_src = lmeta, src
+        lids = lds[S.NEURON].values if S.NEURON in lds.coords else None
         if neuron_ids is None and lids is not None and np.asarray(lids).dtype.kind in "iu":
             neuron_ids = lids
-        source = src
-    else:
-        mean_arr, tri_arr = resp, tri
-        source = resp_src or tri_src
+        if S.IMAGE in lds.coords and lds[S.IMAGE].dtype.kind in "iu":
+            image_ids = lds[S.IMAGE].values
     # plain arrays are samples first: (image, neuron[, trial]) -> (neuron, image[, trial])
     if mean_arr is not None and not isinstance(mean_arr, xr.DataArray):
         mean_arr = np.asarray(mean_arr)
         _check_numeric(mean_arr, "responses", 2, resp_src)
         mean_arr = mean_arr.T
-    elif isinstance(mean_arr, xr.DataArray) and S.IMAGE in mean_arr.coords and image_ids is None \
-            and mean_arr[S.IMAGE].dtype.kind in "iu":
-        image_ids = mean_arr[S.IMAGE].values
     if tri_arr is not None and not isinstance(tri_arr, xr.DataArray):
         tri_arr = np.asarray(tri_arr)
         _check_numeric(tri_arr, "trials", 3, tri_src)
@@ -914,7 +915,7 @@ def ingest_arrays(
     # constant metadata
     consts = {"area": area, "cre_line": cre_line, "depth_um": depth_um}
     if any(v is not None for v in consts.values()):
-        n = int(_shape_store(mean_arr if mean_arr is not None else tri_arr, None)[0])
+        n = int(_shape_store(mean_arr if mean_arr is not None else tri_arr, (S.NEURON,))[0])
         meta = pd.DataFrame(index=range(n)) if meta is None else _normalise_meta(meta, meta_src)
         for k, v in consts.items():
             if v is None:
@@ -930,17 +931,19 @@ def ingest_arrays(
             meta[k] = v
     settings = {"area": area, "cre_line": cre_line, "depth_um": depth_um}
     inputs = {k: _inputs_entry(v) for k, v in
-              dict(images=images, responses=responses, trials=trials, neurons=neurons, neuron_ids=None).items()
+              dict(images=images, responses=responses, trials=trials, neurons=neurons).items()
               if v is not None}
-    try:
-        rds = build_responses_dataset(
-            mean=mean_arr, trials=tri_arr, neuron_ids=neuron_ids, meta=meta, image_ids=image_ids,
-            source=source, attrs=_store.provenance(settings, inputs),
-        )
-    except SchemaError as exc:
-        if meta_src is not None and "metadata" in str(exc) and str(meta_src) not in str(exc):
-            raise SchemaError(f"{meta_src}: {exc}") from None
-        raise
+    # metadata and ids are checked here so their errors name their own files
+    n_neuron = int(_shape_store(mean_arr if mean_arr is not None else tri_arr, (S.NEURON,))[0])
+    if neuron_ids is not None:
+        neuron_ids = _check_ids(neuron_ids, n_neuron, "neuron", ids_src)
+    if meta is not None:
+        meta, neuron_ids = _align_meta(meta, neuron_ids, n_neuron, meta_src)
+        _meta_coords(meta, n_neuron, meta_src)
+    rds = build_responses_dataset(
+        mean=mean_arr, trials=tri_arr, neuron_ids=neuron_ids, meta=meta, image_ids=image_ids,
+        source=source, attrs=_store.provenance(settings, inputs),
+    )
     rds.attrs["source"] = "arrays"
     out = {S.RESPONSES_STORE: rds}
     if img is not None:
@@ -955,6 +958,27 @@ def ingest_arrays(
         out[S.STIMULI_STORE] = sds
     _check_study(study, out, overwrite)
     return _write_all(study, out, overwrite)
+
+
+def _as_labelled(obj, name, src):
+    """A labelled input as a Dataset with the store's dim names (plain arrays pass through)."""
+    if isinstance(obj, xr.DataArray):
+        obj = obj.to_dataset(name=name) if obj.name is None or obj.name not in obj.coords else \
+            obj.rename(None).to_dataset(name=name)
+        if obj[name].name != name:
+            obj = obj.rename({list(obj.data_vars)[0]: name})
+    if not isinstance(obj, xr.Dataset):
+        return obj
+    ren = {}
+    for d in obj.dims:
+        for target, aliases in _DIM_ALIASES.items():
+            if str(d).lower() in aliases and d != target:
+                ren[d] = target
+    if ren:
+        if any(t in obj.variables and t not in ren for t in ren.values()):
+            raise SchemaError(f"{src}: cannot rename dims {ren}: a variable already has that name")
+        obj = obj.rename(ren)
+    return obj
 
 
 def _shape_store(arr, dims):
