@@ -1,0 +1,436 @@
+"""The model zoo: the catalog of architectures and :func:`load_model`.
+
+Every model comes from ``catalogs/models.csv`` (torchvision, timm, the lightly/SimCLR AlexNet
+of the second study and the non-network baselines) or ``catalogs/taskonomy.csv`` (the 24
+Taskonomy encoders).  Names outside the catalogs that timm or torchvision know are loaded too,
+with the preprocessing timm resolves for them.
+
+Weights
+-------
+``random``
+    The architecture's own initialisation under ``torch.manual_seed(seed)``: deterministic.
+``trained``
+    torchvision / timm pretrained weights (Taskonomy: the public encoder checkpoints) from the
+    local torch hub or Hugging Face cache, downloaded when online.  Absent and offline:
+    :class:`~neuroxr.errors.MissingDataError` saying where to put the file.  Set
+    ``NEUROXR_OFFLINE=1`` (or ``HF_HUB_OFFLINE=1``) to never try the network.
+a path
+    A local checkpoint loaded with ``torch.load(weights_only=True)``: a plain state dict, or a
+    dict holding one under ``model_state_dict`` (SimCLR checkpoints of the second study) or
+    ``state_dict`` (Taskonomy, Lightning).  ``weights`` records the file's sha256.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import MissingDataError, NeuroxrError
+
+MODELS_CATALOG = "models.csv"
+TASKONOMY_CATALOG = "taskonomy.csv"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_TRANSFORMER_HINTS = ("vit", "deit", "swin", "beit", "convit", "coat", "levit", "cait", "xcit", "pit_",
+                      "tnt", "twins", "crossvit", "eva", "maxvit", "efficientformer", "mobilevit")
+_MIXER_HINTS = ("mixer", "resmlp", "gmlp", "mlp")
+
+
+class UnknownModelError(NeuroxrError, KeyError):
+    """A model name that neither the catalogs nor timm/torchvision know."""
+
+    def __str__(self):  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CheckpointMismatchError(NeuroxrError, ValueError):
+    """A checkpoint whose keys or shapes do not fit the architecture."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for extraction, in eval mode, with its preprocessing.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+    name : str
+        The catalog name (also the features store's name).
+    weights : str
+        ``'random'``, ``'trained'`` or the sha256 of the checkpoint file.
+    family, source : str
+        Catalog family (cnn, transformer, mlp-mixer, taskonomy, ssl, baseline) and source
+        (torchvision, timm, taskonomy, lightly, neuroxr).
+    input_size : int
+        Square side in pixels the images are resized to; 0 keeps the stimuli's own size.
+    mean, std : tuple of float
+        Per-channel normalisation after scaling pixels to [0, 1].
+    interpolation : str
+        ``'bilinear'`` or ``'bicubic'`` (anti-aliased resize).
+    channels : int
+        3 for networks (grayscale repeated), 1 for baselines.
+    rescale : bool
+        Scale 0..255 stimuli to [0, 1] first (False only for the ``pixels`` baseline).
+    """
+
+    model: object
+    name: str
+    weights: str
+    family: str
+    source: str
+    input_size: int
+    mean: tuple
+    std: tuple
+    interpolation: str = "bilinear"
+    channels: int = 3
+    rescale: bool = True
+    constructor: str = ""
+    seed: int = 0
+    device: str = "cpu"
+    info: dict = field(default_factory=dict)
+
+    def settings(self) -> dict:
+        """The preprocessing and weights as a plain dict (for provenance)."""
+        return {
+            "model": self.name, "weights": self.weights, "family": self.family, "source": self.source,
+            "constructor": self.constructor, "seed": self.seed, "input_size": self.input_size,
+            "mean": list(self.mean), "std": list(self.std), "interpolation": self.interpolation,
+            "channels": self.channels, "rescale": self.rescale,
+        }
+
+
+# --------------------------------------------------------------------------- catalog
+def _floats(s) -> tuple:
+    return tuple(float(v) for v in str(s).split())
+
+
+def list_models(family: str | None = None, source: str | None = None, catalog=None) -> pd.DataFrame:
+    """The model catalog as a DataFrame, optionally restricted to one family and/or source.
+
+    Parameters
+    ----------
+    family : str, optional
+        ``cnn``, ``transformer``, ``mlp-mixer``, ``taskonomy``, ``ssl`` or ``baseline``.
+    source : str, optional
+        ``torchvision``, ``timm``, ``taskonomy``, ``lightly`` or ``neuroxr`` (baselines).
+    catalog : path, optional
+        Another models CSV with the same columns (default: ``catalogs/models.csv`` plus the
+        Taskonomy encoders of ``catalogs/taskonomy.csv``).
+
+    Returns
+    -------
+    DataFrame
+        One row per model: ``model, family, source, constructor, input_size, interpolation,
+        mean, std, params, top1, weights_file`` (Taskonomy rows add ``task, cluster``).
+    """
+    from ..catalogs import read_catalog
+
+    df = read_catalog(catalog or MODELS_CATALOG)
+    if catalog is None:
+        tk = read_catalog(TASKONOMY_CATALOG)
+        tk = pd.DataFrame({
+            "model": tk["model"], "family": "taskonomy", "source": "taskonomy", "constructor": "taskonomy_encoder",
+            "input_size": 256, "interpolation": "bilinear", "mean": "0.5 0.5 0.5", "std": "0.5 0.5 0.5",
+            "params": _taskonomy_params(), "top1": np.nan, "weights_file": tk["encoder_file"],
+            "task": tk["task"], "cluster": tk["cluster"],
+        })
+        df = pd.concat([df, tk], ignore_index=True)
+    for col, val in (("family", family), ("source", source)):
+        if val is not None:
+            known = sorted(df[col].dropna().unique())
+            if val not in known:
+                raise ValueError(f"unknown {col} {val!r}; the catalog has {', '.join(known)}")
+            df = df[df[col] == val]
+    return df.reset_index(drop=True)
+
+
+def _taskonomy_params() -> int:
+    return 23_524_288  # ResNet-50 trunk without fc + compress1/compress_bn (counted from TaskonomyEncoder)
+
+
+def find_model_row(name: str, catalog=None) -> dict | None:
+    """The catalog row of ``name`` as a dict, or None."""
+    df = list_models(catalog=catalog)
+    hit = df[df["model"] == name]
+    if len(hit):
+        return hit.iloc[0].to_dict()
+    return None
+
+
+def suggest_models(name: str, catalog=None, n: int = 5) -> list[str]:
+    names = list(list_models(catalog=catalog)["model"])
+    return difflib.get_close_matches(name, names, n=n, cutoff=0.5)
+
+
+def _unknown(name, catalog=None):
+    near = suggest_models(name, catalog)
+    hint = f"; did you mean {', '.join(near)}?" if near else ""
+    return UnknownModelError(
+        f"unknown model {name!r} (not in the catalog, timm or torchvision){hint} "
+        "List the catalog with `neuroxr models`."
+    )
+
+
+def _row_for(name: str, catalog=None) -> dict:
+    row = find_model_row(name, catalog)
+    if row is not None:
+        return row
+    import timm
+    import torchvision
+
+    if name in torchvision.models.list_models():
+        return {"model": name, "family": _guess_family(name), "source": "torchvision", "constructor": name,
+                "input_size": 299 if name == "inception_v3" else 224, "interpolation": "bilinear",
+                "mean": " ".join(map(str, IMAGENET_MEAN)), "std": " ".join(map(str, IMAGENET_STD))}
+    if timm.is_model(name):
+        cfg = timm.models.get_pretrained_cfg(name)
+        size = cfg.input_size[-1] if cfg is not None else 224
+        return {"model": name, "family": _guess_family(name), "source": "timm", "constructor": name,
+                "input_size": size, "interpolation": getattr(cfg, "interpolation", "bicubic") or "bicubic",
+                "mean": " ".join(map(str, getattr(cfg, "mean", IMAGENET_MEAN))),
+                "std": " ".join(map(str, getattr(cfg, "std", IMAGENET_STD)))}
+    raise _unknown(name, catalog)
+
+
+def _guess_family(name: str) -> str:
+    n = name.lower()
+    if any(h in n for h in _MIXER_HINTS):
+        return "mlp-mixer"
+    if any(h in n for h in _TRANSFORMER_HINTS):
+        return "transformer"
+    return "cnn"
+
+
+# --------------------------------------------------------------------------- builders
+def _build(row: dict, seed: int):
+    """Construct the architecture with its own random initialisation."""
+    import torch
+
+    src, ctor = row["source"], row["constructor"]
+    torch.manual_seed(seed)
+    if src in ("torchvision", "lightly"):
+        from torchvision.models import get_model
+
+        kw = {"init_weights": True} if ctor in ("googlenet", "inception_v3") else {}
+        return get_model(ctor, weights=None, **kw)
+    if src == "timm":
+        import timm
+
+        return timm.create_model(ctor, pretrained=False)
+    if src == "taskonomy":
+        from .taskonomy import build_taskonomy_encoder
+
+        return build_taskonomy_encoder()
+    if src == "neuroxr":
+        from .baselines import build_baseline
+
+        return build_baseline(ctor, seed=seed)
+    raise ValueError(f"catalog row {row['model']!r}: unknown source {src!r}")
+
+
+def _offline() -> bool:
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("NEUROXR_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+def _hub_checkpoints() -> Path:
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _trained(row: dict, seed: int):
+    """Pretrained weights from the local cache, or downloaded when online."""
+    import torch
+
+    src, ctor, name = row["source"], row["constructor"], row["model"]
+    if src == "torchvision":
+        from torchvision.models import get_model, get_model_weights
+
+        w = get_model_weights(ctor).DEFAULT
+        fname = w.url.rsplit("/", 1)[-1]
+        target = _hub_checkpoints() / fname
+        if not target.exists() and _offline():
+            raise MissingDataError(
+                f"trained weights of {name!r} are not in the local torch hub cache and downloads are off "
+                f"(NEUROXR_OFFLINE); put {fname} (from {w.url}) at {target}, or pass --weights PATH"
+            )
+        try:
+            return get_model(ctor, weights="DEFAULT")
+        except Exception as exc:  # no network, proxy, corrupt download
+            raise MissingDataError(
+                f"trained weights of {name!r} could not be loaded ({type(exc).__name__}: {exc}); "
+                f"put {fname} (from {w.url}) at {target}, or pass --weights PATH"
+            ) from exc
+    if src == "timm":
+        import timm
+
+        cfg = timm.models.get_pretrained_cfg(ctor)
+        hub_id = getattr(cfg, "hf_hub_id", None) or ctor
+        try:
+            torch.manual_seed(seed)
+            if _offline():
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            return timm.create_model(ctor, pretrained=True)
+        except Exception as exc:
+            from huggingface_hub.constants import HF_HUB_CACHE
+
+            raise MissingDataError(
+                f"trained weights of {name!r} could not be loaded ({type(exc).__name__}); timm looks for "
+                f"the Hugging Face repo {hub_id!r} in {HF_HUB_CACHE} (download it there with "
+                f"`huggingface-cli download {hub_id}` on a machine that is online), or pass --weights PATH "
+                f"with a timm state dict of {ctor!r}"
+            ) from exc
+    if src == "taskonomy":
+        from .taskonomy import build_taskonomy_encoder, taskonomy_checkpoint_url, unwrap_taskonomy_checkpoint
+
+        fname = row.get("weights_file") or f"{row.get('task', name)}_encoder.pth"
+        url = taskonomy_checkpoint_url(row.get("task", name))
+        target = _hub_checkpoints() / fname
+        if not target.exists():
+            if _offline():
+                raise MissingDataError(
+                    f"Taskonomy weights of {name!r} are not at {target} and downloads are off; "
+                    f"put {fname} (from {url}) there, or pass --weights PATH"
+                )
+            try:
+                torch.hub.download_url_to_file(url, str(target), progress=False)
+            except Exception as exc:
+                raise MissingDataError(
+                    f"Taskonomy weights of {name!r} could not be downloaded ({type(exc).__name__}); "
+                    f"put {fname} (from {url}) at {target}, or pass --weights PATH"
+                ) from exc
+        model = build_taskonomy_encoder()
+        sd = unwrap_taskonomy_checkpoint(torch.load(target, map_location="cpu", weights_only=True))
+        _load_state_dict(model, sd, target, name)
+        return model
+    if src == "neuroxr":
+        return _build(row, seed)  # baselines have no weights
+    raise MissingDataError(
+        f"{name!r} ({src}) has no published trained weights; pass --weights PATH with a checkpoint "
+        f"(e.g. one written by `neuroxr simclr`)"
+    )
+
+
+def _unwrap_checkpoint(obj, path):
+    if isinstance(obj, dict):
+        for key in ("model_state_dict", "state_dict", "model"):
+            inner = obj.get(key)
+            if isinstance(inner, dict) and inner and all(isinstance(k, str) for k in inner):
+                return inner, obj
+        return obj, obj
+    raise CheckpointMismatchError(f"{path}: expected a state dict (a dict of tensors), got {type(obj).__name__}")
+
+
+def _load_state_dict(model, sd: dict, path, name: str) -> None:
+    import torch
+
+    sd = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    if sd and all(k.startswith("module.") for k in sd):  # saved from DataParallel
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    shapes = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        def _few(xs):
+            return ", ".join(xs[:6]) + (f" (+{len(xs) - 6} more)" if len(xs) > 6 else "") if xs else "none"
+
+        raise CheckpointMismatchError(
+            f"{path}: checkpoint does not fit {name!r}: missing keys: {_few(missing)}; "
+            f"unexpected keys: {_few(unexpected)}; shape mismatches: {_few(shapes)}. "
+            "Pass a checkpoint of this architecture (or pick the matching --model)"
+        )
+    model.load_state_dict(sd, strict=True)
+
+
+def _from_file(row: dict, path: Path, seed: int):
+    import torch
+
+    if not path.exists():
+        raise MissingDataError(f"weights file {path} does not exist (model {row['model']!r})")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointMismatchError(
+            f"{path}: cannot be read with torch.load(weights_only=True) ({type(exc).__name__}: {exc}); "
+            "save plain tensors: torch.save(model.state_dict(), path)"
+        ) from exc
+    sd, outer = _unwrap_checkpoint(obj, path)
+    arch = outer.get("arch") if isinstance(outer, dict) else None
+    if isinstance(arch, str) and arch not in (row["constructor"], row["model"]):
+        raise CheckpointMismatchError(
+            f"{path}: checkpoint is for arch {arch!r}, but model {row['model']!r} is {row['constructor']!r}; "
+            f"use --model {arch} or another checkpoint"
+        )
+    model = _build(row, seed)
+    _load_state_dict(model, sd, path, row["model"])
+    return model
+
+
+def load_model(name: str, weights: str = "random", seed: int = 0, device=None, catalog=None) -> LoadedModel:
+    """Build the model ``name`` with the given weights, in eval mode.
+
+    Parameters
+    ----------
+    name : str
+        A catalog name (``neuroxr models``), or any timm / torchvision model name.
+    weights : str or path
+        ``'random'`` (seeded own initialisation), ``'trained'`` (pretrained, local cache first) or
+        a checkpoint path (its sha256 is recorded).
+    seed : int
+        Seed of ``torch.manual_seed`` before construction (random weights, baselines' RFF draw).
+    device : str or torch.device, optional
+        Default: CUDA when available, else CPU.
+
+    Returns
+    -------
+    LoadedModel
+
+    Raises
+    ------
+    UnknownModelError
+        ``name`` is unknown (the message suggests the nearest catalog names).
+    MissingDataError
+        Trained weights are not cached and cannot be downloaded; or the path does not exist.
+    CheckpointMismatchError
+        The checkpoint's keys or shapes do not fit the architecture (names them).
+    """
+    import torch
+
+    row = _row_for(name, catalog)
+    weights = str(weights)
+    if weights == "random":
+        model, label = _build(row, seed), "random"
+    elif weights == "trained":
+        model, label = _trained(row, seed), "trained"
+    else:
+        path = Path(weights).expanduser()
+        if not path.exists() and not any(s in weights for s in ("/", "\\", ".")):
+            raise ValueError(f"--weights must be 'random', 'trained' or a checkpoint path, got {weights!r}")
+        from ..io.store import hash_file
+
+        model = _from_file(row, path, seed)
+        label = hash_file(path)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    baseline = row["source"] == "neuroxr"
+    return LoadedModel(
+        model=model, name=row["model"], weights=label, family=row["family"], source=row["source"],
+        input_size=int(row.get("input_size") or 0), mean=_floats(row["mean"]), std=_floats(row["std"]),
+        interpolation=str(row.get("interpolation") or "bilinear"), channels=1 if baseline else 3,
+        rescale=not (baseline and row["constructor"] == "pixels"), constructor=row["constructor"],
+        seed=int(seed), device=str(device),
+        info={k: row[k] for k in ("task", "cluster", "params", "top1") if k in row and pd.notna(row[k])},
+    )
+
+
+__all__ = ["LoadedModel", "load_model", "list_models", "suggest_models", "UnknownModelError",
+           "CheckpointMismatchError"]
