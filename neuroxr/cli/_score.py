@@ -1,0 +1,73 @@
+"""``neuroxr score STUDY``: leave-one-out ridge, RSA, SRP-ridge and PLS scores of every layer."""
+from __future__ import annotations
+
+import sys
+
+from ._common import add_cluster_args, add_overwrite_arg
+
+
+def _alphas(text: str):
+    try:
+        vals = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise SystemExit(f"neuroxr score: error: --alphas takes comma-separated numbers, got {text!r}")
+    return vals
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "score", help="score every layer of every extracted model against the neurons (writes scores.zarr)",
+        description="Score every layer of every extracted model: exact leave-one-out ridge (ridge_r), RSA "
+                    "(rsa_r), ridge on the sparse random projection (srp_ridge_r) and PLS (pls_r). Writes "
+                    "STUDY/scores.zarr; rerunning resumes, and new models are appended.")
+    p.add_argument("study", help="study directory")
+    p.add_argument("--metric", dest="metrics", action="append", choices=["ridge", "rsa", "srp-ridge", "pls"],
+                   help="metric to compute (repeatable; default: ridge and rsa)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--alpha", type=float, default=1.0, help="ridge penalty (default 1.0)")
+    g.add_argument("--alphas", type=_alphas, default=None, metavar="A,B,...",
+                   help="grid of ridge penalties; each neuron gets the best by leave-one-out error")
+    p.add_argument("--model", dest="models", action="append", metavar="M",
+                   help="score only this features store (repeatable; default all)")
+    p.add_argument("--no-zscore", dest="zscore", action="store_false",
+                   help="ridge on raw features instead of features z-scored over images")
+    p.add_argument("--area", dest="areas", action="append", metavar="AREA",
+                   help="areas for RSA (repeatable; default every area of the selected neurons)")
+    p.add_argument("--rsa-method", default="pearson", choices=["pearson", "spearman", "kendall"],
+                   help="comparison of RDMs (default pearson)")
+    p.add_argument("--pls-splits", default="kfold", choices=["kfold", "random"],
+                   help="PLS image splits: 5-fold (default) or repeated random halves")
+    p.add_argument("--pls-n-splits", type=int, default=None, metavar="K")
+    p.add_argument("--pls-components", type=int, default=25, metavar="C")
+    p.add_argument("--skip-nan-layers", action="store_true",
+                   help="score layers with NaN features as NaN instead of stopping")
+    p.add_argument("--neuron-chunk", type=int, default=8192, metavar="N")
+    p.add_argument("--layer-chunk", type=int, default=8, metavar="L")
+    p.add_argument("--backend", default="numpy", choices=["numpy", "torch", "torch:cuda"])
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    add_overwrite_arg(p)
+    add_cluster_args(p)
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from ..cluster import client_from_args
+    from ..mapping.score import DEFAULT_PLS, score_study
+
+    pls = dict(DEFAULT_PLS, kind=args.pls_splits, n_components=args.pls_components)
+    pls["n_splits"] = args.pls_n_splits or (5 if args.pls_splits == "kfold" else 100)
+    with client_from_args(args) as client:
+        path = score_study(
+            args.study, metrics=tuple(args.metrics or ("ridge", "rsa")), alpha=args.alpha, alphas=args.alphas,
+            zscore=args.zscore, models=args.models, client=client, overwrite=args.overwrite,
+            neuron_chunk=args.neuron_chunk, layer_chunk=args.layer_chunk, areas=args.areas,
+            rsa_method=args.rsa_method, nan_layers="skip" if args.skip_nan_layers else "raise",
+            pls_options=pls, backend=args.backend, progress=args.progress,
+            log=lambda msg: print(f"neuroxr score: {msg}", file=sys.stderr),
+        )
+    from ..io.store import open_dataset
+
+    ds = open_dataset(path)
+    print(f"{path}: {ds.sizes.get('layer', 0)} layers, {ds.sizes.get('neuron', 0)} neurons, "
+          f"variables {list(ds.data_vars)}; NaN counts {ds.attrs.get('nan_counts', '{}')}")
+    return 0

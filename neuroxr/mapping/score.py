@@ -1,0 +1,709 @@
+"""Score every (model, layer) against every neuron and area, as lazy Dask graphs.
+
+Two levels:
+
+- :func:`score_layers` (in memory or lazy): a features Dataset (the ``features/<model>.zarr``
+  layout: ``gram``, ``gram_z``, ``feature_sum`` (layer, image[, image_j]), optional ``srp``
+  (layer, image, component)) and responses (neuron, image) in, a Dataset of lazy scores out
+  (``ridge_r``, ``srp_ridge_r``, ``pls_r`` (layer, neuron), ``rsa_r`` (layer, area)).  Nothing
+  is computed until the result is written or ``.compute()``-d.
+- :func:`score_study`: every model of a study, written to ``STUDY/scores.zarr``.
+
+The graph
+---------
+ridge (and srp-ridge): the Gram matrices are chunked over layers; per layer chunk one task
+computes the residual operators ``R`` (layer, alpha, image, image) of
+:mod:`neuroxr.mapping.ridge` (one eigendecomposition per layer), and per (layer chunk, neuron
+chunk) one task computes the leave-one-out predictions ``Y - (R Y) / diag(R)`` and their Pearson r
+with the responses.  RSA: a task per layer chunk computes the model RDMs from the raw Gram
+matrices and feature sums; each area RDM is a reduction over neuron chunks; a task per layer
+chunk compares them.  PLS: one task per layer (scikit-learn's ``PLSRegression``).
+
+Storage: parts, then one atomic assembly
+----------------------------------------
+Each model's scores are written as their own store ``STUDY/scores.parts/<model>.zarr``
+(temporary directory, then one ``os.replace``), so a part either exists whole or not at all;
+then ``STUDY/scores.zarr`` is assembled from all parts (concatenated along ``layer``) and
+replaced atomically.  A crash at any moment leaves the previous ``scores.zarr`` intact and
+every finished part in place: rerunning scores only the missing models (resume).  Adding a
+model's features and rerunning appends its layers.  A part records the settings and the
+fingerprint of the features it was computed from: a part with the same settings and features
+is skipped; re-extracted features are rescored; other settings are refused
+(:func:`neuroxr.io.store.check_settings` names the setting) unless ``overwrite``.
+
+``rsa_r`` and the neuron coordinate ``area``
+---------------------------------------------
+``ridge_r`` carries the neuron coordinate ``area`` (so ``ridge_r.groupby("area")`` works on the
+opened store) and ``rsa_r`` has the dim ``area``; one Dataset cannot also hold an index
+coordinate named ``area`` for that dim, so the area labels of ``rsa_r`` are the coordinate
+``area_name`` (area).  ``scores.nxr.rsa_r`` (or :func:`label_rsa`) gives ``rsa_r`` with an
+``area`` index.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from .. import schema as S
+from ..errors import MissingDataError, NeuroxrError, SettingsMismatchError
+from ..io import store as _store
+from . import ridge as _ridge
+
+__all__ = [
+    "METRICS",
+    "METRIC_VARS",
+    "score_layers",
+    "score_study",
+    "label_rsa",
+    "count_nan_scores",
+]
+
+#: metric name (command line) -> variable in scores.zarr
+METRIC_VARS = {"ridge": S.RIDGE_R, "rsa": S.RSA_R, "srp-ridge": "srp_ridge_r", "pls": "pls_r"}
+METRICS = tuple(METRIC_VARS)
+GRAM, GRAM_Z, FEATURE_SUM = "gram", "gram_z", "feature_sum"
+AREA_NAME = "area_name"
+PARTS_DIR = "scores.parts"
+DEFAULT_NEURON_CHUNK = 8192
+DEFAULT_LAYER_CHUNK = 8
+DEFAULT_PLS = {"kind": "kfold", "n_splits": 5, "n_components": 25, "seed": 0, "test_size": 0.5}
+
+
+# --------------------------------------------------------------------------------------------
+# block functions (plain numpy; run on workers)
+# --------------------------------------------------------------------------------------------
+def _block_operators(K, alphas, backend="numpy"):
+    """K (L, n, n) -> residual operators R (L, A, n, n); NaN for non-finite or constant layers."""
+    K = np.asarray(K, dtype=np.float64)
+    finite = np.isfinite(K).all(axis=(-2, -1))
+    K0 = np.where(finite[:, None, None], K, 0.0)
+    xb = _ridge.get_backend(backend)
+    s, W, scale = _ridge.decompose_gram(K0, backend=xb)
+    bad = np.asarray(xb.to_numpy(_ridge._constant_layers(s, scale, xb))) | ~finite
+    R = np.stack([np.asarray(xb.to_numpy(_ridge.calc_residual_operator(s, W, a, backend=xb))) for a in alphas],
+                 axis=1)
+    R[bad] = np.nan
+    return R
+
+
+def _block_loo_scores(R, Y, n_out):
+    """R (L, A, n, n), Y (n, N) -> (n_out, L, N): Pearson r of LOO predictions [, best alpha index]."""
+    Y = np.asarray(Y, dtype=np.float64)
+    L, A = R.shape[:2]
+    out = np.empty((n_out, L, Y.shape[1]))
+    Yc = Y - Y.mean(axis=0)
+    yy = np.einsum("in,in->n", Yc, Yc)
+    ymax = np.abs(Y).max(axis=0) if Y.size else 0.0
+    const_y = yy <= (_ridge.CONSTANT_COLUMN_RTOL * ymax) ** 2 * Y.shape[0]
+    for l in range(L):
+        best_E, best_err, best_idx = None, None, None
+        for a in range(A):
+            Rl = R[l, a]
+            E = (Rl @ Y) / np.diagonal(Rl)[:, None]
+            if A == 1:
+                best_E = E
+                break
+            err = np.einsum("in,in->n", E, E)
+            if best_E is None:
+                best_E, best_err, best_idx = E, err, np.zeros(Y.shape[1])
+            else:
+                better = err < best_err
+                best_E = np.where(better[None, :], E, best_E)
+                best_err = np.where(better, err, best_err)
+                best_idx = np.where(better, a, best_idx)
+        # centred prediction: Yc - (E - mean E)
+        P = Yc - (best_E - best_E.mean(axis=0))
+        pp = np.einsum("in,in->n", P, P)
+        py = np.einsum("in,in->n", P, Yc)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = py / np.sqrt(pp * yy)
+        pmax = np.abs(Y - best_E).max(axis=0) if Y.size else 0.0
+        const_p = pp <= (_ridge.CONSTANT_COLUMN_RTOL * pmax) ** 2 * Y.shape[0]
+        r = np.where(const_y | const_p | ~np.isfinite(r), np.nan, np.clip(r, -1.0, 1.0))
+        out[0, l] = r
+        if n_out > 1:
+            out[1, l] = np.nan if best_idx is None else best_idx
+            if np.isnan(R[l, 0, 0, 0]):
+                out[1, l] = np.nan
+    return out
+
+
+def _block_zscored_gram(X):
+    """srp (L, n, c) -> Z Z^T (L, n, n) with Z z-scored per component over images (ddof=0)."""
+    X = np.asarray(X, dtype=np.float64)
+    Xc = X - X.mean(axis=1, keepdims=True)
+    sd = np.sqrt((Xc * Xc).mean(axis=1, keepdims=True))
+    sd[sd == 0] = 1.0
+    Z = Xc / sd
+    return Z @ np.swapaxes(Z, -1, -2)
+
+
+def _block_raw_gram(X):
+    X = np.asarray(X, dtype=np.float64)
+    return X @ np.swapaxes(X, -1, -2)
+
+
+def _block_model_rdms(K, fsum, p):
+    from ..rsa import calc_rdm
+
+    # fsum arrives as (L, n, 1) and p as (L, 1, 1) (broadcast against K's chunks)
+    return calc_rdm(np.asarray(K, dtype=np.float64), "gram", feature_sum=np.asarray(fsum, dtype=np.float64)[..., 0],
+                    n_features=np.asarray(p, dtype=np.float64)[:, 0, 0])
+
+
+def _block_rsa(model_rdms, neural_rdms, method):
+    from ..rsa import compare_rdms
+
+    return np.atleast_2d(compare_rdms(model_rdms, neural_rdms, method, pairwise=True))
+
+
+def _corr_rdm_from_cov(C):
+    from ..rsa import _corr_to_rdm
+
+    return _corr_to_rdm(np.asarray(C, dtype=np.float64))
+
+
+def _pls_layer(X, Y, splits, n_components):
+    from .pls import cross_validated_pls
+
+    X = np.asarray(X, dtype=np.float64)
+    if not np.isfinite(X).all() or np.ptp(X, axis=0).max(initial=0) == 0:
+        return np.full(Y.shape[1], np.nan)
+    r = cross_validated_pls(X, np.asarray(Y, dtype=np.float64), splits, n_components=n_components)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(r, axis=0)
+
+
+# --------------------------------------------------------------------------------------------
+# input checks
+# --------------------------------------------------------------------------------------------
+def _responses_array(responses):
+    if isinstance(responses, xr.Dataset):
+        if S.MEAN not in responses:
+            raise NeuroxrError(f"responses Dataset has no variable {S.MEAN!r} (found {list(responses.data_vars)})")
+        responses = responses[S.MEAN]
+    if set(responses.dims) != {S.NEURON, S.IMAGE}:
+        raise NeuroxrError(f"responses must have dims (neuron, image), got {responses.dims}")
+    return responses.transpose(S.NEURON, S.IMAGE)
+
+
+def _align_images(feature_images, responses, features_source, responses_source):
+    fi = np.asarray(feature_images)
+    ri = np.asarray(responses[S.IMAGE].values)
+    missing_in_resp = np.setdiff1d(fi, ri)
+    missing_in_feat = np.setdiff1d(ri, fi)
+    if missing_in_resp.size or missing_in_feat.size:
+        parts = []
+        if missing_in_feat.size:
+            parts.append(f"{missing_in_feat.size} image ids of the responses ({responses_source}) are missing from "
+                         f"the features ({features_source}): {missing_in_feat[:20].tolist()}")
+        if missing_in_resp.size:
+            parts.append(f"{missing_in_resp.size} image ids of the features ({features_source}) are missing from "
+                         f"the responses ({responses_source}): {missing_in_resp[:20].tolist()}")
+        raise S.SchemaError("; ".join(parts) + "; extract the features from the study's own stimuli.zarr "
+                            "(`neuroxr extract`) so both use the same images")
+    if np.array_equal(fi, ri):
+        return responses
+    return responses.sel({S.IMAGE: fi})
+
+
+def _nan_layers(features, source, policy):
+    if "finite" not in features.coords:
+        return []
+    fin = np.asarray(features["finite"].values, dtype=bool)
+    bad = [str(v) for v in np.asarray(features[S.LAYER].values)[~fin]]
+    if bad and policy == "raise":
+        raise NeuroxrError(
+            f"{source}: {len(bad)} layer(s) have NaN or infinite features (coordinate 'finite' is False): "
+            f"{bad[:10]}; re-extract them, or pass nan_layers='skip' (--skip-nan-layers) to score them as NaN")
+    return bad
+
+
+def _layer_chunked(arr, layer_chunk):
+    chunks = {0: layer_chunk}
+    for ax in range(1, arr.ndim):
+        chunks[ax] = -1
+    if isinstance(arr, da.Array):
+        return arr.rechunk(chunks)
+    return da.from_array(np.asarray(arr), chunks=tuple(layer_chunk if i == 0 else -1 for i in range(arr.ndim)))
+
+
+def _ridge_graph(K, Y, alphas, backend):
+    """K dask (layer, n, n) chunked over layers, Y dask (n, neuron) -> dask (k, layer, neuron)."""
+    A = len(alphas)
+    R = K.map_blocks(_block_operators, alphas, backend, dtype=np.float64, new_axis=1,
+                     chunks=(K.chunks[0], (A,), K.chunks[1], K.chunks[2]), name="nxr-ridge-operators")
+    n_out = 2 if A > 1 else 1
+    return da.blockwise(_block_loo_scores, "kln", R, "laij", Y, "jn", n_out=n_out, new_axes={"k": n_out},
+                        dtype=np.float64, concatenate=True, name="nxr-ridge-scores")
+
+
+def _neural_rdms_from_responses(Y, labels, areas, source):
+    """Y dask (n, neuron), labels (neuron,) -> dask (area, n, n) RDMs of each area's neurons.
+
+    The image-by-image covariance of each area's pattern is a reduction over neuron chunks.
+    """
+    rdms = []
+    for a in areas:
+        idx = np.flatnonzero(labels == a)
+        if idx.size < 2:
+            raise NeuroxrError(
+                f"{source}: area {a!r} has {idx.size} neuron(s) after selection, at least 2 are needed for its RDM; "
+                f"loosen the selection (`neuroxr select`) or leave the area out (areas=[...], --area)")
+        Ya = Y[:, idx].astype(np.float64)
+        Yc = Ya - Ya.mean(axis=1, keepdims=True)
+        C = (Yc @ Yc.T).rechunk(-1)
+        rdms.append(C.map_blocks(_corr_rdm_from_cov, dtype=np.float64))
+    return da.stack(rdms, axis=0)
+
+
+# --------------------------------------------------------------------------------------------
+# score_layers
+# --------------------------------------------------------------------------------------------
+def score_layers(features: xr.Dataset, responses=None, metrics=("ridge", "rsa"), *, alpha=1.0, alphas=None,
+                 zscore: bool = True, rdms=None, areas=None, rsa_method: str = "pearson",
+                 neuron_chunk: int = DEFAULT_NEURON_CHUNK, layer_chunk: int = DEFAULT_LAYER_CHUNK,
+                 nan_layers: str = "raise", pls_options: dict | None = None, backend: str = "numpy",
+                 source=None, responses_source=None) -> xr.Dataset:
+    """Lazy scores of every layer of one features Dataset.
+
+    Parameters
+    ----------
+    features : Dataset
+        The ``features/<model>.zarr`` layout: ``gram_z`` (or ``gram`` with ``zscore=False``)
+        (layer, image, image_j); ``gram``, ``feature_sum`` (layer, image) and the layer coord
+        ``n_features`` for ``rsa``; ``srp`` (layer, image, component) for ``srp-ridge`` and ``pls``.
+    responses : DataArray (neuron, image) or Dataset with ``mean``, optional
+        The (selected) neurons; neuron coords (``area``, ...) are copied to the result.
+    metrics : sequence of {"ridge", "rsa", "srp-ridge", "pls"}
+    alpha : float
+        Ridge penalty (> 0).
+    alphas : sequence of float, optional
+        A grid instead: each neuron gets the alpha of least leave-one-out error, stored as
+        ``ridge_alpha`` (layer, neuron).
+    zscore : bool
+        Ridge on features z-scored over images (``gram_z``; srp components z-scored) or raw.
+    rdms : DataArray (site, image, image_j), optional
+        Ingested neural RDMs, scored by RSA like areas (``rsa_r`` without responses,
+        ``rsa_site_r`` (layer, site) with them).
+    areas : sequence of str, optional
+        Areas for RSA (default: those of the neurons); an area with fewer than 2 neurons is an error.
+    rsa_method : {"pearson", "spearman", "kendall"}
+    neuron_chunk, layer_chunk : int
+        Chunk sizes of the graph.
+    nan_layers : {"raise", "skip"}
+        Layers flagged non-finite by the ``finite`` layer coord: raise, or score as NaN.
+    pls_options : dict, optional
+        ``kind`` ("kfold"/"random"), ``n_splits``, ``n_components``, ``seed``, ``test_size``.
+    backend : {"numpy", "torch", "torch:cuda"}
+
+    Returns
+    -------
+    Dataset
+        Dask-backed: ``ridge_r``/``srp_ridge_r``/``pls_r`` (layer, neuron), ``rsa_r``
+        (layer, area) with labels ``area_name`` (area); layer and neuron coords copied.
+    """
+    metrics = tuple(dict.fromkeys(metrics))
+    unknown = [m for m in metrics if m not in METRIC_VARS]
+    if unknown:
+        raise NeuroxrError(f"unknown metric {unknown[0]!r}; choose from {list(METRIC_VARS)}")
+    alphas = _ridge.check_alphas(alpha if alphas is None else alphas)
+    if nan_layers not in ("raise", "skip"):
+        raise NeuroxrError(f"nan_layers must be 'raise' or 'skip', got {nan_layers!r}")
+    source = source or "features"
+    responses_source = responses_source or "responses"
+    if S.LAYER not in features.dims:
+        raise S.SchemaError(f"{source}: no 'layer' dim (dims {dict(features.sizes)})")
+    _nan_layers(features, source, nan_layers)
+    needs_resp = [m for m in metrics if m != "rsa"]
+    if responses is None and (needs_resp or rdms is None):
+        raise MissingDataError(f"metrics {needs_resp or ['rsa']} need responses (neuron, image); "
+                               "ingest them (`neuroxr ingest`)" + ("" if needs_resp else " or neural RDMs"))
+    out = {}
+    coords = {}
+    if responses is not None:
+        resp = _responses_array(responses)
+        resp = _align_images(features[S.IMAGE].values, resp, source, responses_source)
+        Ydata = resp.transpose(S.IMAGE, S.NEURON).data
+        nchunk = min(int(neuron_chunk), max(1, resp.sizes[S.NEURON]))
+        if isinstance(Ydata, da.Array):
+            Y = Ydata.rechunk({0: -1, 1: nchunk})
+        else:
+            Y = da.from_array(np.asarray(Ydata), chunks=(-1, nchunk))
+        coords[S.NEURON] = resp[S.NEURON].values
+        trials = None
+        if isinstance(responses, xr.Dataset) and S.TRIALS in responses:
+            tr = responses[S.TRIALS].transpose(S.NEURON, S.IMAGE, S.TRIAL)
+            trials = tr.sel({S.IMAGE: resp[S.IMAGE].values}).data
+        for c, v in resp.coords.items():
+            if c not in (S.NEURON, S.IMAGE) and v.dims == (S.NEURON,):
+                coords[c] = (S.NEURON, np.asarray(v.values))
+    for c, v in features.coords.items():
+        if c == S.LAYER:
+            coords[c] = v.values
+        elif v.dims == (S.LAYER,):
+            coords[c] = (S.LAYER, np.asarray(v.values))
+    lc = int(layer_chunk)
+
+    def add_ridge(name, K):
+        res = _ridge_graph(_layer_chunked(K, lc), Y, alphas, backend)
+        out[name] = ((S.LAYER, S.NEURON), res[0])
+        if len(alphas) > 1:
+            idx = res[1]
+            out[name.replace("_r", "_alpha")] = ((S.LAYER, S.NEURON), da.map_blocks(
+                _index_to_alpha, idx, np.asarray(alphas), dtype=np.float64))
+
+    if "ridge" in metrics:
+        gname = GRAM_Z if zscore else GRAM
+        if gname not in features:
+            raise MissingDataError(f"{source}: no variable {gname!r} (found {list(features.data_vars)}); "
+                                   "re-extract the features with `neuroxr extract`")
+        add_ridge(S.RIDGE_R, features[gname].transpose(S.LAYER, S.IMAGE, S.IMAGE_J).data)
+    if "srp-ridge" in metrics or "pls" in metrics:
+        if S.SRP not in features:
+            raise MissingDataError(
+                f"{source}: no variable 'srp' (the sparse random projection) needed by "
+                f"{[m for m in metrics if m in ('srp-ridge', 'pls')]}; extract it with `neuroxr extract --srp`")
+        srp = _layer_chunked(features[S.SRP].transpose(S.LAYER, S.IMAGE, S.COMPONENT).data, lc)
+        if "srp-ridge" in metrics:
+            fn = _block_zscored_gram if zscore else _block_raw_gram
+            n = srp.shape[1]
+            Ks = srp.map_blocks(fn, dtype=np.float64, chunks=(srp.chunks[0], (n,), (n,)), name="nxr-srp-gram")
+            add_ridge("srp_ridge_r", Ks)
+        if "pls" in metrics:
+            opts = {**DEFAULT_PLS, **(pls_options or {})}
+            from .pls import make_splits
+
+            splits = make_splits(srp.shape[1], kind=opts["kind"], n_splits=opts["n_splits"],
+                                 test_size=opts["test_size"], seed=opts["seed"])
+            Yfull = Y.rechunk({1: -1})
+            cols = []
+            pls_fn = dask.delayed(_pls_layer, pure=True)
+            for l in range(srp.shape[0]):
+                cols.append(da.from_delayed(pls_fn(srp[l], Yfull, splits, opts["n_components"]),
+                                            shape=(Yfull.shape[1],), dtype=np.float64))
+            pls = da.stack(cols, axis=0).rechunk({1: Y.chunks[1]}) if cols else da.zeros((0, Y.shape[1]))
+            out["pls_r"] = ((S.LAYER, S.NEURON), pls)
+    if "rsa" in metrics:
+        for v in (GRAM, FEATURE_SUM):
+            if v not in features:
+                raise MissingDataError(f"{source}: no variable {v!r} needed by rsa; re-extract with `neuroxr extract`")
+        if "n_features" not in features.coords:
+            raise MissingDataError(f"{source}: no layer coordinate 'n_features' needed by rsa")
+        K = _layer_chunked(features[GRAM].transpose(S.LAYER, S.IMAGE, S.IMAGE_J).data, lc)
+        fs = _layer_chunked(features[FEATURE_SUM].transpose(S.LAYER, S.IMAGE).data, lc)
+        p = da.from_array(np.asarray(features["n_features"].values, dtype=np.float64), chunks=(K.chunks[0],))
+        mr = da.map_blocks(_block_model_rdms, K, fs[:, :, None], p[:, None, None], dtype=np.float64,
+                           name="nxr-model-rdms")
+        neural = []  # (name, dim, labels, dask (g, n, n))
+        if responses is not None:
+            labels = np.asarray(resp[S.AREA].values).astype(str) if S.AREA in resp.coords else None
+            if labels is None:
+                raise S.SchemaError(f"{responses_source}: neuron coordinate 'area' is missing; rsa needs it")
+            use = list(areas) if areas is not None else [a for a in S.AREAS if a in set(labels)] + \
+                sorted(set(labels) - set(S.AREAS))
+            neural.append((S.RSA_R, S.AREA, use, _neural_rdms_from_responses(Y, labels, use, responses_source)))
+            if trials is not None:
+                out["rsa_ceiling"] = ((S.AREA,), _rdm_ceiling_graph(trials, labels, use, rsa_method))
+        if rdms is not None:
+            r = rdms if isinstance(rdms, xr.DataArray) else rdms[S.RDM]
+            r = r.transpose(S.SITE, S.IMAGE, S.IMAGE_J)
+            ri = np.asarray(r[S.IMAGE].values)
+            r = _align_images(features[S.IMAGE].values, r, source, "rdms.zarr").sel(
+                {S.IMAGE_J: features[S.IMAGE].values} if S.IMAGE_J in r.coords else {})
+            del ri
+            sites = np.asarray(r[S.SITE].values)
+            rd = r.data if isinstance(r.data, da.Array) else da.from_array(np.asarray(r.values))
+            rd = rd.rechunk(-1)
+            if responses is None:
+                neural.append((S.RSA_R, S.AREA, [str(s) for s in sites], rd))
+            else:
+                neural.append(("rsa_site_r", S.SITE, sites, rd))
+        for name, dim, labels, nr in neural:
+            res = da.blockwise(_block_rsa, "la", mr, "lij", nr.rechunk(-1), "aij", method=rsa_method,
+                               dtype=np.float64, concatenate=True, name=f"nxr-{name}")
+            out[name] = ((S.LAYER, dim), res)
+            if dim == S.AREA:
+                coords[AREA_NAME] = (S.AREA, np.asarray(labels, dtype=str))
+            else:
+                coords[S.SITE] = labels
+    ds = xr.Dataset({k: xr.Variable(*v) for k, v in out.items()}, coords=coords)
+    ds.attrs["metrics"] = json.dumps(list(metrics))
+    return ds
+
+
+def _ceiling_one_area(trials, method):
+    from ..rsa import calc_rdm_noise_ceiling
+
+    t = np.asarray(trials, dtype=np.float64)
+    _, ceiling, _ = calc_rdm_noise_ceiling(t, np.zeros(t.shape[0], dtype=int), method=method)
+    return ceiling
+
+
+def _rdm_ceiling_graph(trials, labels, areas, method):
+    """Split-half (odd/even trials) RDM noise ceiling of each area, Spearman-Brown corrected (area,)."""
+    fn = dask.delayed(_ceiling_one_area, pure=True)
+    parts = []
+    for a in areas:
+        idx = np.flatnonzero(labels == a)
+        t = trials[idx] if isinstance(trials, da.Array) else np.asarray(trials)[idx]
+        parts.append(da.from_delayed(fn(t, method), shape=(1,), dtype=np.float64))
+    return da.concatenate(parts) if parts else da.zeros((0,))
+
+
+def _index_to_alpha(idx, alphas):
+    out = np.full(idx.shape, np.nan)
+    ok = np.isfinite(idx)
+    out[ok] = alphas[idx[ok].astype(int)]
+    return out
+
+
+def label_rsa(scores, name: str = S.RSA_R) -> xr.DataArray:
+    """``rsa_r`` (layer, area) with the area labels as its ``area`` index (from ``area_name``)."""
+    var = scores[name]
+    if AREA_NAME in scores.coords and S.AREA in var.dims:
+        var = var.assign_coords({S.AREA: np.asarray(scores[AREA_NAME].values)}).drop_vars(AREA_NAME, errors="ignore")
+    return var
+
+
+def count_nan_scores(ds: xr.Dataset) -> dict:
+    """Number of NaN scores per variable, and of all-NaN layers / neurons (computes)."""
+    out = {}
+    for name, var in ds.data_vars.items():
+        if S.LAYER not in var.dims or var.dtype.kind != "f":
+            continue
+        isn = var.isnull()
+        rec = {"nan": int(isn.sum().values)}
+        other = [d for d in var.dims if d != S.LAYER]
+        if other:
+            rec["nan_layers"] = int(isn.all(other).sum().values)
+            rec[f"nan_{other[0]}s"] = int(isn.all(S.LAYER).sum().values)
+        out[name] = rec
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# score_study
+# --------------------------------------------------------------------------------------------
+def _load_responses(study):
+    st_path = Path(study)
+    if not (st_path / S.RESPONSES_STORE).exists():
+        return None
+    try:
+        from ..responses import load_selected_responses
+    except ImportError:  # pragma: no cover - responses module absent
+        load_selected_responses = None
+    if load_selected_responses is not None:
+        return load_selected_responses(study)
+    ds = _store.open_dataset(st_path / S.RESPONSES_STORE)
+    if "selected" in ds.variables:
+        keep = np.asarray(ds["selected"].values, dtype=bool)
+        ds = ds.isel({S.NEURON: np.flatnonzero(keep)})
+    return ds
+
+
+def _features_fingerprint(ds: xr.Dataset) -> str:
+    h = hashlib.sha256()
+    attrs = {k: ds.attrs[k] for k in sorted(ds.attrs) if k in ("created", "settings", "inputs", "neuroxr_version")}
+    h.update(json.dumps(attrs, sort_keys=True, default=str).encode())
+    h.update(json.dumps([str(x) for x in np.asarray(ds[S.LAYER].values)]).encode())
+    h.update(json.dumps(sorted(ds.data_vars)).encode())
+    return h.hexdigest()[:16]
+
+
+def _study_settings(metrics, alphas, zscore, rsa_method, pls_opts, areas, resp, has_rdms, nan_layers):
+    settings = {
+        "metrics": sorted(metrics),
+        "alphas": [float(a) for a in alphas],
+        "zscore": bool(zscore),
+    }
+    if "rsa" in metrics:
+        settings["rsa_method"] = rsa_method
+        settings["areas"] = None if areas is None else [str(a) for a in areas]
+        settings["neural_rdms"] = bool(has_rdms)
+    if "pls" in metrics:
+        settings["pls"] = dict(pls_opts)
+    settings["nan_layers"] = nan_layers
+    if resp is not None:
+        settings["neurons"] = _store.hash_array(np.asarray(resp[S.NEURON].values))
+        settings["n_neurons"] = int(resp.sizes[S.NEURON])
+        settings["responses"] = _store.hash_array(resp[S.MEAN].data)
+    return settings
+
+
+def _write_part(ds: xr.Dataset, path: Path):
+    """to_zarr into a temporary sibling; returns (delayed, tmp) — rename with os.replace when done."""
+    tmp = _store.tmp_sibling(path)
+    ds = _store._strip_encoding(ds)
+    for k in ds.data_vars:
+        ds[k] = ds[k].astype(np.float32)
+    enc = _store._encoding(ds, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        delayed = ds.to_zarr(tmp, mode="w", encoding=enc, consolidated=True, zarr_format=3, compute=False)
+    return delayed, tmp
+
+
+def score_study(study, metrics=("ridge", "rsa"), alpha=1.0, alphas=None, zscore: bool = True, models=None,
+                client=None, overwrite: bool = False, neuron_chunk: int = DEFAULT_NEURON_CHUNK,
+                layer_chunk: int = DEFAULT_LAYER_CHUNK, areas=None, rsa_method: str = "pearson",
+                nan_layers: str = "raise", pls_options: dict | None = None, backend: str = "numpy",
+                progress: bool = False, log=None) -> Path:
+    """Score the study's models and write ``STUDY/scores.zarr``.
+
+    Parameters
+    ----------
+    study : path-like
+        The study directory (``responses.zarr`` and/or ``rdms.zarr``, ``features/*.zarr``).
+    metrics : sequence of {"ridge", "rsa", "srp-ridge", "pls"}
+    alpha, alphas, zscore, areas, rsa_method, nan_layers, pls_options, backend
+        See :func:`score_layers`.
+    models : sequence of str, optional
+        Model stores (``features/<model>.zarr`` names) to score; default all.
+    client : distributed.Client, optional
+        Run on this cluster; default the threaded scheduler of this process.
+    overwrite : bool
+        Discard scores computed with other settings and rescore everything.
+    progress : bool
+        Show a progress bar (dask's, or ``distributed.progress`` with a client).
+
+    Returns
+    -------
+    Path of ``scores.zarr``.
+    """
+    from ..study import open_study
+
+    log = log or (lambda msg: None)
+    st = open_study(study)
+    metrics = tuple(dict.fromkeys(metrics))
+    unknown = [m for m in metrics if m not in METRIC_VARS]
+    if unknown:
+        raise NeuroxrError(f"unknown metric {unknown[0]!r}; choose from {list(METRIC_VARS)}")
+    alphas = _ridge.check_alphas(alpha if alphas is None else alphas)
+    pls_opts = {**DEFAULT_PLS, **(pls_options or {})}
+    resp = _load_responses(st.path)
+    rdms = _store.open_dataset(st.store(S.RDMS_STORE))[S.RDM] if st.has(S.RDMS_STORE) and "rsa" in metrics else None
+    if resp is None and rdms is None:
+        raise MissingDataError(f"{st.store(S.RESPONSES_STORE)} does not exist; ingest responses first "
+                               "(`neuroxr ingest`, `neuroxr simulate`)")
+    settings = _study_settings(metrics, alphas, zscore, rsa_method, pls_opts, areas, resp, rdms is not None,
+                               nan_layers)
+    scores_path = st.store(S.SCORES_STORE)
+    parts_dir = st.store(PARTS_DIR)
+    _store.clean_stale(st.path)
+    _store.clean_stale(parts_dir)
+    if scores_path.exists() and not overwrite:
+        existing = _store.read_settings(xr.open_zarr(scores_path, consolidated=None) if False else
+                                        _store.open_dataset(scores_path))
+        _store.check_settings(existing, settings, scores_path)
+    if overwrite and parts_dir.exists():
+        shutil.rmtree(parts_dir)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+
+    all_models = st.feature_models()
+    if models:
+        missing = [m for m in models if m not in all_models]
+        if missing:
+            raise MissingDataError(f"{st.store(S.FEATURES_DIR)}: no features for {missing}; extracted: "
+                                   f"{all_models or 'none'}; run `neuroxr extract` first")
+        todo_models = list(models)
+    else:
+        todo_models = all_models
+    if not todo_models and not any(parts_dir.glob("*.zarr")):
+        raise MissingDataError(f"{st.store(S.FEATURES_DIR)}: no extracted features; run `neuroxr extract` first")
+
+    jobs = []
+    for model in todo_models:
+        fpath = st.store(S.FEATURES_DIR, f"{model}.zarr")
+        feats = _store.open_dataset(fpath)
+        fp = _features_fingerprint(feats)
+        part = parts_dir / f"{model}.zarr"
+        if part.exists():
+            pattrs = _store.open_dataset(part).attrs
+            try:
+                _store.check_settings(_store.read_settings(pattrs), settings, part)
+            except SettingsMismatchError:
+                if not overwrite:
+                    raise
+            else:
+                if pattrs.get("features_fingerprint") == fp:
+                    log(f"{model}: already scored with these settings, skipped")
+                    continue
+        ds = score_layers(feats, resp, metrics, alphas=alphas, zscore=zscore, rdms=rdms, areas=areas,
+                          rsa_method=rsa_method, neuron_chunk=neuron_chunk, layer_chunk=layer_chunk,
+                          nan_layers=nan_layers, pls_options=pls_opts, backend=backend, source=fpath,
+                          responses_source=st.store(S.RESPONSES_STORE))
+        ds.attrs.update(_store.provenance(settings, {"features": str(fpath), "features_fingerprint": fp}))
+        ds.attrs["features_fingerprint"] = fp
+        ds.attrs["model_store"] = model
+        jobs.append((model, ds, part))
+
+    for model, ds, part in jobs:
+        log(f"{model}: scoring {ds.sizes.get(S.LAYER, 0)} layers x {ds.sizes.get(S.NEURON, 0)} neurons "
+            f"({', '.join(ds.data_vars)})")
+        delayed, tmp = _write_part(ds, part)
+        try:
+            _compute(delayed, client, progress)
+            _store.replace_store(tmp, part)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return assemble_scores(st.path, settings)
+
+
+def _compute(delayed, client, progress):
+    if client is not None:
+        fut = client.compute(delayed)
+        if progress:
+            from distributed import progress as dprogress
+
+            dprogress(fut)
+        fut.result()
+    elif progress:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar():
+            dask.compute(delayed)
+    else:
+        dask.compute(delayed)
+
+
+def assemble_scores(study, settings: dict | None = None) -> Path:
+    """(Re)build ``STUDY/scores.zarr`` from the finished parts in ``STUDY/scores.parts`` (atomic)."""
+    st_path = Path(study)
+    parts_dir = st_path / PARTS_DIR
+    parts = sorted(p for p in parts_dir.glob("*.zarr") if not p.name.startswith("."))
+    if not parts:
+        raise MissingDataError(f"{parts_dir}: no scored models to assemble")
+    opened = [_store.open_dataset(p) for p in parts]
+    if settings is None:
+        settings = _store.read_settings(opened[-1])
+    keep = []
+    for p, ds in zip(parts, opened):
+        if _store.read_settings(ds) == settings:
+            keep.append(ds)
+    layer_ids = np.concatenate([np.asarray(ds[S.LAYER].values) for ds in keep])
+    uniq, counts = np.unique(layer_ids, return_counts=True)
+    if (counts > 1).any():
+        raise NeuroxrError(f"{parts_dir}: layer ids scored twice in different model stores: "
+                           f"{uniq[counts > 1][:5].tolist()}; remove the duplicate features store")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        combined = xr.concat(keep, dim=S.LAYER, data_vars="minimal", coords="minimal", compat="override",
+                             join="outer", combine_attrs="drop")
+    inputs = {ds.attrs.get("model_store", str(i)): ds.attrs.get("features_fingerprint") for i, ds in enumerate(keep)}
+    combined.attrs.update(_store.provenance(settings, inputs))
+    combined.attrs["nan_counts"] = json.dumps(count_nan_scores(combined))
+    chunks = {S.LAYER: 256, S.NEURON: 8192}
+    combined = combined.chunk({d: c for d, c in chunks.items() if d in combined.dims})
+    return _store.write_dataset(combined, st_path / S.SCORES_STORE, overwrite=True, chunks=chunks)
