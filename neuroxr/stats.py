@@ -193,64 +193,64 @@ def rank_models(scores: xr.Dataset, metrics=None, *, n_boot: int = 1000, seed: i
         rows of metric ``overall`` (mean of the two ``all`` scores).
     """
     metrics = _check_metrics(scores, metrics)
-    lt = calc_layer_scores(scores, metrics, by=by)
-    groups = _group_order(lt[by], by)
+    meta = _layer_frame(scores)
+    mats = {m: _group_matrix(scores, m, by) for m in metrics}
+    mats = {m: v for m, v in mats.items() if v is not None}
+    groups = _group_order([g for _, (cols, _, _) in mats.items() for g in cols], by)
     rng = np.random.default_rng(seed)
     boot_idx = _area_resamples(len(groups), n_boot, seed) if n_boot else None
-    rows = []
-    all_boot = {}  # (model, weights, metric) -> bootstrap samples of the `all` score
-    neuron_vars = {m: scores[METRIC_VARS[m]] for m in metrics if S.NEURON in scores[METRIC_VARS[m]].dims}
+    neuron_vars = {m: scores[METRIC_VARS[m]] for m in mats if S.NEURON in scores[METRIC_VARS[m]].dims}
     ngroups = {m: neuron_groups(scores, by) for m in neuron_vars}
-    neuron_values = {}
-    for (model, weights, metric), g in lt.groupby(["model", "weights", "metric"], sort=False):
-        piv = g.pivot_table(index="layer", columns=by, values="score", aggfunc="first", dropna=False)
-        piv = piv.reindex(columns=[c for c in groups if c in piv.columns])
-        meta = g.drop_duplicates("layer").set_index("layer").loc[piv.index]
-        order = np.argsort(meta["depth"].to_numpy(dtype=float), kind="stable")
-        piv, meta = piv.iloc[order], meta.iloc[order]
-        family = meta["family"].iloc[0]
-        vals = piv.to_numpy(dtype=float)
-        base = dict(model=model, weights=weights, metric=metric, family=family, depth=len(piv))
-        for j, grp in enumerate(piv.columns):
-            col = vals[:, j]
-            if not np.isfinite(col).any():
+    cache, rows, all_boot = {}, [], {}
+    depth = meta["depth"].to_numpy(float)
+    keys = meta.groupby(["model", "weights"], sort=False).indices
+    for metric, (cols, M, N) in mats.items():
+        full = np.full((len(meta), len(groups)), np.nan)
+        fulln = np.zeros((len(meta), len(groups)), int)
+        for j, c in enumerate(cols):
+            full[:, groups.index(c)] = M[:, j]
+            fulln[:, groups.index(c)] = N[:, j]
+        for (model, weights), idx in keys.items():
+            idx = idx[np.argsort(depth[idx], kind="stable")]
+            vals = full[idx]
+            if not np.isfinite(vals).any():
                 continue
-            k = int(np.nanargmax(col))
-            lo = hi = np.nan
-            n = int(g.loc[g[by] == grp, "n"].max())
-            if n_boot and metric in neuron_vars:
-                lo, hi = _neuron_bootstrap(neuron_values, neuron_vars, ngroups, metric, grp,
-                                           piv.index, n_boot, rng)
-            rows.append({**base, by: grp, "score": col[k], "best_layer": meta["layer_name"].iloc[k],
-                         "relative_depth": meta["relative_depth"].iloc[k], "ci_low": lo, "ci_high": hi,
-                         "n": n})
-        with np.errstate(invalid="ignore"), _quiet():
-            mean = np.nanmean(vals, axis=1)
-        if np.isfinite(mean).any():
-            k = int(np.nanargmax(mean))
-            lo = hi = np.nan
-            if n_boot:
-                # resample groups (columns) with replacement; columns missing for this metric are NaN
-                full = np.full((vals.shape[0], len(groups)), np.nan)
-                for j, c in enumerate(piv.columns):
-                    full[:, groups.index(c)] = vals[:, j]
-                with np.errstate(invalid="ignore"), _quiet():
-                    samples = np.nanmax(np.nanmean(full[:, boot_idx], axis=2), axis=0)
-                all_boot[(model, weights, metric)] = samples
-                lo, hi = _percentile_ci(samples)
-            rows.append({**base, by: ALL, "score": mean[k], "best_layer": meta["layer_name"].iloc[k],
-                         "relative_depth": meta["relative_depth"].iloc[k], "ci_low": lo, "ci_high": hi,
-                         "n": int(np.isfinite(vals).any(axis=0).sum())})
+            names = meta["layer_name"].to_numpy()[idx]
+            rel = meta["relative_depth"].to_numpy(float)[idx]
+            base = dict(model=model, weights=weights, metric=metric, family=meta["family"].iloc[idx[0]],
+                        depth=len(idx))
+            for j, grp in enumerate(groups):
+                col = vals[:, j]
+                if not np.isfinite(col).any():
+                    continue
+                k = int(np.nanargmax(col))
+                lo = hi = np.nan
+                if n_boot and metric in neuron_vars:
+                    lo, hi = _neuron_bootstrap(cache, neuron_vars, ngroups, metric, grp, meta.index[idx],
+                                               n_boot, rng)
+                rows.append({**base, by: grp, "score": col[k], "best_layer": names[k], "relative_depth": rel[k],
+                             "ci_low": lo, "ci_high": hi, "n": int(fulln[idx, j].max())})
+            with _quiet():
+                mean = np.nanmean(vals, axis=1)
+            if np.isfinite(mean).any():
+                k = int(np.nanargmax(mean))
+                lo = hi = np.nan
+                if n_boot:  # resample groups (columns) with replacement
+                    with _quiet():
+                        samples = np.nanmax(np.nanmean(vals[:, boot_idx], axis=2), axis=0)
+                    all_boot[(model, weights, metric)] = samples
+                    lo, hi = _percentile_ci(samples)
+                rows.append({**base, by: ALL, "score": mean[k], "best_layer": names[k], "relative_depth": rel[k],
+                             "ci_low": lo, "ci_high": hi, "n": int(np.isfinite(vals).any(axis=0).sum())})
     out = pd.DataFrame(rows)
     if out.empty:
         raise NeuroxrError("scores.zarr holds no finite scores to rank")
-    reg = regression_metric(metrics)
-    if by == "area" and reg is not None and "rsa" in metrics:
+    reg = regression_metric(list(mats))
+    if by == "area" and reg is not None and "rsa" in mats:
         a = out[(out[by] == ALL) & (out.metric == reg)].set_index(["model", "weights"])
         b = out[(out[by] == ALL) & (out.metric == "rsa")].set_index(["model", "weights"])
-        both = a.index.intersection(b.index)
         ov = []
-        for key in both:
+        for key in a.index.intersection(b.index):
             lo = hi = np.nan
             if n_boot and (key + (reg,)) in all_boot and (key + ("rsa",)) in all_boot:
                 lo, hi = _percentile_ci((all_boot[key + (reg,)] + all_boot[key + ("rsa",)]) / 2)
@@ -269,6 +269,27 @@ def rank_models(scores: xr.Dataset, metrics=None, *, n_boot: int = 1000, seed: i
     return out[cols]
 
 
+def _group_matrix(scores, metric, by):
+    """(groups, M (layer, group) of group-mean scores, N (layer, group) counts) or None (RSA not by area)."""
+    var = scores[METRIC_VARS[metric]]
+    if S.NEURON in var.dims:
+        grp = neuron_groups(scores, by)
+        values = np.asarray(var.transpose(S.LAYER, S.NEURON).values, dtype=float)
+        cols = list(pd.unique(grp))
+        M = np.full((values.shape[0], len(cols)), np.nan)
+        N = np.zeros((values.shape[0], len(cols)), int)
+        for j, g in enumerate(cols):
+            block = values[:, grp == g]
+            N[:, j] = np.isfinite(block).sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                M[:, j] = np.nansum(block, axis=1) / np.where(N[:, j] > 0, N[:, j], np.nan)
+        return cols, M, N
+    if by != "area":
+        return None
+    M = np.asarray(var.transpose(S.LAYER, S.AREA).values, dtype=float)
+    return list(np.asarray(var[S.AREA].values).astype(str)), M, np.isfinite(M).astype(int)
+
+
 class _quiet:
     """Silence numpy's 'mean of empty slice' warnings inside a block."""
 
@@ -285,15 +306,14 @@ class _quiet:
 
 def _neuron_bootstrap(cache, neuron_vars, neuron_groups, metric, grp, layers, n_boot, rng):
     """95% interval of max over ``layers`` of the mean over resampled neurons of group ``grp``."""
-    var = neuron_vars[metric]
-    sel = neuron_groups[metric] == grp
-    key = (metric, grp, tuple(layers))
-    if key not in cache:
-        cache.clear()
-        block = np.asarray(var.sel({S.LAYER: list(layers)}).transpose(S.LAYER, S.NEURON).values[:, sel],
-                           dtype=float)
-        cache[key] = block[:, np.isfinite(block).all(axis=0)]
-    block = cache[key]
+    if metric not in cache:  # the whole (layer, neuron) array once, in memory
+        var = neuron_vars[metric]
+        cache[metric] = (np.asarray(var.transpose(S.LAYER, S.NEURON).values, dtype=float),
+                         {k: i for i, k in enumerate(np.asarray(var[S.LAYER].values).astype(str))})
+    values, pos = cache[metric]
+    rows = [pos[k] for k in layers]
+    block = values[np.ix_(rows, np.flatnonzero(neuron_groups[metric] == grp))]
+    block = block[:, np.isfinite(block).all(axis=0)]
     n = block.shape[1]
     if n < 2:
         return np.nan, np.nan

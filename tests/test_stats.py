@@ -44,7 +44,10 @@ def make_scores(seed=0, n_neurons=120, models=None, rsa=True, srp=False, peak=No
                 rsa_rows.append([q * (0.2 + 0.8 * np.exp(-((rel - peak[a]) ** 2) / 0.05)) + rng.normal(0, 0.02)
                                  for a in AREAS])
     meta = pd.DataFrame(layer_rows)
-    coords = {"layer": meta.layer.values, **{c: ("layer", meta[c].values) for c in meta if c != "layer"},
+    # fixed-width numpy strings, as the stores hold them
+    coords = {"layer": np.asarray(meta.layer, dtype=str),
+              **{c: ("layer", np.asarray(meta[c], dtype=str if pd.api.types.is_string_dtype(meta[c]) else None))
+                 for c in meta if c != "layer"},
               "neuron": np.arange(n_neurons), ("neuron_area" if rsa else "area"): ("neuron", area), "cre_line": ("neuron", cre),
               "depth_um": ("neuron", rng.uniform(150, 400, n_neurons)),
               "splithalf_r": ("neuron", rng.uniform(0, 1, n_neurons))}

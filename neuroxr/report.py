@@ -1,0 +1,288 @@
+"""The study's report: ``STUDY/reports/index.html`` with its figures (PNG) and tables (CSV) beside it.
+
+:func:`write_rankings` writes ``reports/rankings.csv`` (the contract table);
+:func:`write_report` computes every analysis of :mod:`neuroxr.stats` from ``scores.zarr``,
+draws the figures of :mod:`neuroxr.plots` and writes one self-contained HTML page linking them.
+Tables that need more than the scores (the reliability sweep and the method trade-off, which
+rescore) are written by :mod:`neuroxr.pipeline` into ``reports/`` and picked up when present.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import schema as S
+from . import stats
+from .study import open_study
+
+RELIABILITY_CSV = "reliability_sweep.csv"
+TRADEOFF_CSV = "method_tradeoff.csv"
+
+
+def _reports(study) -> Path:
+    d = Path(study) / S.REPORTS_DIR
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.to_csv(tmp, index=False, float_format="%.6g")
+    tmp.replace(path)
+    return path
+
+
+def write_rankings(study, metrics=None, *, n_boot: int = 1000, seed: int = 0) -> Path:
+    """Rank the study's models and write ``STUDY/reports/rankings.csv``.
+
+    Columns: ``model, weights, area, metric, score, best_layer, relative_depth`` (contract), then
+    ``family, depth, ci_low, ci_high, n, rank`` (see :func:`neuroxr.stats.rank_models`).
+    """
+    st = open_study(study)
+    rankings = stats.rank_models(st.scores, metrics, n_boot=n_boot, seed=seed)
+    out = _reports(study)
+    return _write_csv(rankings, out / S.RANKINGS_CSV)
+
+
+def _read_catalog(name):
+    try:
+        from .catalogs import read_catalog
+
+        return read_catalog(name)
+    except Exception:  # catalogs are optional for the report
+        return None
+
+
+def read_planted(study) -> dict | None:
+    """The structure planted by the simulated observatory (responses.zarr attrs), if any."""
+    st = open_study(study)
+    if not st.has(S.RESPONSES_STORE):
+        return None
+    try:
+        attrs = dict(st.responses.attrs)
+    except Exception:
+        return None
+    out = {}
+    for k, v in attrs.items():
+        if any(w in k for w in ("simulat", "generat", "driving", "planted")):
+            if isinstance(v, str):
+                try:
+                    v = json.loads(v)
+                except ValueError:
+                    pass
+            out[k] = v
+    return out or None
+
+
+def summarize_headline(rankings: pd.DataFrame, best_depth: pd.DataFrame | None = None) -> dict:
+    """Top model of the headline ranking and the best relative depth per area."""
+    metric = stats.headline_metric(rankings)
+    top = stats.select_ranking(rankings, metric).iloc[0]
+    out = {"metric": metric, "top_model": str(top.model), "top_weights": str(top.weights),
+           "top_score": float(top.score), "top_ci": [float(top.ci_low), float(top.ci_high)]}
+    if best_depth is not None and len(best_depth):
+        out["depth_metric"] = str(best_depth.metric.iloc[0])
+        out["best_relative_depth"] = {str(a): float(d) for a, d in zip(best_depth.area, best_depth.relative_depth)}
+    return out
+
+
+def format_headline(h: dict) -> str:
+    """One or two lines of text for the terminal."""
+    lo, hi = h["top_ci"]
+    ci = f", 95% CI {lo:.3f}..{hi:.3f}" if np.isfinite(lo) else ""
+    s = f"top model ({h['metric']}): {h['top_model']} ({h['top_weights']}), score {h['top_score']:.3f}{ci}"
+    if "best_relative_depth" in h:
+        s += "\nbest relative depth per area (" + h["depth_metric"] + "): " + ", ".join(
+            f"{a} {d:.2f}" for a, d in h["best_relative_depth"].items())
+    return s
+
+
+def compute_analyses(study, *, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Every table of the report as DataFrames (keys are the CSV names without ``.csv``)."""
+    st = open_study(study)
+    scores = st.scores
+    metrics = stats.list_metrics(scores)
+    t = {}
+    t["rankings"] = rankings = stats.rank_models(scores, metrics, n_boot=n_boot, seed=seed)
+    neuron_metrics = [m for m in metrics if m != "rsa"]
+    try:
+        stats.neuron_groups(scores, "cre_line")
+        has_cre = bool(neuron_metrics)
+    except Exception:
+        has_cre = False
+    if has_cre:
+        t["rankings_cre_line"] = stats.rank_models(scores, neuron_metrics, n_boot=n_boot, seed=seed, by="cre_line")
+    models_cat = _read_catalog("models")
+    tests = [stats.test_trained_vs_random(rankings),
+             stats.test_family_contrast(rankings, "transformer"),
+             stats.correlate_model_properties(rankings, models_cat),
+             stats.compare_metrics(scores, rankings, n_boot=n_boot, seed=seed),
+             stats.test_depth_gradient(rankings)]
+    tests = [x for x in tests if len(x)]
+    t["best_depth"] = stats.summarize_best_depth(rankings, n_boot=n_boot, seed=seed)
+    t["depth_profile"] = stats.bin_depth_profile(scores)
+    tasks = _read_catalog("taskonomy")
+    if tasks is not None and (rankings.family == "taskonomy").any():
+        t["taskonomy"], tt = stats.summarize_taskonomy(rankings, tasks, n_boot=n_boot, seed=seed)
+        tests.append(tt)
+        if has_cre:
+            t["taskonomy_cre_line"], tc = stats.summarize_taskonomy(t["rankings_cre_line"], tasks, by="cre_line",
+                                                                    n_boot=n_boot, seed=seed)
+            tests.append(tc.assign(analysis="taskonomy_clusters_cre_line"))
+    t["statistics"] = pd.concat([x for x in tests if len(x)], ignore_index=True) if tests else stats._tidy([])
+    reports = Path(st.path) / S.REPORTS_DIR
+    for name in (RELIABILITY_CSV, TRADEOFF_CSV):
+        if (reports / name).exists():
+            t[name[:-4]] = pd.read_csv(reports / name)
+    return t
+
+
+def _figures(t: dict) -> dict:
+    from . import plots
+
+    r = t["rankings"]
+    figs = {"rankings": plots.plot_rankings(r),
+            "area_heatmap": plots.plot_area_heatmap(r)}
+    if {"trained", "random"} <= set(r.weights):
+        figs["trained_vs_random"] = plots.plot_trained_vs_random(r)
+    if len(t["best_depth"]):
+        figs["depth"] = plots.plot_depth(t["best_depth"], t["depth_profile"])
+    if "taskonomy" in t and len(t["taskonomy"]):
+        figs["taskonomy"] = plots.plot_taskonomy(t["taskonomy"])
+    if "taskonomy_cre_line" in t and len(t["taskonomy_cre_line"]):
+        figs["taskonomy_cre_line"] = plots.plot_taskonomy(t["taskonomy_cre_line"], by="cre_line")
+    if "reliability_sweep" in t and len(t["reliability_sweep"]):
+        figs["reliability_sweep"] = plots.plot_reliability_sweep(t["reliability_sweep"])
+    if "method_tradeoff" in t and len(t["method_tradeoff"]):
+        figs["method_tradeoff"] = plots.plot_method_tradeoff(t["method_tradeoff"])
+    return figs
+
+
+_CAPTIONS = {
+    "rankings": "Models ranked by the headline score (area <code>all</code>: maximum over layers of the mean "
+                "over areas; <code>overall</code>: mean of the regression and RSA maxima) with bootstrapped 95% "
+                "intervals across areas. Faded bars: random weights.",
+    "area_heatmap": "Score per model (rows, best first) and visual area (columns in hierarchy order).",
+    "trained_vs_random": "Each architecture trained (red) and randomly initialised (blue), 95% intervals.",
+    "depth": "Left: relative depth of each model's best layer per area (mean over trained models, bootstrapped "
+             "95% interval). Right: layer scores against relative depth, mean in 100 bins, lowess trend.",
+    "taskonomy": "Taskonomy encoders grouped by task cluster, per area (mean, bootstrapped 95% interval).",
+    "taskonomy_cre_line": "Taskonomy encoders grouped by task cluster, per cre line.",
+    "reliability_sweep": "Scores as neurons below a split-half reliability threshold are dropped (rescored at "
+                         "each threshold); bands: bootstrapped 95% intervals across areas.",
+    "method_tradeoff": "Mean leave-one-out Pearson r against compute time for no reduction, PCA and sparse random "
+                       "projection at several sizes, with ridge and PLS, measured by neuroxr on this machine.",
+}
+
+
+def _table_html(df: pd.DataFrame, max_rows: int = 25) -> str:
+    show = df.head(max_rows)
+    with pd.option_context("display.float_format", "{:.4g}".format):
+        h = show.to_html(index=False, border=0, classes="tbl", na_rep="", float_format="{:.4g}".format)
+    if len(df) > max_rows:
+        h += f"<p class='more'>{len(df) - max_rows} more rows in the CSV.</p>"
+    return h
+
+
+def write_report(study, *, n_boot: int = 1000, seed: int = 0, title: str | None = None) -> Path:
+    """Write ``STUDY/reports/index.html`` with every figure (PNG) and table (CSV) beside it.
+
+    Parameters
+    ----------
+    study : path-like
+        Study directory holding ``scores.zarr``.
+    n_boot : int
+        Bootstrap resamples for the 95% intervals.
+    seed : int
+        Bootstrap seed (the report is reproducible).
+
+    Returns
+    -------
+    Path of ``index.html``.
+    """
+    from . import plots
+
+    st = open_study(study)
+    out = _reports(study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        t = compute_analyses(study, n_boot=n_boot, seed=seed)
+    for name, df in t.items():
+        if name not in ("reliability_sweep", "method_tradeoff"):
+            _write_csv(df, out / f"{name}.csv")
+    figs = _figures(t)
+    for name, fig in figs.items():
+        plots.save_figure(fig, out / f"{name}.png")
+    headline = summarize_headline(t["rankings"], t["best_depth"])
+    (out / "headline.json").write_text(json.dumps(headline, indent=2))
+    planted = read_planted(study)
+    page = _render(st, t, figs, headline, planted, title)
+    tmp = out / ".index.html.tmp"
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out / "index.html")
+    return out / "index.html"
+
+
+def _render(st, t, figs, headline, planted, title):
+    e = html.escape
+    scores = st.scores
+    n_layers = scores.sizes.get(S.LAYER, 0)
+    n_neurons = scores.sizes.get(S.NEURON, 0)
+    r = t["rankings"]
+    n_models = len(r[["model", "weights"]].drop_duplicates())
+    title = title or f"neuroxr report: {Path(st.path).resolve().name}"
+    parts = [f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
+<style>
+body{{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}}
+h1{{font-size:1.6em}} h2{{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}}
+figure{{margin:1em 0}} figure img{{max-width:100%;border:1px solid #eee}} figcaption{{color:#555;font-size:.9em}}
+table.tbl{{border-collapse:collapse;font-size:.82em;margin:.5em 0}} table.tbl td,table.tbl th{{padding:2px 8px;
+border-bottom:1px solid #eee;text-align:right}} table.tbl th{{background:#f6f6f6}}
+.headline{{background:#f3f7fb;border-left:4px solid #2e6fba;padding:.6em 1em}} .more{{color:#777;font-size:.85em}}
+code{{background:#f4f4f4;padding:0 3px}}
+</style></head><body>
+<h1>{e(title)}</h1>
+<p>{n_models} models ({n_layers} layers) scored against {n_neurons} neurons; metrics: {e(', '.join(stats.list_metrics(scores)))}.
+Generated {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} by neuroxr.</p>
+<div class="headline"><b>Headline.</b> {e(format_headline(headline)).replace(chr(10), '<br>')}</div>
+"""]
+    if planted:
+        parts.append("<h2>Planted structure (simulated observatory)</h2><pre>"
+                     + e(json.dumps(planted, indent=1, default=str)[:4000]) + "</pre>")
+    order = ["rankings", "area_heatmap", "trained_vs_random", "depth", "taskonomy", "taskonomy_cre_line",
+             "reliability_sweep", "method_tradeoff"]
+    heads = {"rankings": "Rankings", "depth": "Where in depth", "taskonomy": "Taskonomy",
+             "reliability_sweep": "Reliability sweep", "method_tradeoff": "Method trade-off",
+             "trained_vs_random": "Trained vs random weights"}
+    for name in order:
+        if name not in figs:
+            continue
+        if name in heads:
+            parts.append(f"<h2>{heads[name]}</h2>")
+        parts.append(f'<figure><img src="{name}.png" alt="{name}"><figcaption>{_CAPTIONS.get(name, "")}'
+                     f'</figcaption></figure>')
+        if name == "rankings":
+            top = stats.select_ranking(r, stats.headline_metric(r))
+            parts.append(_table_html(top[["rank", "model", "weights", "family", "score", "ci_low", "ci_high"]], 15))
+        if name == "depth":
+            parts.append(_table_html(t["best_depth"]))
+    stat = t["statistics"]
+    if len(stat):
+        parts.append("<h2>Statistics</h2><p>Tidy table (test, statistic, p, Bonferroni-corrected p within each "
+                     "family of tests, effect size, n, 95% interval); full table in <a href='statistics.csv'>"
+                     "statistics.csv</a>.</p>")
+        cols = ["analysis", "test", "metric", "area", "group", "statistic", "p", "p_bonferroni", "effect_size",
+                "effect_size_name", "n", "ci_low", "ci_high"]
+        parts.append(_table_html(stat[cols], 60))
+    parts.append("<h2>Tables</h2><ul>")
+    for name in sorted(t):
+        parts.append(f"<li><a href='{name}.csv'>{name}.csv</a> ({len(t[name])} rows)</li>")
+    parts.append("</ul></body></html>")
+    return "\n".join(parts)
