@@ -182,7 +182,7 @@ def _fit_predict(Xtr, Ytr, Xte, n_components, scale, max_iter, tol):
 
     With more features than training images, X is first standardised exactly as
     scikit-learn does (training mean, ddof=1 std, zero std -> 1) and projected onto an
-    orthonormal basis of the training rows (economy QR of Xtr^T).  PLS weights are linear
+    orthonormal basis of the training rows (from the n x n Gram matrix).  PLS weights are linear
     combinations of the training rows, so scores, weights and predictions are unchanged, but
     every NIPALS iteration costs n x n instead of n x p (p = 14,400 for AlexNet conv1 at 64 px,
     3 s -> 20 ms per fit).  Y is standardised the same way and the prediction mapped back.
@@ -201,8 +201,14 @@ def _fit_predict(Xtr, Ytr, Xte, n_components, scale, max_iter, tol):
         else:
             xs = np.ones(p)
         A = (Xtr - xm) / xs
-        Q, _ = np.linalg.qr(A.T)  # (p, n_tr), orthonormal columns spanning the training rows
-        Xtr_, Xte_ = A @ Q, ((Xte - xm) / xs) @ Q
+        # coordinates in an orthonormal basis Q = A^T U S^-1/2 of the training rows, from the
+        # n x n Gram matrix A A^T = U S U^T (null directions give zero columns)
+        s, U = np.linalg.eigh(A @ A.T)
+        keep = s > s.max(initial=0.0) * n_tr * np.finfo(np.float64).eps
+        inv = np.zeros_like(s)
+        inv[keep] = 1.0 / np.sqrt(s[keep])
+        Xtr_ = U * np.sqrt(np.where(keep, s, 0.0))
+        Xte_ = (((Xte - xm) / xs) @ A.T) @ (U * inv)
         ym = Ytr.mean(axis=0)
         if scale:
             ys = Ytr.std(axis=0, ddof=1)
