@@ -121,7 +121,7 @@ def calc_layer_scores(scores: xr.Dataset, metrics=None, by: str = "area") -> pd.
             if by != "area":
                 continue
             values = np.asarray(var.transpose(S.LAYER, S.AREA).values, dtype=float)
-            for j, a in enumerate(np.asarray(var[S.AREA].values).astype(str)):
+            for j, a in enumerate(rsa_areas(scores)):
                 parts.append(pd.DataFrame({"layer": meta.index, "metric": m, by: a, "score": values[:, j],
                                            "n": np.isfinite(values[:, j]).astype(int)}))
     if not parts:
@@ -133,8 +133,8 @@ def calc_layer_scores(scores: xr.Dataset, metrics=None, by: str = "area") -> pd.
 def neuron_groups(scores: xr.Dataset, by: str = "area") -> np.ndarray:
     """The neuron coordinate ``by`` of ``scores`` as strings (neuron,).
 
-    ``rsa_r`` has an ``area`` dim, so in a Dataset holding both, the neurons' area coordinate
-    may be stored as ``neuron_area``; both spellings are accepted.
+    In ``scores.zarr`` the neurons' ``area`` coordinate sits beside ``rsa_r``'s ``area`` dim
+    (labelled by ``area_name``); ``neuron_area`` is accepted too.
     """
     for name in (by, f"neuron_{by}", f"{by}_neuron"):
         if name in scores.coords and scores[name].dims == (S.NEURON,):
@@ -287,7 +287,19 @@ def _group_matrix(scores, metric, by):
     if by != "area":
         return None
     M = np.asarray(var.transpose(S.LAYER, S.AREA).values, dtype=float)
-    return list(np.asarray(var[S.AREA].values).astype(str)), M, np.isfinite(M).astype(int)
+    return rsa_areas(scores), M, np.isfinite(M).astype(int)
+
+
+def rsa_areas(scores: xr.Dataset) -> list[str]:
+    """Area labels of ``rsa_r``'s ``area`` dim: the ``area_name`` coordinate (scores.zarr), or the
+    ``area`` index where ``rsa_r`` stands alone."""
+    var = scores[S.RSA_R]
+    for name in ("area_name", S.AREA):
+        if name in var.coords and var[name].dims == (S.AREA,):
+            return list(np.asarray(var[name].values).astype(str))
+    if "area_name" in scores.coords and scores["area_name"].dims == (S.AREA,):
+        return list(np.asarray(scores["area_name"].values).astype(str))
+    raise NeuroxrError(f"scores.zarr: {S.RSA_R!r} has no area labels (coordinate 'area_name' (area)); rescore")
 
 
 class _quiet:

@@ -48,13 +48,14 @@ def make_scores(seed=0, n_neurons=120, models=None, rsa=True, srp=False, peak=No
     coords = {"layer": np.asarray(meta.layer, dtype=str),
               **{c: ("layer", np.asarray(meta[c], dtype=str if pd.api.types.is_string_dtype(meta[c]) else None))
                  for c in meta if c != "layer"},
-              "neuron": np.arange(n_neurons), ("neuron_area" if rsa else "area"): ("neuron", area), "cre_line": ("neuron", cre),
+              "neuron": np.arange(n_neurons), "area": ("neuron", area), "cre_line": ("neuron", cre),
               "depth_um": ("neuron", rng.uniform(150, 400, n_neurons)),
               "splithalf_r": ("neuron", rng.uniform(0, 1, n_neurons))}
     ds = xr.Dataset({"ridge_r": (("layer", "neuron"), np.array(ridge))}, coords=coords)
     if rsa:
-        ds["rsa_r"] = xr.DataArray(np.array(rsa_rows), dims=("layer", "area"),
-                                   coords={"layer": ds.layer, "area": list(AREAS)})
+        # the scores.zarr layout: rsa_r's `area` dim is labelled by `area_name`, beside the neuron coord `area`
+        ds["rsa_r"] = (("layer", "area"), np.array(rsa_rows))
+        ds = ds.assign_coords(area_name=("area", np.array(AREAS)))
     if srp:
         ds["srp_ridge_r"] = ds["ridge_r"] + 0.01
     return ds
@@ -74,7 +75,7 @@ def test_rankings_contract_and_max_over_layers(scores, rankings):
     assert list(rankings.columns[:7]) == list(S.RANKINGS_COLUMNS)
     assert set(rankings.metric) == {"ridge", "rsa", "overall"}
     # independent: per (model, weights, area) area-mean over neurons with pandas, then max over layers
-    df = scores.ridge_r.to_dataframe().reset_index().rename(columns={"neuron_area": "area"})
+    df = scores.ridge_r.to_dataframe().reset_index()
     m = df.groupby(["model", "weights", "layer_name", "area"]).ridge_r.mean().reset_index()
     best = m.loc[m.groupby(["model", "weights", "area"]).ridge_r.idxmax()].set_index(["model", "weights", "area"])
     got = rankings[(rankings.metric == "ridge") & (rankings.area != "all")].set_index(["model", "weights", "area"])
@@ -103,7 +104,8 @@ def test_bootstrap_intervals_bracket_and_match_manual(scores, rankings):
     row = rankings[(rankings.metric == "rsa") & (rankings.area == "all") & (rankings.model == "alexnet")
                    & (rankings.weights == "trained")].iloc[0]
     sub = scores.rsa_r.where((scores.model == "alexnet") & (scores.weights == "trained"), drop=True)
-    sub = sub.sortby("depth").sel(area=list(AREAS)).values  # (layer, area)
+    assert list(sub.area_name.values) == list(AREAS)
+    sub = sub.sortby("depth").values  # (layer, area)
     idx = np.random.default_rng(1).integers(0, 6, size=(200, 6))
     samples = np.array([sub[:, i].mean(1).max() for i in idx])
     np.testing.assert_allclose([row.ci_low, row.ci_high], np.percentile(samples, [2.5, 97.5]), rtol=1e-12)
@@ -186,9 +188,10 @@ def test_metric_agreement(scores, rankings):
     ref = st.spearmanr(a, b.loc[a.index])
     np.testing.assert_allclose([models.statistic, models.p], [ref.statistic, ref.pvalue], rtol=1e-10)
     # per model and area over layers, averaged: recompute with pandas + scipy
-    df = scores.ridge_r.to_dataframe().reset_index().rename(columns={"neuron_area": "area"})
+    df = scores.ridge_r.to_dataframe().reset_index()
     ridge = df.groupby(["model", "weights", "area", "depth"]).ridge_r.mean()
-    rsa = scores.rsa_r.to_dataframe().reset_index().set_index(["model", "weights", "area", "depth"]).rsa_r
+    rsa = scores.rsa_r.to_dataframe().reset_index().drop(columns="area").rename(columns={"area_name": "area"})
+    rsa = rsa.set_index(["model", "weights", "area", "depth"]).rsa_r
     j = pd.concat([ridge, rsa.loc[ridge.index]], axis=1)
     rhos = [st.spearmanr(g.ridge_r, g.rsa_r).statistic for _, g in j.groupby(level=[0, 1, 2]) if len(g) >= 3]
     layers = t[(t.analysis == "metric_agreement_layers") & (t.area == "all")].iloc[0]
@@ -222,7 +225,7 @@ def test_depth_profile_bins_and_lowess(scores):
     tr = prof[prof.weights == "trained"]
     assert tr.bin.between(0, 99).all() and tr.bin.is_unique
     # independent: layer means over areas, then np.histogram-style bins
-    lt = scores.ridge_r.groupby("neuron_area").mean().mean("neuron_area").to_dataframe(name="s").reset_index()
+    lt = scores.ridge_r.groupby("area").mean().mean("area").to_dataframe(name="s").reset_index()
     lt = lt[(lt.family != "baseline") & (lt.weights == "trained")]
     b = np.minimum((lt.relative_depth.values * 100).astype(int), 99)
     ref = lt.groupby(b).s.mean()
@@ -259,7 +262,7 @@ def test_reliability_sweep_filters_neurons(scores):
     row = sw[(sw.threshold == 0.5) & (sw.metric == "ridge") & (sw.model == "alexnet") & (sw.weights == "trained")]
     sub = scores.isel(neuron=np.flatnonzero(rel >= 0.5))
     sub = sub.ridge_r.where((sub.model == "alexnet") & (sub.weights == "trained"), drop=True)
-    ref = sub.groupby("neuron_area").mean().mean("neuron_area").max()
+    ref = sub.groupby("area").mean().mean("area").max()
     np.testing.assert_allclose(row.score.iloc[0], float(ref), rtol=1e-12)
     with pytest.raises(Exception, match="threshold"):
         stats.sweep_reliability(scores_at, rel, thresholds=[2.0])
