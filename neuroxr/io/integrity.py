@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NeuroxrError
+from ..schema import SchemaError
 
 #: problems that make a store untrustworthy (the others are warnings)
 ERROR_KINDS = ("corrupt", "unreadable", "metadata")
@@ -330,7 +331,110 @@ def raise_for_problems(problems, *, what="store") -> None:
         raise ChunkCorruptError(first.message + more, first.store, first.variable, first.chunk)
 
 
+# --------------------------------------------------------------------------- hostile input
+def check_allocation(nbytes: int, what: str, *, fraction: float = 0.8) -> None:
+    """Raise :class:`NeuroxrError` at once if ``nbytes`` exceed ``fraction`` of the available memory.
+
+    Used before materialising arrays whose size comes from a file header, so an absurd size
+    fails fast and clearly instead of trying to allocate (or swapping).
+    """
+    try:
+        import psutil
+
+        avail = int(psutil.virtual_memory().available)
+    except Exception:  # pragma: no cover - psutil is a dependency
+        return
+    if nbytes > fraction * avail:
+        raise NeuroxrError(
+            f"{what} would need {nbytes / 2**30:.3g} GiB but only {avail / 2**30:.3g} GiB of memory are "
+            f"available; check the file (a corrupt header?) or pass a smaller array"
+        )
+
+
+def _read_header(fp, path, label):
+    from numpy.lib import format as npf
+
+    version = npf.read_magic(fp)
+    if version == (1, 0):
+        shape, fortran, dtype = npf.read_array_header_1_0(fp)
+    elif version == (2, 0):
+        shape, fortran, dtype = npf.read_array_header_2_0(fp)
+    else:
+        raise SchemaError(f"{path}: {label} uses .npy format version {version}; save it with numpy.save")
+    if dtype.hasobject:
+        raise SchemaError(
+            f"{path}: {label} holds Python objects (dtype {dtype}); neuroxr never unpickles data: "
+            f"save numbers (e.g. float32) instead"
+        )
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return shape, dtype, n * dtype.itemsize
+
+
+def read_numpy_file(path, key=None):
+    """Read a ``.npy`` file (memory-mapped) or one array of a ``.npz`` file, defensively.
+
+    The header is checked against the bytes actually present before anything is read or
+    allocated: a truncated or corrupt file, an object (pickled) array, or an absurd shape
+    raises :class:`SchemaError` naming the file, instead of ``EOFError``, a parser error, a
+    ``MemoryError`` or an attempt to allocate terabytes.
+
+    Parameters
+    ----------
+    path : path-like
+    key : str, optional
+        The array of a ``.npz`` file (optional when it holds exactly one).
+    """
+    import zipfile
+
+    path = Path(path)
+    kind = path.suffix.lower()
+    try:
+        if kind == ".npy":
+            if key:
+                raise SchemaError(f"{path}: a .npy file holds one array; drop ':{key}'")
+            with open(path, "rb") as f:
+                shape, dtype, nbytes = _read_header(f, path, "the array")
+                offset = f.tell()
+            have = path.stat().st_size - offset
+            if have < nbytes:
+                raise SchemaError(
+                    f"{path}: header says shape {shape} {dtype} ({nbytes} bytes) but the file holds only "
+                    f"{have} bytes of data; the file is truncated or corrupt"
+                )
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        with zipfile.ZipFile(path) as z:
+            members = {n[:-4] if n.endswith(".npy") else n: n for n in z.namelist()}
+            names = list(members)
+            if key is None:
+                if len(names) != 1:
+                    raise SchemaError(f"{path}: holds arrays {names}; name one as {path}:KEY")
+                key = names[0]
+            if key not in members:
+                raise SchemaError(f"{path}: no array {key!r}; it holds {names}")
+            info = z.getinfo(members[key])
+            with z.open(info) as f:
+                shape, dtype, nbytes = _read_header(f, path, f"array {key!r}")
+                if info.file_size < nbytes:
+                    raise SchemaError(
+                        f"{path}: array {key!r}: header says shape {shape} {dtype} ({nbytes} bytes) but the "
+                        f"file holds only {info.file_size} bytes; the file is truncated or corrupt"
+                    )
+                check_allocation(nbytes, f"{path}: array {key!r} (shape {shape}, {dtype})")
+            with z.open(info) as f:
+                return np.lib.format.read_array(f, allow_pickle=False)
+    except (SchemaError, NeuroxrError, FileNotFoundError):
+        raise
+    except Exception as exc:  # EOFError, BadZipFile, header parse errors, CRC errors, ...
+        raise SchemaError(
+            f"{path}: cannot be read as a {kind or 'numpy'} file ({type(exc).__name__}: {exc}); "
+            f"the file is truncated or corrupt: write it again with numpy.save / numpy.savez"
+        ) from None
+
+
 __all__ = [
     "ChunkCorruptError", "ChecksumStore", "Problem", "check_chunk_bytes", "open_checked_store",
     "verify_store", "verify_study", "find_stores", "find_stale", "raise_for_problems",
+    "read_numpy_file", "check_allocation",
 ]
