@@ -198,19 +198,18 @@ def write_nwb(path, spec: ExperimentSpec, rng, *, image_stack, n_trials=50, even
 def _signal(rng, n_cells, n_frames, frames, start, end, kind):
     """Image-tuned activity: each cell has a preferred response per image plus noise."""
     tuning = rng.gamma(0.6, 1.0, (n_cells, N_IMAGES + 1)).astype("f4")   # last column: blank
+    amp = tuning[:, frames] * (rng.random((n_cells, len(frames))) < 0.7)  # (cell, presentation)
     if kind == "dff":
         x = rng.normal(0, 0.05, (n_cells, n_frames)).astype("f4")
+        lens = end - start
+        which = np.repeat(np.arange(len(frames)), lens)
+        at = np.concatenate([np.arange(s, e) for s, e in zip(start, end)])
+        x[:, at] += 0.3 * amp[:, which]
     else:
         x = np.zeros((n_cells, n_frames), "f4")
         spont = rng.random((n_cells, n_frames)) < 0.005
-        x[spont] = rng.exponential(0.1, spont.sum())
-    for k in range(len(frames)):
-        col = tuning[:, frames[k]] * (rng.random(n_cells) < 0.7)
-        s, e = start[k], end[k]
-        if kind == "dff":
-            x[:, s:e] += col[:, None] * 0.3
-        else:
-            x[:, s + 1] += col * rng.exponential(1.0, n_cells)
+        x[spont] = rng.exponential(0.1, int(spont.sum()))
+        x[:, start + 1] += amp * rng.exponential(1.0, amp.shape).astype("f4")
     return x
 
 
@@ -222,7 +221,7 @@ def write_events(path, rng, n_cells, n_frames, frames, start, end, *, dtype="f8"
     if rows >= n_cells:
         np.savez_compressed(path, ev=_signal(rng, n_cells, n_frames, frames, start, end, "events").astype(dtype))
         return
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True, compresslevel=1) as zf:
         with zf.open("ev.npy", "w", force_zip64=True) as fh:
             header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
                       "shape": (n_cells, n_frames)}

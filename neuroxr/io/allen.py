@@ -600,6 +600,30 @@ def _nanmean_trials(x):
         return np.nanmean(x, axis=-1).astype(np.float32)
 
 
+def _build_responses(mean, trials, ids, table, n_images, attrs, source):
+    """The responses Dataset, through :func:`neuroxr.io.arrays.build_responses_dataset` when it exists."""
+    try:
+        from .arrays import build_responses_dataset
+    except ImportError:  # pragma: no cover - arrays.py is another module of the package
+        build_responses_dataset = None
+    if build_responses_dataset is not None:
+        return build_responses_dataset(mean=mean, trials=trials, neuron_ids=ids, meta=table,
+                                       image_ids=np.arange(n_images, dtype=np.int64), source=str(source), attrs=attrs)
+    import xarray as xr  # pragma: no cover
+
+    depth = table["depth_um"].to_numpy(float)
+    coords = {S.NEURON: ids, S.IMAGE: np.arange(n_images, dtype=np.int64),
+              S.TRIAL: np.arange(trials.shape[2], dtype=np.int64),
+              "cortical_layer": (S.NEURON, np.asarray([S.cortical_layer(d, c) for d, c in
+                                                       zip(depth, table["cre_line"])], dtype=str))}
+    for c in table.columns:
+        coords[c] = (S.NEURON, table[c].to_numpy())
+    ds = xr.Dataset({S.MEAN: ((S.NEURON, S.IMAGE), mean), S.TRIALS: ((S.NEURON, S.IMAGE, S.TRIAL), trials)},
+                    coords=coords, attrs=attrs)
+    S.validate_responses(ds, source=source)
+    return ds
+
+
 def ingest_allen(study, cache, response: str = "events", session: str = DEFAULT_SESSION, areas=None,
                  cre_lines=None, containers=None, overwrite: bool = False, *, include_failed: bool = False,
                  chunk_neurons: int = 1024, block: int = 64):
@@ -732,20 +756,12 @@ def ingest_allen(study, cache, response: str = "events", session: str = DEFAULT_
     trials = da.concatenate(parts, axis=0).rechunk({0: chunk_neurons, 1: -1, 2: -1})
     mean = trials.map_blocks(_nanmean_trials, drop_axis=2, dtype=np.float32)
 
-    depth = meta["depth_um"].astype(float)
-    coords = {
-        S.NEURON: np.asarray(meta["neuron"], np.int64),
-        S.IMAGE: np.arange(n_images, dtype=np.int64),
-        S.TRIAL: np.arange(n_trials, dtype=np.int64),
-        "area": (S.NEURON, np.asarray(meta["area"], dtype=str)),
-        "cre_line": (S.NEURON, np.asarray(meta["cre_line"], dtype=str)),
-        "depth_um": (S.NEURON, depth),
-        "cortical_layer": (S.NEURON, np.asarray([S.cortical_layer(d, c) for d, c in zip(depth, meta["cre_line"])], dtype=str)),
-        "container": (S.NEURON, np.asarray(meta["container"], np.int64)),
-        "experiment": (S.NEURON, np.asarray(meta["experiment"], np.int64)),
-        "p_run_mod": (S.NEURON, np.asarray(meta["p_run_mod"], float)),
-        "p_image": (S.NEURON, np.asarray(meta["p_image"], float)),
-    }
+    import pandas as pd
+
+    table = pd.DataFrame({k: meta[k] for k in ("area", "cre_line", "depth_um", "container", "experiment",
+                                               "p_run_mod", "p_image")})
+    table["area"] = table["area"].astype(str)
+    table["cre_line"] = table["cre_line"].astype(str)
     settings = {"source": "allen_brain_observatory", "response": response, "session": session,
                 "areas": areas, "cre_lines": cre_lines, "containers": containers, "include_failed": include_failed,
                 "window": "[start, end) of natural_scenes frame_duration", "n_trials": n_trials}
@@ -758,9 +774,7 @@ def ingest_allen(study, cache, response: str = "events", session: str = DEFAULT_
     attrs["source"] = f"Allen Brain Observatory Visual Coding 2p, natural scenes ({session}), cache {ac.root}"
     attrs["response"] = ("sum of events over each presentation window" if response == "events"
                          else "mean dF/F over each presentation window")
-    ds = xr.Dataset({S.MEAN: ((S.NEURON, S.IMAGE), mean), S.TRIALS: ((S.NEURON, S.IMAGE, S.TRIAL), trials)},
-                    coords=coords, attrs=attrs)
-    S.validate_responses(ds, source=rpath)
+    ds = _build_responses(mean, trials, meta["neuron"].astype(np.int64), table, n_images, attrs, rpath)
     write_dataset(ds, rpath, overwrite=overwrite,
                   chunks={S.NEURON: chunk_neurons, S.IMAGE: n_images, S.TRIAL: n_trials})
 
