@@ -28,8 +28,10 @@ from .errors import NeuroxrError
 
 #: score variables of ``scores.zarr`` and the metric names used in tables and figures
 METRIC_VARS = {"ridge": "ridge_r", "srp-ridge": "srp_ridge_r", "pls": "pls_r", "rsa": S.RSA_R}
-#: areas in the order of the anatomical hierarchy score (Harris et al. 2019; Siegle et al. 2021)
-HIERARCHY = ("VISp", "VISl", "VISrl", "VISal", "VISpm", "VISam")
+#: the order of areas in tables, figures and the depth-gradient test: the project's
+#: :data:`neuroxr.schema.AREAS` (VISp, VISl, VISal, VISpm, VISrl, VISam), the order the study
+#: reports and the simulated observatory plants its depth gradient in
+HIERARCHY = tuple(S.AREAS)
 ALL = "all"
 OVERALL = "overall"
 #: the interval reported on every ranking row
@@ -772,30 +774,18 @@ def _reduce(X, method, size, seed):
 
 
 def _fit_ridge(X, Y, alpha):
-    """Leave-one-out Pearson r of ridge (fixed ``alpha``, intercept) per column of ``Y``."""
-    from sklearn.linear_model import RidgeCV
+    """neuroxr's exact leave-one-out ridge (fixed ``alpha``, intercept, z-scored features):
+    Pearson r per neuron (column of ``Y``)."""
+    from .mapping.ridge import calc_loo_pearson, calc_zscored_gram
 
-    # with a scoring set, cv_results_ holds the leave-one-out predictions (image, neuron, alpha)
-    m = RidgeCV(alphas=[alpha], store_cv_results=True, scoring="r2").fit(X, Y)
-    return _pearson_columns(np.asarray(m.cv_results_)[..., 0], Y)
+    return calc_loo_pearson(calc_zscored_gram(X), Y, (alpha,))
 
 
 def _fit_pls(X, Y, n_components, seed):
-    from sklearn.cross_decomposition import PLSRegression
-    from sklearn.model_selection import KFold, cross_val_predict
+    """neuroxr's cross-validated PLS (5-fold): held-out Pearson r per neuron, mean over folds."""
+    from .mapping.pls import cross_validated_pls, make_splits
 
-    k = min(n_components, X.shape[1], X.shape[0] - 2)
-    pred = cross_val_predict(PLSRegression(n_components=k, scale=False), X, Y,
-                             cv=KFold(5, shuffle=True, random_state=seed))
-    return _pearson_columns(pred, Y)
-
-
-def _pearson_columns(a, b):
-    a = a - a.mean(0)
-    b = b - b.mean(0)
-    den = np.sqrt((a * a).sum(0) * (b * b).sum(0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (a * b).sum(0) / den
+    return np.nanmean(cross_validated_pls(X, Y, make_splits(len(X), "kfold", 5, seed=seed), n_components), axis=0)
 
 
 def measure_method_tradeoff(features: dict, responses, *, sizes=(64, 256, 1024, 4096),
@@ -817,14 +807,16 @@ def measure_method_tradeoff(features: dict, responses, *, sizes=(64, 256, 1024, 
     Returns
     -------
     DataFrame
-        ``layer, reduction, size, regression, score (mean leave-one-out / 5-fold Pearson r over
-        neurons), seconds (best of ``repeats``, reduction + fit), n_features``.
+        ``layer, reduction, size, regression, score, seconds, n_features``: score is the mean over
+        neurons of the leave-one-out Pearson r (ridge: :mod:`neuroxr.mapping.ridge`, alpha
+        ``alpha``, z-scored features) or the 5-fold held-out Pearson r (PLS:
+        :mod:`neuroxr.mapping.pls`, ``pls_components``); seconds is the best of ``repeats`` runs
+        of reduction + fit (PCA: scikit-learn; SRP: scikit-learn's SparseRandomProjection, seeded).
     """
     Y = np.asarray(responses, float)
     rows = []
     for layer, X in features.items():
         X = np.asarray(X, float).reshape(len(X), -1)
-        X = (X - X.mean(0)) / np.where(X.std(0) > 0, X.std(0), 1)
         for reduction in reductions:
             for size in ([None] if reduction == "none" else sizes):
                 if reduction == "pca" and size > min(X.shape):

@@ -10,7 +10,7 @@ from scipy import stats as st
 from neuroxr import schema as S
 from neuroxr import stats
 
-AREAS = ("VISp", "VISl", "VISrl", "VISal", "VISpm", "VISam")
+AREAS = ("VISp", "VISl", "VISal", "VISpm", "VISrl", "VISam")
 CRE = ("Cux2-CreERT2", "Rorb-IRES2-Cre", "Rbp4-Cre_KL100")
 
 
@@ -277,10 +277,31 @@ def test_method_tradeoff_against_sklearn(rng):
     assert set(t.reduction) == {"none", "pca", "srp"}
     assert (t.seconds > 0).all()
     assert set(t[t.reduction == "pca"]["size"]) == {16, 32}
-    # the `none` ridge score is the leave-one-out Pearson r of sklearn's Ridge, refitted by brute force
+    # the `none` ridge score is the leave-one-out Pearson r of sklearn's Ridge on z-scored features,
+    # refitted by brute force
     Z = (X - X.mean(0)) / X.std(0)
     pred = np.array([Ridge(alpha=1.0).fit(np.delete(Z, i, 0), np.delete(Y, i, 0)).predict(Z[i:i + 1])[0]
                      for i in range(len(Z))])
     r = [st.pearsonr(pred[:, j], Y[:, j]).statistic for j in range(Y.shape[1])]
     got = t[(t.reduction == "none") & (t.regression == "ridge")].score.iloc[0]
+    np.testing.assert_allclose(got, np.mean(r), rtol=1e-8)
+    # PLS: 5-fold held-out Pearson r of sklearn's PLSRegression(10 components), same folds
+    from sklearn.cross_decomposition import PLSRegression
+    from sklearn.model_selection import KFold
+
+    rs = []
+    for tr, te in KFold(5, shuffle=True, random_state=0).split(X):
+        pred = PLSRegression(n_components=10).fit(X[tr], Y[tr]).predict(X[te])
+        rs.append([st.pearsonr(pred[:, j], Y[te, j]).statistic for j in range(Y.shape[1])])
+    got = t[(t.reduction == "none") & (t.regression == "pls")].score.iloc[0]
+    np.testing.assert_allclose(got, np.mean(rs), rtol=1e-6)
+    # SRP at 32 components: same projection as sklearn's seeded SparseRandomProjection, then ridge
+    from sklearn.random_projection import SparseRandomProjection
+
+    P = SparseRandomProjection(32, random_state=0).fit_transform(X)
+    P = (P - P.mean(0)) / P.std(0)
+    pred = np.array([Ridge(alpha=1.0).fit(np.delete(P, i, 0), np.delete(Y, i, 0)).predict(P[i:i + 1])[0]
+                     for i in range(len(P))])
+    r = [st.pearsonr(pred[:, j], Y[:, j]).statistic for j in range(Y.shape[1])]
+    got = t[(t.reduction == "srp") & (t["size"] == 32) & (t.regression == "ridge")].score.iloc[0]
     np.testing.assert_allclose(got, np.mean(r), rtol=1e-8)
