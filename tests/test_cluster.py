@@ -194,3 +194,43 @@ def test_parse_resources():
     assert cluster.parse_resources(None) == {}
     with pytest.raises(NeuroxrError, match="NAME=NUMBER"):
         cluster.parse_resources("GPU")
+
+
+def test_killed_worker_is_rescheduled_same_result(dask_cluster, tmp_path):
+    """SIGKILL one worker process mid-run: Dask reruns its tasks elsewhere; the store is exact."""
+    import dask.array as da
+    from distributed import Client
+
+    from neuroxr.io import store
+
+    def _slow_block(block, delay):  # local: shipped to the workers by value (they cannot import tests)
+        time.sleep(delay)
+        return block @ block.T[:, :8]
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((24 * 8, 16))
+    want = np.concatenate([X[i:i + 8] @ X[i:i + 8].T[:, :8] for i in range(0, len(X), 8)])
+    path = tmp_path / "features" / "m.zarr"
+    with Client(dask_cluster.address, timeout="20s") as client:
+        pids = client.run(os.getpid)  # {worker address: pid of the worker process}
+        victim = sorted(pids.values())[0]
+        x = da.from_array(X, chunks=(8, 16)).map_blocks(_slow_block, 0.25, chunks=(8, 8), dtype=float)
+        ds = xr.Dataset({"k": (("image", "image_j"), x)})
+        fut = client.submit(lambda: None)  # warm
+        fut.result()
+        import threading
+
+        def _kill():
+            time.sleep(1.0)  # a few blocks done, most still running or queued
+            os.kill(victim, signal.SIGKILL)
+
+        t = threading.Thread(target=_kill)
+        t.start()
+        store.write_dataset(ds, path)
+        t.join()
+        got = store.open_dataset(path).k.values
+        np.testing.assert_array_equal(got, want)
+        # the worker really died (its nanny restarted it with a new pid)
+        _wait_for(lambda: len(client.scheduler_info()["workers"]) == 2, 60, "the worker restart")
+        assert victim not in client.run(os.getpid).values()
+    assert not list(path.parent.glob(".*"))  # no temporary store left
