@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
 import http.server
 import os
 import re
@@ -38,7 +40,35 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         etag = hashlib.md5(data).hexdigest()
         return data, etag
 
+    def _rma(self, head=False):
+        """``/api/v2/data/query.json`` (well-known file query) and ``/api/v2/well_known_file_download/N``."""
+        from urllib.parse import unquote
+
+        path = unquote(self.path)
+        if path.startswith("/api/v2/data/query.json"):
+            m = re.search(r"attachable_id\$eq(\d+)\].*name\$eq(\w+)\]", path)
+            key = (int(m.group(1)), m.group(2)) if m else None
+            rows = ([{"download_link": f"/api/v2/well_known_file_download/{self.server.rma[key][0]}",
+                      "attachable_id": key[0]}] if key in self.server.rma else [])
+            body = json.dumps({"success": True, "num_rows": len(rows), "msg": rows}).encode()
+        elif path.startswith("/api/v2/well_known_file_download/"):
+            if head:                                          # this server has no HEAD for downloads
+                self.send_error(405)
+                return True
+            n = int(path.rsplit("/", 1)[1])
+            body = next(self.server.root.joinpath(rel).read_bytes() for k, (i, rel) in self.server.rma.items() if i == n)
+        else:
+            return False
+        self.server.log.append(("GET", path, None))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        return True
+
     def do_HEAD(self):
+        if self._rma(head=True):
+            return
         p, rel = self._file()
         self.server.log.append(("HEAD", rel, None))
         if p is None:
@@ -53,6 +83,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
 
     def do_GET(self):
+        if self._rma():
+            return
         p, rel = self._file()
         rng = self.headers.get("Range")
         self.server.log.append(("GET", rel, rng))
@@ -98,9 +130,9 @@ class _Server(http.server.ThreadingHTTPServer):
 def serve():
     servers = []
 
-    def start(root, prefix="visual-coding-2p", drops=None, corrupt=(), wrong_size=()):
+    def start(root, prefix="visual-coding-2p", drops=None, corrupt=(), wrong_size=(), rma=None):
         srv = _Server(("127.0.0.1", 0), _Handler)
-        srv.root, srv.prefix, srv.log = Path(root), prefix, []
+        srv.root, srv.prefix, srv.log, srv.rma = Path(root), prefix, [], dict(rma or {})
         srv.drops, srv.corrupt, srv.wrong_size = dict(drops or {}), set(corrupt), set(wrong_size)
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         servers.append(srv)
@@ -131,14 +163,14 @@ def _files(root):
 def test_fetch_reproduces_the_cache_and_skips_present_files(remote, serve, tmp_path):
     srv, url = serve(remote)
     out = tmp_path / "cache"
-    done = F.fetch_allen(out, base_url=url, progress=False)
+    done = F.fetch_allen(out, base_url=url, progress=False, api_url=None)
     want = {k: v for k, v in _files(remote).items() if "501000004" not in k}   # session A not fetched
     assert _files(out) == want
     assert sorted(done["experiments"]) == [501000001, 501000002]
     assert (out / "manifest.json").is_file()
     # a second run downloads nothing
     n_get = sum(1 for m, *_ in srv.log if m == "GET")
-    again = F.fetch_allen(out, base_url=url, progress=False)
+    again = F.fetch_allen(out, base_url=url, progress=False, api_url=None)
     assert again["downloaded"] == [] and len(again["present"]) == len(want)
     assert sum(1 for m, *_ in srv.log if m == "GET") == n_get
     # AllenSDK layout: the reader finds everything through the written manifest
@@ -150,7 +182,7 @@ def test_fetch_reproduces_the_cache_and_skips_present_files(remote, serve, tmp_p
 
 def test_fetch_filters_by_area(remote, serve, tmp_path):
     _, url = serve(remote)
-    done = F.fetch_allen(tmp_path / "c", areas=["VISl"], base_url=url, progress=False)
+    done = F.fetch_allen(tmp_path / "c", areas=["VISl"], base_url=url, progress=False, api_url=None)
     assert done["experiments"] == [501000002]
     assert not (tmp_path / "c/ophys_experiment_data/501000001.nwb").exists()
 
@@ -172,13 +204,13 @@ def test_interrupted_run_keeps_part_and_next_run_resumes(remote, serve, tmp_path
     srv, url = serve(remote, drops={rel: 1})
     out = tmp_path / "cache"
     with pytest.raises(F.DownloadError, match="run the same command again"):
-        F.fetch_allen(out, base_url=url, progress=False, retries=0, experiments=[501000002])
+        F.fetch_allen(out, base_url=url, progress=False, api_url=None, retries=0, experiments=[501000002])
     part = out / (rel + ".part")
     size = (remote / rel).stat().st_size
     assert part.exists() and 0 < part.stat().st_size < size
     assert not (out / rel).exists()
     half = part.stat().st_size
-    F.fetch_allen(out, base_url=url, progress=False, experiments=[501000002])
+    F.fetch_allen(out, base_url=url, progress=False, api_url=None, experiments=[501000002])
     assert (out / rel).read_bytes() == (remote / rel).read_bytes()
     assert ("GET", rel, f"bytes={half}-") in srv.log
 
@@ -188,7 +220,7 @@ def test_refuses_wrong_checksum_and_keeps_nothing(remote, serve, tmp_path):
     _, url = serve(remote, corrupt={rel})
     out = tmp_path / "cache"
     with pytest.raises(F.DownloadError, match="MD5"):
-        F.fetch_allen(out, base_url=url, progress=False)
+        F.fetch_allen(out, base_url=url, progress=False, api_url=None)
     assert not (out / rel).exists() and not (out / (rel + ".part")).exists()
     # the verified files of the same run are kept
     assert (out / "ophys_experiment_data/501000001.nwb").exists()
@@ -207,14 +239,14 @@ def test_refuses_wrong_size_and_keeps_nothing(remote, serve, tmp_path):
 def test_present_but_damaged_file_is_replaced(remote, serve, tmp_path):
     _, url = serve(remote)
     out = tmp_path / "cache"
-    F.fetch_allen(out, base_url=url, progress=False, experiments=[501000001])
+    F.fetch_allen(out, base_url=url, progress=False, api_url=None, experiments=[501000001])
     p = out / "ophys_experiment_data/501000001.nwb"
     b = bytearray(p.read_bytes())
     b[100] ^= 0xFF
     p.write_bytes(bytes(b))
     os.utime(p, ns=(1, 1))                  # also defeat the verification record
     with pytest.warns(UserWarning, match="differs"):
-        F.fetch_allen(out, base_url=url, progress=False, experiments=[501000001])
+        F.fetch_allen(out, base_url=url, progress=False, api_url=None, experiments=[501000001])
     assert p.read_bytes() == (remote / "ophys_experiment_data/501000001.nwb").read_bytes()
 
 
@@ -223,7 +255,8 @@ def test_cli_fetch_then_ingest(remote, serve, tmp_path):
 
     _, url = serve(remote)
     cache = tmp_path / "cache"
-    assert main(["fetch", "allen", str(cache), "--base-url", url, "--quiet", "--cre-lines", "Cux2"]) == 0
+    assert main(["fetch", "allen", str(cache), "--base-url", url, "--quiet", "--cre-lines", "Cux2",
+                 "--api-url", "none"]) == 0
     assert (cache / "ophys_experiment_data/501000001.nwb").exists()
     assert not (cache / "ophys_experiment_data/501000002.nwb").exists()
     assert main(["ingest", "allen", str(tmp_path / "study"), "--cache", str(cache)]) == 0
@@ -231,3 +264,18 @@ def test_cli_fetch_then_ingest(remote, serve, tmp_path):
 
     ds = xr.open_zarr(tmp_path / "study" / "responses.zarr")
     assert set(np.unique(ds.area.values)) == {"VISp"} and ds.sizes["neuron"] == 4
+
+
+def test_files_missing_from_the_bucket_come_from_the_rma_api(remote, serve, tmp_path):
+    bucket = tmp_path / "bucket"
+    shutil.copytree(remote, bucket)
+    rel = "ophys_experiment_events/501000002_events.npz"
+    (bucket / rel).rename(tmp_path / "elsewhere.npz")
+    srv, url = serve(bucket, rma={(501000002, "ObservatoryEventsFile"): (777, "../elsewhere.npz")})
+    api = url.rsplit("/", 1)[0]
+    out = tmp_path / "cache"
+    with pytest.raises(F.DownloadError, match="501000002_events.npz.*404"):
+        F.fetch_allen(out, base_url=url, progress=False, api_url=None)
+    F.fetch_allen(out, base_url=url, progress=False, api_url=api)
+    assert (out / rel).read_bytes() == (remote / rel).read_bytes()
+    assert any("ObservatoryEventsFile" in f for m, f, r in srv.log if m == "GET")

@@ -45,8 +45,10 @@ def register(sub) -> None:
     f.add_argument("--session", default="three_session_B")
     f.add_argument("--no-events", action="store_true", help="skip the events files (enough for --response dff)")
     f.add_argument("--base-url", default=None, metavar="URL",
-                   help="mirror in the bucket's layout (default https://allen-brain-observatory.s3.amazonaws.com/"
-                        "visual-coding-2p)")
+                   help="mirror in the bucket's layout (default https://allen-brain-observatory.s3.us-west-2."
+                        "amazonaws.com/visual-coding-2p)")
+    f.add_argument("--api-url", default=None, metavar="URL",
+                   help="RMA API asked for files the bucket lacks (default http://api.brain-map.org; 'none': don't)")
     f.add_argument("--retries", type=int, default=5, help="resumes after dropped connections per file")
     f.add_argument("--quiet", action="store_true", help="no progress bars")
     f.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -68,11 +70,12 @@ def _ingest(args):
 
 
 def _fetch(args):
-    from ..io.fetch import DEFAULT_BASE_URL, fetch_allen
+    from ..io.fetch import DEFAULT_API_URL, DEFAULT_BASE_URL, fetch_allen
 
+    api = DEFAULT_API_URL if args.api_url is None else (None if args.api_url.lower() in ("", "none") else args.api_url)
     done = fetch_allen(args.cache_dir, containers=args.containers, areas=args.areas, cre_lines=args.cre_lines,
                        base_url=args.base_url or DEFAULT_BASE_URL, session=args.session, events=not args.no_events,
-                       experiments=args.experiments, retries=args.retries, progress=not args.quiet)
+                       experiments=args.experiments, api_url=api, retries=args.retries, progress=not args.quiet)
     print(f"neuroxr: {args.cache_dir}: {len(done['experiments'])} experiments; {len(done['downloaded'])} files "
           f"downloaded, {len(done['present'])} already present", file=sys.stderr)
     return 0

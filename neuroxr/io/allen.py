@@ -149,15 +149,18 @@ def open_allen_cache(cache) -> AllenCache:
     )
 
 
-def _read_json(path, what):
+def _read_json(path, what, keep=None):
+    """Records of a cache JSON file; with ``keep``, objects keep only those keys (the full
+    ``cell_specimens.json`` has ~100 metrics per cell: this keeps memory to what is used)."""
     path = Path(path)
     if not path.exists():
         part = path.with_name(path.name + ".part")
         hint = " (a partial download is there: rerun `neuroxr fetch allen` to finish it)" if part.exists() else ""
         raise MissingDataError(f"{path} ({what}) does not exist{hint}; run `neuroxr fetch allen {path.parent}`")
     try:
+        hook = None if keep is None else (lambda pairs: {k: v for k, v in pairs if k in keep or k == "msg"})
         with open(path) as f:
-            obj = json.load(f)
+            obj = json.load(f, object_pairs_hook=hook)
     except json.JSONDecodeError as exc:
         raise AllenCacheError(f"{path} ({what}) is not valid JSON ({exc}); the download is probably "
                               "truncated: delete it and rerun `neuroxr fetch allen`") from None
@@ -245,7 +248,9 @@ def read_cell_metadata(cache) -> "pandas.DataFrame":  # noqa: F821
     path = cache.path("CELL_SPECIMENS")
     cols = ["cell_specimen_id", "container", "area", "cre_line", "depth_um", "p_run_mod", "p_image", "failed"]
     rows, bad = [], 0
-    for r in _read_json(path, "cell specimens"):
+    fields = {"cell_specimen_id", "experiment_container_id", "area", "tld1_name", "imaging_depth", "p_run_mod_ns",
+              "p_ns", "failed_experiment_container"}
+    for r in _read_json(path, "cell specimens", keep=fields):
         cid = _num(r.get("cell_specimen_id"), int) if isinstance(r, dict) else None
         if cid is None:
             bad += 1

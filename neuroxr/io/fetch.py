@@ -10,12 +10,18 @@ set, read anonymously over HTTPS), prefix ``visual-coding-2p/``.  It holds the s
     <base_url>/ophys_experiment_data/<id>.nwb
     <base_url>/ophys_experiment_events/<id>_events.npz
 
-so a directory filled by :func:`fetch_allen` is also a valid AllenSDK cache (we write the
+(``https://allen-brain-observatory.s3.us-west-2.amazonaws.com/visual-coding-2p/...``; the JSON
+tables and ``ophys_experiment_data/<id>.nwb`` are known to be there).  When the bucket answers
+404 for an experiment's NWB or events file, the file's download link is asked from the RMA API
+that AllenSDK uses (``api.brain-map.org``, well-known file types ``NWBOphys`` and
+``ObservatoryEventsFile``), unless ``api_url=None``.  So a directory filled by :func:`fetch_allen`
+is also a valid AllenSDK cache (we write the
 standard version-1.3 ``manifest.json``), and an existing AllenSDK cache is completed in place.
-We chose the bucket over the RMA API (``api.brain-map.org``, which AllenSDK queries) because its
-files are static, support HTTP ``Range`` (resume), and report their size and, for files uploaded
-in one part, their MD5 (``ETag``); the RMA queries return JSON whose shape differs from the cached
-files and stream well-known files without a checksum.
+We chose the bucket as the primary source over the RMA API because its files are static, support
+HTTP ``Range`` (resume), and report their size and, for files uploaded in one part, their MD5
+(``ETag``; multipart uploads have ETags ``<hash>-<parts>`` which are not an MD5 of the file, so
+only the size is checked then); the RMA API serves the metadata as paged query results rather
+than the cached files.
 
 Every file is downloaded into ``<name>.part`` and resumed from there (HTTP ``Range``) after a
 dropped connection or an interrupted run; it is moved into place only once its size (and MD5 when
@@ -34,13 +40,17 @@ import re
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 from pathlib import Path
 
 from ..errors import NeuroxrError
 
-DEFAULT_BASE_URL = "https://allen-brain-observatory.s3.amazonaws.com/visual-coding-2p"
+DEFAULT_BASE_URL = "https://allen-brain-observatory.s3.us-west-2.amazonaws.com/visual-coding-2p"
+#: AllenSDK's RMA API, asked for a file's well-known-file download link when the bucket lacks it
+DEFAULT_API_URL = "http://api.brain-map.org"
+RMA_FILE_TYPES = {"EXPERIMENT_DATA": "NWBOphys", "EVENTS_DATA": "ObservatoryEventsFile"}
 #: remote path of each manifest key, relative to ``base_url``
 REMOTE = {
     "EXPERIMENTS": "ophys_experiments.json",
@@ -76,6 +86,10 @@ class DownloadError(NeuroxrError):
 
 class VerificationError(DownloadError):
     """A downloaded file has the wrong size or checksum; nothing of it was kept."""
+
+
+class RemoteMissingError(DownloadError):
+    """The server has no such file (HTTP 404)."""
 
 
 _TRANSIENT = (http.client.IncompleteRead, http.client.RemoteDisconnected, http.client.BadStatusLine,
@@ -239,7 +253,14 @@ def ensure_file(url, dest, *, root, record, retries=5, timeout=60, progress=True
     try:
         info = head_file(url, timeout=timeout)
     except urllib.error.HTTPError as exc:
-        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; check --base-url and the experiment ids") from None
+        if exc.code == 404:
+            raise RemoteMissingError(f"{url}: not on the server (HTTP 404); check --base-url and the experiment ids"
+                                     ) from None
+        if exc.code in (403, 405, 501):          # no HEAD: size and checksum come from the GET
+            info = {"size": None, "etag": None}
+        else:
+            raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; check --base-url and the experiment ids"
+                                ) from None
     except (urllib.error.URLError,) + _TRANSIENT as exc:
         if dest.exists():
             warnings.warn(f"{dest}: kept without checking ({url} unreachable: {exc})", stacklevel=2)
@@ -270,9 +291,28 @@ def ensure_file(url, dest, *, root, record, retries=5, timeout=60, progress=True
     return "downloaded"
 
 
+def rma_download_url(api_url, experiment_id: int, file_type: str, timeout=60) -> str:
+    """Download URL of an experiment's well-known file (``NWBOphys``, ``ObservatoryEventsFile``)
+    from the RMA API, as AllenSDK's ``BrainObservatoryApi`` finds it."""
+    api_url = api_url.rstrip("/")
+    q = (f"model::WellKnownFile,rma::criteria,[attachable_id$eq{int(experiment_id)}],"
+         f"well_known_file_type[name$eq{file_type}],rma::options[num_rows$eq'all'][count$eqfalse]")
+    url = f"{api_url}/api/v2/data/query.json?q={urllib.parse.quote(q, safe=':,[]$=()')}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            msg = json.load(r)
+    except (urllib.error.URLError, json.JSONDecodeError) + _TRANSIENT as exc:
+        raise DownloadError(f"{url}: RMA query failed ({exc})") from None
+    rows = msg.get("msg") if isinstance(msg, dict) else None
+    if not rows or not isinstance(rows, list) or "download_link" not in rows[0]:
+        raise RemoteMissingError(f"{api_url}: experiment {experiment_id} has no {file_type} file")
+    return api_url + rows[0]["download_link"]
+
+
 def fetch_allen(cache_dir, containers=None, areas=None, cre_lines=None, base_url: str = DEFAULT_BASE_URL, *,
                 session: str = "three_session_B", events: bool = True, include_failed: bool = False,
-                experiments=None, retries: int = 5, timeout: float = 60, progress: bool = True) -> dict:
+                experiments=None, api_url: str | None = DEFAULT_API_URL, retries: int = 5, timeout: float = 60,
+                progress: bool = True) -> dict:
     """Download the natural-scenes experiments (and the metadata) into an AllenSDK cache directory.
 
     Parameters
@@ -291,6 +331,9 @@ def fetch_allen(cache_dir, containers=None, areas=None, cre_lines=None, base_url
         Also fetch ``ophys_experiment_events/<id>_events.npz`` (needed by ``--response events``).
     experiments : list of int, optional
         Only these ophys experiment ids.
+    api_url : str or None
+        When the bucket has no copy of an experiment's NWB or events file (HTTP 404), ask this
+        RMA API for the file's download link (``None``: don't).
 
     Returns
     -------
@@ -324,9 +367,15 @@ def fetch_allen(cache_dir, containers=None, areas=None, cre_lines=None, base_url
     def get(key, *args, check_json=False):
         dest = cache.path(key, *args)
         url = f"{base_url}/{REMOTE[key] % args if args else REMOTE[key]}"
+        kw = dict(root=croot, record=record, retries=retries, timeout=timeout, progress=progress,
+                  check_json=check_json)
         try:
-            how = ensure_file(url, dest, root=croot, record=record, retries=retries, timeout=timeout,
-                              progress=progress, check_json=check_json)
+            try:
+                how = ensure_file(url, dest, **kw)
+            except RemoteMissingError:
+                if api_url is None or key not in RMA_FILE_TYPES:
+                    raise
+                how = ensure_file(rma_download_url(api_url, args[0], RMA_FILE_TYPES[key], timeout), dest, **kw)
             done[how].append(dest)
         except DownloadError as exc:
             failed[str(dest)] = str(exc)
@@ -360,5 +409,5 @@ def fetch_allen(cache_dir, containers=None, areas=None, cre_lines=None, base_url
     return done
 
 
-__all__ = ["fetch_allen", "download_file", "head_file", "ensure_file", "DownloadError", "VerificationError",
-           "DEFAULT_BASE_URL", "MANIFEST"]
+__all__ = ["fetch_allen", "download_file", "head_file", "ensure_file", "rma_download_url", "DownloadError",
+           "VerificationError", "RemoteMissingError", "DEFAULT_BASE_URL", "DEFAULT_API_URL", "MANIFEST"]
