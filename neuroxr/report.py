@@ -60,24 +60,48 @@ def _read_catalog(name):
 
 
 def read_planted(study) -> dict | None:
-    """The structure planted by the simulated observatory (responses.zarr attrs), if any."""
+    """The structure planted by the simulated observatory, if the study is simulated.
+
+    ``simulate_study`` records it as JSON in the ``simulation`` attribute of ``responses.zarr``
+    and ``stimuli.zarr`` (read from whichever still has it).
+    """
     st = open_study(study)
-    if not st.has(S.RESPONSES_STORE):
-        return None
-    try:
-        attrs = dict(st.responses.attrs)
-    except Exception:
-        return None
-    out = {}
-    for k, v in attrs.items():
-        if any(w in k for w in ("simulat", "generat", "driving", "planted")):
-            if isinstance(v, str):
-                try:
-                    v = json.loads(v)
-                except ValueError:
-                    pass
-            out[k] = v
-    return out or None
+    for name in (S.RESPONSES_STORE, S.STIMULI_STORE):
+        if not st.has(name):
+            continue
+        try:
+            attrs = dict((st.responses if name == S.RESPONSES_STORE else st.stimuli).attrs)
+        except Exception:
+            continue
+        if "simulation" in attrs:
+            sim = attrs["simulation"]
+            return json.loads(sim) if isinstance(sim, str) else dict(sim)
+    return None
+
+
+def _planted_html(planted: dict, rankings: pd.DataFrame, best_depth: pd.DataFrame) -> str:
+    e = html.escape
+    al = planted.get("area_layers", {})
+    rec = dict(zip(best_depth.area, best_depth.relative_depth)) if len(best_depth) else {}
+    gen = rankings[(rankings.model == planted.get("model")) & (rankings.weights == planted.get("weights", "random"))]
+    gen_best = {}
+    if len(gen):
+        m = stats._depth_metric(rankings)
+        g = gen[(gen.metric == m) & (gen.area != stats.ALL)]
+        gen_best = dict(zip(g.area, g.relative_depth))
+    metric = stats.headline_metric(rankings)
+    top = stats.select_ranking(rankings, metric)
+    pos = top.index[(top.model == planted.get("model")) & (top.weights == planted.get("weights", "random"))]
+    rank = int(pos[0]) + 1 if len(pos) else None
+    rows = "".join(
+        f"<tr><td>{e(a)}</td><td>{e(str(al[a].get('layer_name')))}</td><td>{al[a].get('relative_depth', np.nan):.2f}</td>"
+        f"<td>{gen_best.get(a, np.nan):.2f}</td><td>{rec.get(a, np.nan):.2f}</td></tr>"
+        for a in [x for x in stats.HIERARCHY if x in al] + [x for x in al if x not in stats.HIERARCHY])
+    return (f"<h2>Planted structure (simulated observatory)</h2><p>The responses were generated from the layers of "
+            f"<b>{e(str(planted.get('model')))}</b> ({e(str(planted.get('weights')))} weights, seed "
+            f"{e(str(planted.get('weights_seed')))}); it ranks <b>{rank if rank else 'n/a'}</b> of {len(top)} by "
+            f"{e(metric)}.</p><table class='tbl'><tr><th>area</th><th>driving layer</th><th>planted relative depth</th>"
+            f"<th>generating model's best layer</th><th>best layer, mean over models</th></tr>{rows}</table>")
 
 
 def summarize_headline(rankings: pd.DataFrame, best_depth: pd.DataFrame | None = None) -> dict:
@@ -254,8 +278,7 @@ Generated {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} by 
 <div class="headline"><b>Headline.</b> {e(format_headline(headline)).replace(chr(10), '<br>')}</div>
 """]
     if planted:
-        parts.append("<h2>Planted structure (simulated observatory)</h2><pre>"
-                     + e(json.dumps(planted, indent=1, default=str)[:4000]) + "</pre>")
+        parts.append(_planted_html(planted, r, t["best_depth"]))
     order = ["rankings", "area_heatmap", "trained_vs_random", "depth", "taskonomy", "taskonomy_cre_line",
              "reliability_sweep", "method_tradeoff"]
     heads = {"rankings": "Rankings", "depth": "Where in depth", "taskonomy": "Taskonomy",
