@@ -8,7 +8,6 @@ import warnings
 import h5py
 import numpy as np
 import pytest
-import xarray as xr
 
 from allen_fixture import ExperimentSpec, default_experiments, make_allen_cache
 from neuroxr import schema as S
@@ -341,3 +340,18 @@ def test_cli_ingest(cache, tmp_path, capsys):
     assert json.loads(ds.attrs["settings"])["response"] == "dff"
     assert main(["ingest", "allen", str(tmp_path / "s"), "--cache", str(cache)]) == 2     # exists: one-line error
     assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_large_simulated_cache_ingests_in_bounded_memory(tmp_path):
+    """A small run of benchmarks/bench_allen_ingest.py (the full 60,000-neuron run is the benchmark)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_allen_ingest.py"
+    out = subprocess.run([sys.executable, str(bench), "--neurons", "4000", "--experiments", "2",
+                          "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=1800)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "4000 x 118 x 50" in out.stdout and "under the 4 GB budget" in out.stdout
+    assert "stores identical (trials, NaN-aware): True" in out.stdout
