@@ -127,6 +127,18 @@ def test_score_layers_raw_features_and_alpha_grid():
         np.testing.assert_allclose(ds.ridge_r[i].values, want, atol=1e-8)
 
 
+@pytest.mark.parametrize("redo", [1e-6, 2.0])
+def test_direct_and_algebraic_pearson_paths_agree(monkeypatch, redo):
+    """redo=2: every neuron takes the direct (centred prediction) path; both match scikit-learn."""
+    monkeypatch.setattr(score, "_REDO_RTOL", redo)
+    Xs, Y = make_data(seed=3)
+    grid = (1e-2, 1.0, 1e5)
+    ds = score.score_layers(make_features(Xs), make_responses(Y), ("ridge",), alphas=grid).compute()
+    for i, X in enumerate(Xs.values()):
+        want = [sklearn_loo_r(X, Y[:, [j]], ds.ridge_alpha[i, j].item())[0] for j in range(Y.shape[1])]
+        np.testing.assert_allclose(ds.ridge_r[i].values, want, atol=1e-8)
+
+
 def test_srp_ridge_and_pls_against_references():
     from sklearn.random_projection import SparseRandomProjection
 

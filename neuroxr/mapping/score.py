@@ -75,13 +75,15 @@ AREA_NAME = "area_name"
 PARTS_DIR = "scores.parts"
 DEFAULT_NEURON_CHUNK = 8192
 DEFAULT_LAYER_CHUNK = 8
+#: below this prediction/response variance ratio, Pearson r is recomputed from centred predictions
+_REDO_RTOL = 1e-6
 DEFAULT_PLS = {"kind": "kfold", "n_splits": 5, "n_components": 25, "seed": 0, "test_size": 0.5}
 
 
 # --------------------------------------------------------------------------------------------
 # block functions (plain numpy; run on workers)
 # --------------------------------------------------------------------------------------------
-def _block_operators(K, alphas, backend="numpy"):
+def _block_operators_impl(K, alphas, backend="numpy"):
     """K (L, n, n) -> residual operators R (L, A, n, n); NaN for non-finite or constant layers."""
     K = np.asarray(K, dtype=np.float64)
     finite = np.isfinite(K).all(axis=(-2, -1))
@@ -95,46 +97,72 @@ def _block_operators(K, alphas, backend="numpy"):
     return R
 
 
-def _block_loo_scores(R, Y, n_out):
-    """R (L, A, n, n), Y (n, N) -> (n_out, L, N): Pearson r of LOO predictions [, best alpha index]."""
+def _block_operators(K, alphas, backend="numpy"):
+    with _ridge.single_threaded_blas():
+        return _block_operators_impl(K, alphas, backend)
+
+
+
+def _block_loo_scores_impl(R, Y, n_out):
+    """R (L, A, n, n), Y (n, N) -> (n_out, L, N): Pearson r of LOO predictions [, best alpha index].
+
+    With ``M = diag(R)^-1 R`` the leave-one-out residuals are ``E = M Y`` and the predictions
+    ``Y - E``.  Their Pearson r with ``Y`` needs only three numbers per neuron besides ``yy``:
+    ``E.E``, ``E.Y`` and ``sum(E) = (1^T M) Y``; so one product and two passes over ``E`` per
+    layer.  Where the prediction's variance is tiny against the response's (``pp < 1e-6 yy``,
+    heavy shrinkage) the algebraic form would cancel digits, so those neurons are recomputed
+    directly from the centred predictions.
+    """
     Y = np.asarray(Y, dtype=np.float64)
     L, A = R.shape[:2]
-    out = np.empty((n_out, L, Y.shape[1]))
-    Yc = Y - Y.mean(axis=0)
+    n, N = Y.shape
+    out = np.full((n_out, L, N), np.nan)
+    ybar = Y.mean(axis=0)
+    Yc = Y - ybar
     yy = np.einsum("in,in->n", Yc, Yc)
-    ymax = np.abs(Y).max(axis=0) if Y.size else 0.0
-    const_y = yy <= (_ridge.CONSTANT_COLUMN_RTOL * ymax) ** 2 * Y.shape[0]
+    ymax = np.abs(Y).max(axis=0) if Y.size else np.zeros(N)
+    const_y = yy <= (_ridge.CONSTANT_COLUMN_RTOL * ymax) ** 2 * n
     for l in range(L):
-        best_E, best_err, best_idx = None, None, None
-        for a in range(A):
-            Rl = R[l, a]
-            E = (Rl @ Y) / np.diagonal(Rl)[:, None]
-            if A == 1:
-                best_E = E
-                break
-            err = np.einsum("in,in->n", E, E)
-            if best_E is None:
-                best_E, best_err, best_idx = E, err, np.zeros(Y.shape[1])
+        if not np.isfinite(R[l]).all():
+            continue  # constant or non-finite layer: NaN
+        Ms = [R[l, a] / np.diagonal(R[l, a])[:, None] for a in range(A)]
+        ee = ey = m = idx = None
+        for a, M in enumerate(Ms):
+            E = M @ Y
+            ee_a = np.einsum("in,in->n", E, E)
+            ey_a = np.einsum("in,in->n", E, Y)
+            m_a = M.sum(axis=0) @ Y
+            if ee is None:
+                ee, ey, m, idx = ee_a, ey_a, m_a, np.zeros(N, dtype=np.int64)
             else:
-                better = err < best_err
-                best_E = np.where(better[None, :], E, best_E)
-                best_err = np.where(better, err, best_err)
-                best_idx = np.where(better, a, best_idx)
-        # centred prediction: Yc - (E - mean E)
-        P = Yc - (best_E - best_E.mean(axis=0))
-        pp = np.einsum("in,in->n", P, P)
-        py = np.einsum("in,in->n", P, Yc)
+                better = ee_a < ee  # least LOO squared error; ties keep the first alpha (as scikit-learn)
+                ee = np.where(better, ee_a, ee)
+                ey = np.where(better, ey_a, ey)
+                m = np.where(better, m_a, m)
+                idx = np.where(better, a, idx)
+        eyc = ey - ybar * m  # E . Yc
+        py = yy - eyc
+        pp = yy - 2.0 * eyc + ee - m * m / n
+        redo = np.flatnonzero((pp < _REDO_RTOL * yy) & ~const_y)
+        for a in np.unique(idx[redo]):
+            cols = redo[idx[redo] == a]
+            E = Ms[a] @ Y[:, cols]
+            P = Yc[:, cols] - (E - E.mean(axis=0))
+            pp[cols] = np.einsum("in,in->n", P, P)
+            py[cols] = np.einsum("in,in->n", P, Yc[:, cols])
         with np.errstate(invalid="ignore", divide="ignore"):
             r = py / np.sqrt(pp * yy)
-        pmax = np.abs(Y - best_E).max(axis=0) if Y.size else 0.0
-        const_p = pp <= (_ridge.CONSTANT_COLUMN_RTOL * pmax) ** 2 * Y.shape[0]
-        r = np.where(const_y | const_p | ~np.isfinite(r), np.nan, np.clip(r, -1.0, 1.0))
-        out[0, l] = r
+        const_p = pp <= (_ridge.CONSTANT_COLUMN_RTOL ** 2) * yy
+        out[0, l] = np.where(const_y | const_p | ~np.isfinite(r), np.nan, np.clip(r, -1.0, 1.0))
         if n_out > 1:
-            out[1, l] = np.nan if best_idx is None else best_idx
-            if np.isnan(R[l, 0, 0, 0]):
-                out[1, l] = np.nan
+            out[1, l] = idx
     return out
+
+
+def _block_loo_scores(R, Y, n_out):
+    with _ridge.single_threaded_blas():
+        return _block_loo_scores_impl(R, Y, n_out)
+
 
 
 def _block_zscored_gram(X):
