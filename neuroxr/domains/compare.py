@@ -304,6 +304,9 @@ def test_domain_differences(predictivity: pd.DataFrame, alternative: str = "two-
     return out
 
 
+test_domain_differences.__test__ = False  # a library function, not a pytest test
+
+
 def calc_activation_norms(activations: dict, image_ids=None) -> pd.DataFrame:
     """L2 norm of each image's activation: columns ``model, layer, image, norm``."""
     rows = []

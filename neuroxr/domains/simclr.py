@@ -10,8 +10,8 @@ Settings follow Prasad et al. (2022), talmolab/domain_rep ``train_simclr/``:
 - schedule: :class:`torch.optim.lr_scheduler.ReduceLROnPlateau` (factor 0.5, patience 10,
   threshold 0.1 relative) on the epoch loss, checked every 10 epochs (as their Lightning
   scheduler config ``frequency: 10``);
-- augmentations: :class:`lightly.transforms.SimCLRTransform` at 64 px with colour jitter and
-  blur switched off: random resized crop (scale 0.08-1), horizontal and vertical flips
+- augmentations (:func:`make_simclr_transform`, lightly's SimCLR view without colour jitter
+  and blur): random resized crop (scale 0.08-1), horizontal and vertical flips
   (p 0.5 each; the paper's text — the released collate function left the vertical flip at
   lightly's default 0), random grayscale (p 0.2), ImageNet normalisation;
 - batch 4096, 600 epochs.
@@ -120,12 +120,27 @@ class SimCLRAlexNet(_module_base()):
 def make_simclr_transform(image_size: int = 64, vf_prob: float = 0.5, hf_prob: float = 0.5,
                           random_gray_scale: float = 0.2, min_scale: float = 0.08,
                           normalize: dict | None = IMAGENET_NORMALIZE):
-    """lightly's SimCLR two-view transform with only crop, flips and grayscale (no jitter, no blur)."""
-    from lightly.transforms import SimCLRTransform
+    """Two-view SimCLR transform with only crop, flips and grayscale (no colour jitter, no blur).
 
-    return SimCLRTransform(input_size=int(image_size), cj_prob=0.0, gaussian_blur=0.0, min_scale=min_scale,
-                           random_gray_scale=random_gray_scale, vf_prob=vf_prob, hf_prob=hf_prob,
-                           rr_prob=0.0, normalize=normalize)
+    Each view: ``RandomResizedCrop(image_size, scale=(min_scale, 1))``, horizontal and vertical
+    flips, ``RandomGrayscale``, to tensor, normalisation: the transforms of lightly's
+    ``SimCLRViewTransform`` without its (switched-off) jitter, rotation and blur, wrapped in
+    lightly's ``MultiViewTransform``.
+    """
+    import torchvision.transforms as T
+    from lightly.transforms.multi_view_transform import MultiViewTransform
+
+    steps = [
+        T.RandomResizedCrop(int(image_size), scale=(float(min_scale), 1.0), antialias=True),
+        T.RandomHorizontalFlip(p=hf_prob),
+        T.RandomVerticalFlip(p=vf_prob),
+        T.RandomGrayscale(p=random_gray_scale),
+        T.ToTensor(),
+    ]
+    if normalize:
+        steps.append(T.Normalize(mean=normalize["mean"], std=normalize["std"]))
+    view = T.Compose(steps)
+    return MultiViewTransform([view, view])
 
 
 def _atomic_save(obj, path: Path) -> None:
