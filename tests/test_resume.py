@@ -1,0 +1,257 @@
+"""Crash-safe resume: SIGKILL `neuroxr extract` / `neuroxr score` at random (seeded) points, resume,
+and check the stores equal those of an uninterrupted run exactly.
+
+Kill points are drawn two ways, alternately: at the moment a unit's temporary store appears
+(plus a random delay of 0-300 ms, so the kill lands mid-write) and at a uniformly random time
+during the run.  After every kill, before resuming, the visible stores must all be whole
+(every chunk passes its checksum) and a visible ``scores.zarr`` must already equal the
+reference (it is only ever replaced whole).
+
+CI runs a few trials of each; the full 24 (12 extract + 12 score) are marked slow:
+``pytest -m slow tests/test_resume.py``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from neuroxr import schema as S
+from neuroxr.io import integrity
+
+NEUROXR = str(Path(sys.executable).parent / "neuroxr")
+VOLATILE_ATTRS = ("created",)  # timestamps: the only attributes allowed to differ
+
+
+# ------------------------------------------------------------------------------ helpers
+def _strip(ds: xr.Dataset) -> xr.Dataset:
+    ds = ds.copy()
+    ds.attrs = {k: v for k, v in ds.attrs.items() if k not in VOLATILE_ATTRS}
+    return ds
+
+
+def _stores(study: Path) -> list[str]:
+    return sorted(str(p.relative_to(study)) for p in integrity.find_stores(study)
+                  if p.parent.name != "scores.parts")
+
+
+def assert_studies_equal(got: Path, want: Path, names=None) -> None:
+    """Every store of ``want`` exists in ``got`` and is identical (values, dims, coords, dtypes,
+    attributes except timestamps)."""
+    names = names or _stores(want)
+    assert [n for n in names if n not in _stores(got)] == []
+    for name in names:
+        a = _strip(xr.open_zarr(got / name).load())
+        b = _strip(xr.open_zarr(want / name).load())
+        try:
+            xr.testing.assert_identical(a, b)
+        except AssertionError as exc:
+            raise AssertionError(f"{name} differs after resume: {exc}") from None
+
+
+def _has_tmp(study: Path) -> bool:
+    for _, dirs, _ in os.walk(study):
+        if any(".tmp-" in d for d in dirs):
+            return True
+    return False
+
+
+def run_cli(args, timeout=600):
+    res = subprocess.run([NEUROXR, *args], capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, f"neuroxr {' '.join(args)} failed ({res.returncode}):\n{res.stderr[-3000:]}"
+    return res
+
+
+def kill_at(args, study: Path, mode: str, rng, duration: float) -> tuple[bool, float]:
+    """Start ``neuroxr ARGS``, SIGKILL it at a point chosen by ``mode``; (killed?, seconds)."""
+    proc = subprocess.Popen([NEUROXR, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    t0 = time.monotonic()
+    if mode == "tmp":  # when a unit is being written, plus 0-300 ms
+        jitter = float(rng.uniform(0.0, 0.3))
+        while proc.poll() is None and not _has_tmp(study) and time.monotonic() - t0 < 300:
+            time.sleep(0.003)
+        deadline = time.monotonic() + jitter
+    else:  # uniformly random over the run
+        deadline = t0 + float(rng.uniform(0.05, 1.0)) * duration
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.003)
+    killed = proc.poll() is None
+    if killed:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return killed, time.monotonic() - t0
+
+
+def check_after_kill(study: Path, reference: Path) -> None:
+    """What a reader sees after a crash: only whole stores, never a half-written one."""
+    errors = [p for p in integrity.verify_study(study) if p.is_error]
+    assert errors == [], errors
+    if (study / S.SCORES_STORE).exists():  # replaced whole, so it is the final one already
+        assert_studies_equal(study, reference, [S.SCORES_STORE])
+
+
+# ------------------------------------------------------------------------------ studies
+N_IMAGES = 14
+
+
+def make_base_study(root: Path) -> Path:
+    """Responses (areas, cre lines) and small random stimuli: no features, no scores."""
+    import pandas as pd
+
+    from neuroxr.io.arrays import ingest_arrays
+
+    rng = np.random.default_rng(0)
+    study = root / "base"
+    imgs = rng.random((N_IMAGES, 24, 24)).astype("f4")
+    latent = imgs.reshape(N_IMAGES, -1) @ rng.standard_normal((24 * 24, 5))
+    n = 36
+    resp = latent @ rng.standard_normal((5, n)) + rng.standard_normal((N_IMAGES, n))
+    meta = pd.DataFrame({"area": np.array(["VISp", "VISl", "VISam"])[np.arange(n) % 3],
+                         "cre_line": "Cux2-CreERT2", "depth_um": 175.0})
+    ingest_arrays(study, images=imgs, responses=resp, neurons=meta)
+    return study
+
+
+def write_synthetic_features(study: Path, n_models=6, n_layers=5, n_features=20) -> None:
+    """Features stores in the layout `neuroxr score` reads (gram, gram_z, feature_sum)."""
+    from neuroxr.io import store
+
+    for m in range(n_models):
+        rng = np.random.default_rng([1, m])
+        X = rng.standard_normal((n_layers, N_IMAGES, n_features)) + rng.random(n_features)
+        Z = (X - X.mean(1, keepdims=True)) / X.std(1, keepdims=True)
+        model = f"synth{m}"
+        names = [f"l{i}" for i in range(n_layers)]
+        ds = xr.Dataset(
+            {"gram": ((S.LAYER, S.IMAGE, S.IMAGE_J), np.einsum("lif,ljf->lij", X, X)),
+             "gram_z": ((S.LAYER, S.IMAGE, S.IMAGE_J), np.einsum("lif,ljf->lij", Z, Z)),
+             "feature_sum": ((S.LAYER, S.IMAGE), X.sum(2))},
+            coords={S.LAYER: [S.layer_id(model, "random", n) for n in names], "model": (S.LAYER, [model] * n_layers),
+                    "layer_name": (S.LAYER, names), "depth": (S.LAYER, np.arange(n_layers)),
+                    "relative_depth": (S.LAYER, np.linspace(0, 1, n_layers)),
+                    "weights": (S.LAYER, ["random"] * n_layers), "family": (S.LAYER, ["baseline"] * n_layers),
+                    "n_features": (S.LAYER, np.full(n_layers, n_features)),
+                    S.IMAGE: np.arange(N_IMAGES), S.IMAGE_J: np.arange(N_IMAGES)},
+            attrs=store.provenance({"synthetic": True}, {}),
+        )
+        store.write_dataset(ds, study / S.FEATURES_DIR / f"{model}.zarr")
+
+
+def _extract_available() -> bool:
+    from neuroxr.cli import build_parser
+
+    try:
+        build_parser().parse_args(["extract", "x", "--model", "pixels"])
+        return True
+    except SystemExit:
+        return False
+
+
+EXTRACT_MODELS = ["pixels", "gabor", "squeezenet1_0"]
+
+
+def extract_args(study: Path) -> list[str]:
+    args = ["extract", str(study)]
+    for m in EXTRACT_MODELS:
+        args += ["--model", m]
+    return args + ["--weights", "random"]
+
+
+# ------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def score_setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume-score")
+    base = make_base_study(root)
+    write_synthetic_features(base)
+    ref = root / "ref"
+    shutil.copytree(base, ref)
+    t0 = time.monotonic()
+    run_cli(["score", str(ref)])
+    return root, base, ref, time.monotonic() - t0
+
+
+@pytest.fixture(scope="module")
+def extract_setup(tmp_path_factory):
+    if not _extract_available():
+        pytest.skip("`neuroxr extract` is not available yet")
+    root = tmp_path_factory.mktemp("resume-extract")
+    base = make_base_study(root)
+    ref = root / "ref"
+    shutil.copytree(base, ref)
+    t0 = time.monotonic()
+    run_cli(extract_args(ref))
+    return root, base, ref, time.monotonic() - t0
+
+
+def _trial(setup, i, seed, make_args):
+    root, base, ref, duration = setup
+    rng = np.random.default_rng([seed, i])
+    study = root / f"trial{i}"
+    if study.exists():
+        shutil.rmtree(study)
+    shutil.copytree(base, study)
+    mode = "tmp" if i % 2 == 0 else "uniform"
+    killed, when = kill_at(make_args(study), study, mode, rng, duration)
+    check_after_kill(study, ref)
+    run_cli(make_args(study))  # resume
+    assert_studies_equal(study, ref)
+    assert [p for p in integrity.verify_study(study) if p.is_error] == []
+    shutil.rmtree(study)
+    return killed, when
+
+
+def _score_args(study):
+    return ["score", str(study)]
+
+
+# ------------------------------------------------------------------------------ tests
+def test_score_reference_is_complete(score_setup):
+    _, _, ref, _ = score_setup
+    ds = xr.open_zarr(ref / S.SCORES_STORE)
+    assert ds.sizes[S.LAYER] == 30 and ds.sizes[S.NEURON] == 36
+    assert np.isfinite(ds[S.RIDGE_R].values).all()
+
+
+@pytest.mark.parametrize("i", range(2))
+def test_score_killed_and_resumed_ci(score_setup, i):
+    _trial(score_setup, i, 2024, _score_args)
+
+
+@pytest.mark.slow
+def test_score_killed_and_resumed_12_trials(score_setup):
+    outcomes = [_trial(score_setup, 100 + i, 7, _score_args) for i in range(12)]
+    assert sum(k for k, _ in outcomes) >= 8, outcomes  # most trials really were killed mid-run
+
+
+@pytest.mark.parametrize("i", range(2))
+def test_extract_killed_and_resumed_ci(extract_setup, i):
+    _trial(extract_setup, i, 2024, extract_args)
+
+
+@pytest.mark.slow
+def test_extract_killed_and_resumed_12_trials(extract_setup):
+    outcomes = [_trial(extract_setup, 100 + i, 7, extract_args) for i in range(12)]
+    assert sum(k for k, _ in outcomes) >= 8, outcomes
+
+
+def test_assert_studies_equal_detects_a_change(score_setup, tmp_path):
+    """The comparison itself can fail: one changed value in scores.zarr is caught."""
+    _, _, ref, _ = score_setup
+    other = tmp_path / "other"
+    shutil.copytree(ref, other)
+    ds = xr.open_zarr(other / S.SCORES_STORE).load()
+    ds[S.RIDGE_R][0, 0] = ds[S.RIDGE_R][0, 0] + 1e-6
+    from neuroxr.io import store
+
+    store.write_dataset(ds, other / S.SCORES_STORE, overwrite=True)
+    with pytest.raises(AssertionError, match="scores.zarr differs"):
+        assert_studies_equal(other, ref)
