@@ -66,6 +66,11 @@ def rss_kb():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
+def cpu_s():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def pearson_columns(a, b):
     a = a - a.mean(0)
     b = b - b.mean(0)
@@ -83,6 +88,7 @@ def child_reference(p, N, out, pearson="vectorised", save_srp=True):
 
     X, Y = make_data(p, N)
     base = rss_kb()
+    c0 = cpu_s()
     t0 = time.perf_counter()
     Xp = SparseRandomProjection(n_components="auto", eps=0.1, random_state=SEED).fit_transform(X)
     t1 = time.perf_counter()
@@ -99,7 +105,7 @@ def child_reference(p, N, out, pearson="vectorised", save_srp=True):
     np.save(out / "r_ref.npy", r)
     if save_srp:
         np.save(out / "srp.npy", np.asarray(Xp, dtype=np.float32))
-    return {"time": t3 - t0, "srp_time": t1 - t0, "ridge_time": t2 - t1, "pearson_time": t3 - t2,
+    return {"time": t3 - t0, "cpu": cpu_s() - c0, "srp_time": t1 - t0, "ridge_time": t2 - t1, "pearson_time": t3 - t2,
             "peak_kb": peak, "delta_kb": peak - base, "n_components": int(Xp.shape[1])}
 
 
@@ -130,20 +136,22 @@ def child_neuroxr(p, N, out, threads=2):
     import dask
 
     from neuroxr.mapping.ridge import calc_zscored_gram
-    from neuroxr.mapping.score import score_layers
+    from neuroxr.mapping.score import compute_scores, score_layers
 
     X, Y = make_data(p, N)
     resp = _responses(Y)
     base = rss_kb()
+    c0 = cpu_s()
     t0 = time.perf_counter()
     K = calc_zscored_gram(X, n_threads=threads)
     t1 = time.perf_counter()
     with dask.config.set(scheduler="threads", num_workers=threads):
-        r = score_layers(_features_dataset(K), resp, ("ridge",)).ridge_r.values[0]
+        r = compute_scores(score_layers(_features_dataset(K), resp, ("ridge",)).ridge_r).values[0]
     t2 = time.perf_counter()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     np.save(out / "r_nxr.npy", r)
-    return {"time": t2 - t0, "gram_time": t1 - t0, "score_time": t2 - t1, "peak_kb": peak, "delta_kb": peak - base}
+    return {"time": t2 - t0, "cpu": cpu_s() - c0, "gram_time": t1 - t0, "score_time": t2 - t1, "peak_kb": peak,
+            "delta_kb": peak - base}
 
 
 def child_neuroxr_srp(p, N, out):
@@ -220,9 +228,10 @@ def child_zoo(n_layers, N, study, layers_per_model=100):
         write_dataset(ds, study / "features" / f"m{m:04d}.zarr", chunks={"layer": 8})
     t_write = time.perf_counter() - t_write
     t0 = time.perf_counter()
+    c0 = cpu_s()
     score_study(study, metrics=("ridge", "rsa"), layer_chunk=16)
     t_all = time.perf_counter() - t0
-    return {"time": t_all, "write_features_time": t_write, "n_layers": n_layers, "n_neurons": N,
+    return {"time": t_all, "cpu": cpu_s() - c0, "write_features_time": t_write, "n_layers": n_layers, "n_neurons": N,
             "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
 
 
@@ -271,9 +280,9 @@ def main(argv=None):
           f"load average {os.getloadavg()[0]:.1f} at start)")
     gemm = run_child("gemm")
     print(f"# float64 matmul rate now: {gemm.get('gflops', float('nan')):.1f} GFLOP/s")
-    head = (f"{'p':>9} {'neurons':>7} | {'ref s':>7} {'ref MB':>8} {'(+MB)':>7} | {'nxr s':>7} {'gram s':>7} "
-            f"{'nxr MB':>8} {'(+MB)':>7} | {'speedup':>7} {'mem x':>6} | {'max|dr| srp':>11} {'max|dr| exact':>13} "
-            f"| {'gram/ideal':>10}")
+    head = (f"{'p':>9} {'neurons':>7} | {'ref s':>7} {'ref cpu':>7} {'ref MB':>8} {'(+MB)':>7} | {'nxr s':>7} "
+            f"{'nxr cpu':>7} {'gram s':>7} {'nxr MB':>8} {'(+MB)':>7} | {'speedup':>7} {'cpu x':>6} {'mem x':>6} | "
+            f"{'max|dr| srp':>11} {'max|dr| exact':>13} | {'gram/ideal':>10}")
     print(head)
     print("-" * len(head))
     rows = []
@@ -301,15 +310,16 @@ def main(argv=None):
                     print(f"{p:>9} {N:>7} | neuroxr failed: {nxr['error']}")
                     continue
                 if "error" in ref:
-                    rt = rm = rd = float("nan")
+                    rt = rc = rm = rd = float("nan")
                     print(f"# reference at p={p}, N={N}: {ref['error']}")
                 else:
-                    rt, rm, rd = ref["time"], ref["peak_kb"], ref["delta_kb"]
-                print(f"{p:>9} {N:>7} | {rt:7.2f} {_fmt_mb(rm)} {_fmt_mb(rd):>7} | {nxr['time']:7.3f} "
-                      f"{nxr['gram_time']:7.3f} {_fmt_mb(nxr['peak_kb'])} {_fmt_mb(nxr['delta_kb']):>7} | "
-                      f"{rt / nxr['time']:7.1f} {rd / max(nxr['delta_kb'], 1):6.1f} | {dr_srp:11.2e} {dr_exact:13.2e} "
-                      f"| {nxr['gram_time'] / ideal:10.2f}", flush=True)
-    print("# speedup = ref s / nxr s (wall, same data); mem x = ratio of the memory each pipeline added (+MB);")
+                    rt, rc, rm, rd = ref["time"], ref["cpu"], ref["peak_kb"], ref["delta_kb"]
+                print(f"{p:>9} {N:>7} | {rt:7.2f} {rc:7.2f} {_fmt_mb(rm)} {_fmt_mb(rd):>7} | {nxr['time']:7.3f} "
+                      f"{nxr['cpu']:7.3f} {nxr['gram_time']:7.3f} {_fmt_mb(nxr['peak_kb'])} {_fmt_mb(nxr['delta_kb']):>7} | "
+                      f"{rt / nxr['time']:7.1f} {rc / nxr['cpu']:6.1f} {rd / max(nxr['delta_kb'], 1):6.1f} | "
+                      f"{dr_srp:11.2e} {dr_exact:13.2e} | {nxr['gram_time'] / ideal:10.2f}", flush=True)
+    print("# speedup = ref s / nxr s (wall, same data); cpu x = ratio of CPU seconds (user+sys; less sensitive to")
+    print("# other jobs on a shared machine); mem x = ratio of the memory each pipeline added (+MB);")
     print("# gram/ideal = neuroxr's Gram time over p*n^2 flops at the measured matmul rate (moonshot: <= 2)")
     if args.zoo_layers:
         with tempfile.TemporaryDirectory(prefix="nxr_zoo_") as tmp:
@@ -318,7 +328,8 @@ def main(argv=None):
             print(f"# zoo failed: {z['error']}")
         else:
             print(f"# zoo: {z['n_layers']} layers x {z['n_neurons']} neurons given the Gram matrices (Zarr on disk): "
-                  f"score_study ridge+rsa {z['time']:.1f} s ({1e3 * z['time'] / z['n_layers']:.1f} ms/layer), "
+                  f"score_study ridge+rsa {z['time']:.1f} s wall, {z['cpu']:.1f} s CPU "
+                  f"({1e3 * z['time'] / z['n_layers']:.1f} ms/layer), "
                   f"peak {z['peak_kb'] / 1024:.0f} MB (writing the features took {z['write_features_time']:.1f} s)")
         rows.append({"zoo": z})
     print("# json: " + json.dumps(rows, default=float))

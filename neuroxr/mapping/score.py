@@ -65,6 +65,8 @@ __all__ = [
     "score_study",
     "label_rsa",
     "count_nan_scores",
+    "compute_scores",
+    "assemble_scores",
 ]
 
 #: metric name (command line) -> variable in scores.zarr
@@ -689,21 +691,32 @@ def score_study(study, metrics=("ridge", "rsa"), alpha=1.0, alphas=None, zscore:
     return assemble_scores(st.path, settings)
 
 
-def _compute(delayed, client, progress):
+def compute_scores(obj, *, client=None, progress: bool = False):
+    """Compute a lazy result of :func:`score_layers` (or any delayed write of it).
+
+    Locally, BLAS is held to one thread for the whole computation: Dask runs the blocks in
+    parallel, and a multi-threaded BLAS on small n x n problems only adds synchronisation
+    (five times the CPU time on a busy two-core machine).  With a ``client`` the blocks limit
+    BLAS threads themselves on the workers.
+    """
     if client is not None:
-        fut = client.compute(delayed)
+        fut = client.compute(obj)
         if progress:
             from distributed import progress as dprogress
 
             dprogress(fut)
-        fut.result()
-    elif progress:
-        from dask.diagnostics import ProgressBar
+        return fut.result()
+    with _ridge.single_threaded_blas():
+        if progress:
+            from dask.diagnostics import ProgressBar
 
-        with ProgressBar():
-            dask.compute(delayed)
-    else:
-        dask.compute(delayed)
+            with ProgressBar():
+                return dask.compute(obj)[0]
+        return dask.compute(obj)[0]
+
+
+def _compute(delayed, client, progress):
+    return compute_scores(delayed, client=client, progress=progress)
 
 
 def assemble_scores(study, settings: dict | None = None) -> Path:
