@@ -234,3 +234,42 @@ def test_killed_worker_is_rescheduled_same_result(dask_cluster, tmp_path):
         _wait_for(lambda: len(client.scheduler_info()["workers"]) == 2, 60, "the worker restart")
         assert victim not in client.run(os.getpid).values()
     assert not list(path.parent.glob(".*"))  # no temporary store left
+
+
+def _extract_available() -> bool:
+    from test_resume import _extract_available as ok
+
+    return ok()
+
+
+def test_pipeline_through_cluster_equals_local(dask_cluster, tmp_path):
+    """ingest -> extract -> score as `neuroxr` subprocesses with --scheduler, the study given as a
+    file:// URL; the stores equal those of the same commands run without a cluster."""
+    import shutil
+
+    from test_resume import assert_studies_equal, make_base_study, run_cli, write_synthetic_features
+
+    base = make_base_study(tmp_path / "b")
+    # ingest through the command line too (the workers read what it wrote)
+    np.save(tmp_path / "imgs.npy", xr.open_zarr(base / "stimuli.zarr")["pixels"].values)
+    np.save(tmp_path / "resp.npy", xr.open_zarr(base / "responses.zarr")["mean"].values.T)
+    local, remote = tmp_path / "local", tmp_path / "remote"
+    for study in (local, remote):
+        run_cli(["ingest", "arrays", str(study), "--images", str(tmp_path / "imgs.npy"),
+                 "--responses", str(tmp_path / "resp.npy"), "--area", "VISp", "--cre-line", "Cux2-CreERT2",
+                 "--depth-um", "175"])
+    url = f"file://{remote}"
+    sched = ["--scheduler", dask_cluster.address]
+    if _extract_available():
+        for study, extra in ((local, []), (url, sched)):
+            run_cli(["extract", str(study), "--model", "pixels", "--model", "gabor", "--weights", "random", *extra])
+    else:  # until `neuroxr extract` exists: the same synthetic features in both
+        for study in (local, remote):
+            write_synthetic_features(study, n_models=3)
+    run_cli(["score", str(local)])
+    res = run_cli(["score", url, *sched])
+    assert "Dask dashboard at" in res.stderr and "2 workers" in res.stderr
+    # features written separately have other timestamps, hence other fingerprints in `inputs`
+    assert_studies_equal(remote, local, volatile=("created", "inputs", "features_fingerprint"))
+    assert xr.open_zarr(remote / "scores.zarr").sizes["neuron"] == 36
+    shutil.rmtree(tmp_path / "b")

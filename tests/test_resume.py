@@ -32,9 +32,9 @@ VOLATILE_ATTRS = ("created",)  # timestamps: the only attributes allowed to diff
 
 
 # ------------------------------------------------------------------------------ helpers
-def _strip(ds: xr.Dataset) -> xr.Dataset:
+def _strip(ds: xr.Dataset, volatile=VOLATILE_ATTRS) -> xr.Dataset:
     ds = ds.copy()
-    ds.attrs = {k: v for k, v in ds.attrs.items() if k not in VOLATILE_ATTRS}
+    ds.attrs = {k: v for k, v in ds.attrs.items() if k not in volatile}
     return ds
 
 
@@ -43,14 +43,14 @@ def _stores(study: Path) -> list[str]:
                   if p.parent.name != "scores.parts")
 
 
-def assert_studies_equal(got: Path, want: Path, names=None) -> None:
+def assert_studies_equal(got: Path, want: Path, names=None, volatile=VOLATILE_ATTRS) -> None:
     """Every store of ``want`` exists in ``got`` and is identical (values, dims, coords, dtypes,
-    attributes except timestamps)."""
+    attributes except timestamps and the other ``volatile`` ones)."""
     names = names or _stores(want)
     assert [n for n in names if n not in _stores(got)] == []
     for name in names:
-        a = _strip(xr.open_zarr(got / name).load())
-        b = _strip(xr.open_zarr(want / name).load())
+        a = _strip(xr.open_zarr(got / name).load(), volatile)
+        b = _strip(xr.open_zarr(want / name).load(), volatile)
         try:
             xr.testing.assert_identical(a, b)
         except AssertionError as exc:
