@@ -1,6 +1,7 @@
 """``neuroxr ingest allen`` and ``neuroxr fetch allen``: the Allen Brain Observatory."""
 from __future__ import annotations
 
+import contextlib
 import sys
 
 from ._common import add_cluster_args, add_overwrite_arg, subcommand_group
@@ -55,11 +56,21 @@ def register(sub) -> None:
     f.set_defaults(func=_fetch)
 
 
+@contextlib.contextmanager
+def _one_line_warnings(command):
+    """Show warnings as ``neuroxr COMMAND: warning: message`` (no source line)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda msg, cat, *a, **k: print(f"neuroxr {command}: warning: {msg}", file=sys.stderr)
+        yield
+
+
 def _ingest(args):
     from ..cluster import client_from_args
     from ..io.allen import ingest_allen
 
-    with client_from_args(args):
+    with _one_line_warnings("ingest allen"), client_from_args(args):
         ds = ingest_allen(args.study, args.cache, response=args.response, session=args.session, areas=args.areas,
                           cre_lines=args.cre_lines, containers=args.containers, overwrite=args.overwrite,
                           include_failed=args.include_failed, chunk_neurons=args.chunk_neurons)
@@ -73,9 +84,11 @@ def _fetch(args):
     from ..io.fetch import DEFAULT_API_URL, DEFAULT_BASE_URL, fetch_allen
 
     api = DEFAULT_API_URL if args.api_url is None else (None if args.api_url.lower() in ("", "none") else args.api_url)
-    done = fetch_allen(args.cache_dir, containers=args.containers, areas=args.areas, cre_lines=args.cre_lines,
-                       base_url=args.base_url or DEFAULT_BASE_URL, session=args.session, events=not args.no_events,
-                       experiments=args.experiments, api_url=api, retries=args.retries, progress=not args.quiet)
+    with _one_line_warnings("fetch allen"):
+        done = fetch_allen(args.cache_dir, containers=args.containers, areas=args.areas, cre_lines=args.cre_lines,
+                           base_url=args.base_url or DEFAULT_BASE_URL, session=args.session,
+                           events=not args.no_events, experiments=args.experiments, api_url=api,
+                           retries=args.retries, progress=not args.quiet)
     print(f"neuroxr: {args.cache_dir}: {len(done['experiments'])} experiments; {len(done['downloaded'])} files "
           f"downloaded, {len(done['present'])} already present", file=sys.stderr)
     return 0
