@@ -41,6 +41,8 @@ _LAZY = {
     "calc_rdm": "neuroxr.rsa",
     "compare_rdms": "neuroxr.rsa",
     "score_study": "neuroxr.mapping.score",
+    "score_layers": "neuroxr.mapping.score",
+    "compute_scores": "neuroxr.mapping.score",
     # analyses
     "rank_models": "neuroxr.stats",
     "write_report": "neuroxr.report",

@@ -132,24 +132,35 @@ def _pairwise_spearman(a, b):
     return _pairwise_pearson(_rank(a), _rank(b))
 
 
-def _pairwise_kendall_tau_a(a, b, chunk: int = 256):
-    """Kendall's tau-a: (concordant - discordant) / (m (m - 1) / 2); ties count as neither."""
+def _tie_pairs(v):
+    _, counts = np.unique(v, return_counts=True)
+    return float((counts * (counts - 1) / 2.0).sum())
+
+
+def _pairwise_kendall_tau_a(a, b):
+    """Kendall's tau-a: (concordant - discordant) / (m (m - 1) / 2); ties count as neither.
+
+    From scipy's O(m log m) tau-b: ``tau_a = tau_b sqrt((n0 - n1)(n0 - n2)) / n0`` with ``n0``
+    the number of pairs and ``n1``, ``n2`` the pairs tied in each vector.
+    """
+    from scipy.stats import kendalltau
+
     A, m = a.shape
     B = b.shape[0]
-    out = np.zeros((A, B))
-    npairs = m * (m - 1) / 2.0
+    out = np.full((A, B), np.nan)
+    n0 = m * (m - 1) / 2.0
+    ties_b = [None if np.isnan(y).any() else _tie_pairs(y) for y in b]
     for i in range(A):
+        x = a[i]
+        if np.isnan(x).any():
+            continue
+        n1 = _tie_pairs(x)
         for j in range(B):
-            x, y = a[i], b[j]
-            if np.isnan(x).any() or np.isnan(y).any():
-                out[i, j] = np.nan
+            if ties_b[j] is None:
                 continue
-            tot = 0.0
-            for s in range(0, m, chunk):
-                sx = np.sign(x[s:s + chunk, None] - x[None, :])
-                sy = np.sign(y[s:s + chunk, None] - y[None, :])
-                tot += np.einsum("ij,ij->", sx, sy)
-            out[i, j] = tot / 2.0 / npairs  # every pair was counted twice
+            tb = kendalltau(x, b[j], variant="b").statistic
+            if np.isfinite(tb):
+                out[i, j] = tb * np.sqrt((n0 - n1) * (n0 - ties_b[j])) / n0
     return out
 
 

@@ -633,8 +633,7 @@ def score_study(study, metrics=("ridge", "rsa"), alpha=1.0, alphas=None, zscore:
     _store.clean_stale(st.path)
     _store.clean_stale(parts_dir)
     if scores_path.exists() and not overwrite:
-        existing = _store.read_settings(xr.open_zarr(scores_path, consolidated=None) if False else
-                                        _store.open_dataset(scores_path))
+        existing = _store.read_settings(_store.open_dataset(scores_path))
         _store.check_settings(existing, settings, scores_path)
     if overwrite and parts_dir.exists():
         shutil.rmtree(parts_dir)
