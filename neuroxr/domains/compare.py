@@ -496,9 +496,13 @@ def compare_domains(study, checkpoints, *, out=None, layers=tuple(CONV_LAYERS), 
 
         files.update(plots.plot_domain_report(out, summary=summary, norms=norms, filters=filters,
                                               distances=dist, svm=svm))
+        if (out / "naturalness.png").exists():
+            files.setdefault("fig_naturalness", out / "naturalness.png")
+        files["index"] = plots.write_domains_index(out, files, summary=summary, svm=svm, mannwhitney=mw,
+                                                   networks=info)
     return {"predictivity": pred, "summary": summary, "mannwhitney": mw, "norms": norms, "svm": svm,
             "distances": dist, "distances_per_image": dist_img, "networks": info, "naturalness": nat,
-            "files": files, "out": out}
+            "files": files, "out": out, "index": files.get("index")}
 
 
 def run_domains_pipeline(config: dict, study=None) -> dict:

@@ -68,7 +68,9 @@ def run_domains_pipeline(config: dict, study=None, progress: bool = True) -> dic
         ``simulate``, ``select``, ``naturalness``, ``train``, ``compare``; see
         ``pipelines/prasad2022.toml``).
     study : path, optional
-        Study directory; default ``config["pipeline"]["study"]`` (or ``config["study"]["path"]``).
+        Study directory; default ``config["pipeline"]["study"]`` (or ``config["study"]["dir"]``).
+        Relative paths in the config (study, domain folders) are relative to the working
+        directory.
 
     Returns
     -------
@@ -85,7 +87,8 @@ def run_domains_pipeline(config: dict, study=None, progress: bool = True) -> dic
 
     pipe = config.get("pipeline") or {}
     st_cfg = _section(config, "study")
-    study = Path(study or pipe.get("study") or st_cfg.get("path") or "")
+    st_cfg.pop("kind", None)
+    study = Path(study or pipe.get("study") or st_cfg.get("dir") or st_cfg.get("path") or "")
     if not str(study) or str(study) == ".":
         raise NeuroxrError("pipeline config: no study directory; set [pipeline] study = \"DIR\" or pass --study")
     study.mkdir(parents=True, exist_ok=True)
@@ -153,5 +156,11 @@ def run_domains_pipeline(config: dict, study=None, progress: bool = True) -> dic
     _unknown(cmp_cfg, _COMPARE_KEYS, "compare")
     report = compare_domains(study, checkpoints, naturalness=nat, progress=progress, **cmp_cfg)
     files.update(report["files"])
+    if "index" in report["files"]:  # now with the naturalness figure written above
+        from .plots import write_domains_index
+
+        files["index"] = write_domains_index(report["out"], files, summary=report["summary"], svm=report["svm"],
+                                             mannwhitney=report["mannwhitney"], networks=report["networks"])
+        report["index"] = files["index"]
     return {"study": study, "domains": domains, "naturalness": nat, "checkpoints": checkpoints,
-            "report": report, "files": files}
+            "report": report, "files": files, "index": files.get("index")}

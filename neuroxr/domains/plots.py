@@ -22,6 +22,7 @@ __all__ = [
     "plot_norm_distributions",
     "plot_distances",
     "plot_domain_report",
+    "write_domains_index",
 ]
 
 
@@ -217,3 +218,41 @@ def plot_domain_report(out, *, summary=None, norms=None, filters=None, distances
     if distances is not None and len(distances):
         files["fig_distances"] = plot_distances(distances, out / "distances.png")
     return files
+
+
+def write_domains_index(out, files: dict, summary=None, svm=None, mannwhitney=None, networks=None) -> Path:
+    """``out/index.html``: the figures, the key tables and links to every CSV."""
+    import html
+
+    out = Path(out)
+    parts = ["<!doctype html><meta charset='utf-8'><title>neuroxr: image domains</title>",
+             "<style>body{font-family:sans-serif;max-width:1400px;margin:1em auto}"
+             "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}"
+             "img{max-width:100%}</style>",
+             "<h1>Image domains and neural predictivity</h1>"]
+    if networks is not None and len(networks):
+        parts += ["<h2>Networks</h2>", networks.to_html(index=False, float_format=lambda v: f"{v:.4g}")]
+    for key, title in (("fig_naturalness", "Naturalness of the domains"),
+                       ("fig_predictivity_by_layer", "Predictivity by layer"),
+                       ("fig_naturalness_vs_predictivity", "Naturalness vs predictivity"),
+                       ("fig_first_layer_filters", "First-layer filters"),
+                       ("fig_norm_distributions", "Activation norms"),
+                       ("fig_distances", "Activation distances")):
+        if key in files and Path(files[key]).exists():
+            rel = Path(files[key]).name if Path(files[key]).parent == out else Path(files[key]).as_posix()
+            parts += [f"<h2>{html.escape(title)}</h2>", f"<img src='{html.escape(rel)}' alt='{html.escape(title)}'>"]
+    if svm is not None and len(svm):
+        parts += ["<h2>Which network produced the activation? (linear SVM, CV)</h2>",
+                  svm[svm["fold"] == "mean"].to_html(index=False, float_format=lambda v: f"{v:.3f}")]
+    if summary is not None and len(summary):
+        parts += ["<h2>Predictivity (mean over splits)</h2>",
+                  summary.to_html(index=False, float_format=lambda v: f"{v:.3f}")]
+    if mannwhitney is not None and len(mannwhitney):
+        parts += ["<h2>Mann-Whitney U between domains</h2>",
+                  mannwhitney.to_html(index=False, float_format=lambda v: f"{v:.3g}")]
+    links = [f"<li><a href='{html.escape(Path(p).name)}'>{html.escape(Path(p).name)}</a></li>"
+             for k, p in files.items() if str(p).endswith((".csv", ".json"))]
+    parts += ["<h2>Tables</h2><ul>", *links, "</ul>"]
+    path = out / "index.html"
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
