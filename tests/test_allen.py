@@ -355,3 +355,40 @@ def test_large_simulated_cache_ingests_in_bounded_memory(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "4000 x 118 x 50" in out.stdout and "under the 4 GB budget" in out.stdout
     assert "stores identical (trials, NaN-aware): True" in out.stdout
+
+
+def test_window_responses_property():
+    """window_operator + group_trials against a brute-force loop, on random tables (hypothesis)."""
+    hyp = pytest.importorskip("hypothesis")
+    st = pytest.importorskip("hypothesis.strategies")
+
+    @hyp.settings(max_examples=60, deadline=None)
+    @hyp.given(seed=st.integers(0, 10_000), n_img=st.integers(1, 5), n_pres=st.integers(1, 30),
+               n_frames=st.integers(1, 60), response=st.sampled_from(["events", "dff"]))
+    def check(seed, n_img, n_pres, n_frames, response):
+        rng = np.random.default_rng(seed)
+        frames = rng.integers(-1, n_img, n_pres)
+        start = rng.integers(-3, n_frames + 3, n_pres)
+        end = start + rng.integers(0, 6, n_pres)             # empty, overlapping and out-of-range windows
+        x = rng.normal(size=(3, n_frames))
+        x[rng.random(x.shape) < 0.05] = np.nan
+        W, ok = A.window_operator(start, end, n_frames, response)
+        idx = A.group_trials(frames, n_img)
+        r = (W.T @ x.T).T
+        got = np.where((idx >= 0) & ok[np.maximum(idx, 0)], r[:, np.maximum(idx, 0)], np.nan)
+        for i in range(n_img):
+            pres = [p for p in range(n_pres) if frames[p] == i]
+            assert idx.shape[1] >= len(pres)
+            for t in range(idx.shape[1]):
+                if t >= len(pres):
+                    assert np.isnan(got[:, i, t]).all()
+                    continue
+                s, e = start[pres[t]], end[pres[t]]
+                if s < 0 or e > n_frames or e <= s:
+                    assert np.isnan(got[:, i, t]).all()
+                    continue
+                w = x[:, s:e]
+                want = w.sum(1) if response == "events" else w.mean(1)
+                np.testing.assert_allclose(got[:, i, t], want, rtol=1e-12, atol=1e-12)
+
+    check()
