@@ -255,3 +255,36 @@ def test_assert_studies_equal_detects_a_change(score_setup, tmp_path):
     store.write_dataset(ds, other / S.SCORES_STORE, overwrite=True)
     with pytest.raises(AssertionError, match="scores.zarr differs"):
         assert_studies_equal(other, ref)
+
+
+# ------------------------------------------------------------------------------ store-level units
+def _tiny(v):
+    return xr.Dataset({"x": ("i", np.full(3, float(v)))})
+
+
+def test_replace_store_swaps_whole_stores(tmp_path):
+    from neuroxr.io import store
+
+    p = tmp_path / "s.zarr"
+    store.write_dataset(_tiny(1), p)
+    store.write_dataset(_tiny(2), p, overwrite=True)
+    np.testing.assert_array_equal(xr.open_zarr(p).x.values, [2.0] * 3)
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["s.zarr"]
+
+
+def test_clean_stale_restores_a_store_moved_aside_by_a_killed_run(tmp_path):
+    """Killed between `store -> .store.old-*` and `.store.tmp-* -> store`: the old store comes back."""
+    from neuroxr.io import store
+
+    p = tmp_path / "responses.zarr"
+    store.write_dataset(_tiny(1), p)
+    os.replace(p, tmp_path / ".responses.zarr.old-1a2b3c4d")
+    store.write_dataset(_tiny(2), tmp_path / ".responses.zarr.tmp-5e6f7a8b")
+    removed = store.clean_stale(tmp_path)
+    assert [q.name for q in removed] == [".responses.zarr.tmp-5e6f7a8b"]
+    np.testing.assert_array_equal(xr.open_zarr(p).x.values, [1.0] * 3)
+    # with the store in place, an .old- copy is just stale
+    store.write_dataset(_tiny(3), tmp_path / ".responses.zarr.old-00000000")
+    store.clean_stale(tmp_path)
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["responses.zarr"]
+    np.testing.assert_array_equal(xr.open_zarr(p).x.values, [1.0] * 3)

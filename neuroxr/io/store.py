@@ -152,11 +152,33 @@ def replace_store(tmp, path) -> None:
     tmp, path = resolve_path(tmp), resolve_path(path)
     old = None
     if path.exists():
+        if _exchange(tmp, path):  # Linux: one atomic swap, ``path`` never missing
+            shutil.rmtree(tmp, ignore_errors=True)  # now holds the old store
+            return
         old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(path, old)
+        os.replace(path, old)  # a crash right here is repaired by clean_stale (old moved back)
     os.replace(tmp, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a, b) -> bool:
+    """Atomically swap two directories with Linux ``renameat2(RENAME_EXCHANGE)``; False if unsupported."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    AT_FDCWD, RENAME_EXCHANGE = -100, 2
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    rc = fn(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE)
+    return rc == 0
 
 
 def _strip_encoding(ds: xr.Dataset) -> xr.Dataset:
@@ -193,6 +215,12 @@ def clean_stale(directory) -> list[Path]:
     if not directory.exists():
         return removed
     for p in list(directory.glob(".*.tmp-*")) + list(directory.glob(".*.old-*")):
+        if ".old-" in p.name:
+            # killed between moving the old store aside and the new one in: put the old one back
+            target = p.with_name(p.name[1:].rsplit(".old-", 1)[0])
+            if not target.exists():
+                os.replace(p, target)
+                continue
         shutil.rmtree(p, ignore_errors=True)
         removed.append(p)
     return removed
