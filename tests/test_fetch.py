@@ -279,3 +279,22 @@ def test_files_missing_from_the_bucket_come_from_the_rma_api(remote, serve, tmp_
     F.fetch_allen(out, base_url=url, progress=False, api_url=api)
     assert (out / rel).read_bytes() == (remote / rel).read_bytes()
     assert any("ObservatoryEventsFile" in f for m, f, r in srv.log if m == "GET")
+
+
+def test_present_metadata_tables_are_kept_unless_refreshed(remote, serve, tmp_path):
+    srv, url = serve(remote)
+    out = tmp_path / "cache"
+    F.fetch_allen(out, base_url=url, progress=False, api_url=None, experiments=[501000001])
+    p = out / "ophys_experiments.json"
+    recs = json.loads(p.read_text())
+    p.write_text(json.dumps(recs, indent=2))                  # e.g. written by AllenSDK: same records, other bytes
+    n_get = len(srv.log)
+    F.fetch_allen(out, base_url=url, progress=False, api_url=None, experiments=[501000001])
+    assert json.loads(p.read_text()) == recs and "\n" in p.read_text()
+    assert not any(f == "ophys_experiments.json" for m, f, r in srv.log[n_get:] if m == "GET")
+    F.fetch_allen(out, base_url=url, progress=False, api_url=None, experiments=[501000001], refresh_metadata=True)
+    assert p.read_bytes() == (remote / "ophys_experiments.json").read_bytes()
+    p.write_text(p.read_text()[:50])                          # truncated: downloaded again
+    with pytest.warns(UserWarning, match="not valid JSON"):
+        F.fetch_allen(out, base_url=url, progress=False, api_url=None, experiments=[501000001])
+    assert p.read_bytes() == (remote / "ophys_experiments.json").read_bytes()

@@ -50,6 +50,8 @@ def register(sub) -> None:
                         "amazonaws.com/visual-coding-2p)")
     f.add_argument("--api-url", default=None, metavar="URL",
                    help="RMA API asked for files the bucket lacks (default http://api.brain-map.org; 'none': don't)")
+    f.add_argument("--refresh-metadata", action="store_true",
+                   help="download the JSON tables again even if valid copies are present")
     f.add_argument("--retries", type=int, default=5, help="resumes after dropped connections per file")
     f.add_argument("--quiet", action="store_true", help="no progress bars")
     f.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -88,6 +90,7 @@ def _fetch(args):
         done = fetch_allen(args.cache_dir, containers=args.containers, areas=args.areas, cre_lines=args.cre_lines,
                            base_url=args.base_url or DEFAULT_BASE_URL, session=args.session,
                            events=not args.no_events, experiments=args.experiments, api_url=api,
+                           refresh_metadata=args.refresh_metadata,
                            retries=args.retries, progress=not args.quiet)
     print(f"neuroxr: {args.cache_dir}: {len(done['experiments'])} experiments; {len(done['downloaded'])} files "
           f"downloaded, {len(done['present'])} already present", file=sys.stderr)

@@ -291,6 +291,26 @@ def ensure_file(url, dest, *, root, record, retries=5, timeout=60, progress=True
     return "downloaded"
 
 
+def _valid_json(dest, root, record) -> bool:
+    """A present JSON table that parses (remembered in the record so it is parsed once)."""
+    dest = Path(dest)
+    if not dest.is_file():
+        return False
+    rel = os.path.relpath(dest, root)
+    st = dest.stat()
+    r = record.get(rel)
+    if r and r.get("size") == st.st_size and r.get("mtime_ns") == st.st_mtime_ns:
+        return True
+    try:
+        with open(dest) as f:
+            json.load(f)
+    except (OSError, ValueError):
+        warnings.warn(f"{dest}: present but not valid JSON (truncated?); downloading it again", stacklevel=3)
+        return False
+    record[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "etag": r.get("etag") if r else None}
+    return True
+
+
 def rma_download_url(api_url, experiment_id: int, file_type: str, timeout=60) -> str:
     """Download URL of an experiment's well-known file (``NWBOphys``, ``ObservatoryEventsFile``)
     from the RMA API, as AllenSDK's ``BrainObservatoryApi`` finds it."""
@@ -311,8 +331,8 @@ def rma_download_url(api_url, experiment_id: int, file_type: str, timeout=60) ->
 
 def fetch_allen(cache_dir, containers=None, areas=None, cre_lines=None, base_url: str = DEFAULT_BASE_URL, *,
                 session: str = "three_session_B", events: bool = True, include_failed: bool = False,
-                experiments=None, api_url: str | None = DEFAULT_API_URL, retries: int = 5, timeout: float = 60,
-                progress: bool = True) -> dict:
+                experiments=None, api_url: str | None = DEFAULT_API_URL, refresh_metadata: bool = False,
+                retries: int = 5, timeout: float = 60, progress: bool = True) -> dict:
     """Download the natural-scenes experiments (and the metadata) into an AllenSDK cache directory.
 
     Parameters
@@ -334,6 +354,10 @@ def fetch_allen(cache_dir, containers=None, areas=None, cre_lines=None, base_url
     api_url : str or None
         When the bucket has no copy of an experiment's NWB or events file (HTTP 404), ask this
         RMA API for the file's download link (``None``: don't).
+    refresh_metadata : bool
+        Download the JSON tables again even when valid copies are present (by default a present,
+        parseable table is kept: one written by AllenSDK from the RMA API may legitimately differ
+        in bytes from the bucket's copy).
 
     Returns
     -------
@@ -369,6 +393,9 @@ def fetch_allen(cache_dir, containers=None, areas=None, cre_lines=None, base_url
         url = f"{base_url}/{REMOTE[key] % args if args else REMOTE[key]}"
         kw = dict(root=croot, record=record, retries=retries, timeout=timeout, progress=progress,
                   check_json=check_json)
+        if check_json and not refresh_metadata and _valid_json(dest, croot, record):
+            done["present"].append(dest)
+            return
         try:
             try:
                 how = ensure_file(url, dest, **kw)
