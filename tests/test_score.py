@@ -362,3 +362,15 @@ def test_cli_score(tmp_path, capsys):
     assert main(["score", str(root), "--metric", "ridge", "--alpha", "3"]) == 2
     assert "alphas" in capsys.readouterr().err
     assert main(["score", str(root), "--metric", "ridge", "--alpha", "-1", "--overwrite"]) == 2
+
+
+def test_real_allen_visp_pixels_match_sklearn(allen_visp_npz):
+    """Real recordings: ridge on z-scored raw pixels, every neuron, against scikit-learn."""
+    d = np.load(allen_visp_npz)
+    X = d["images"].reshape(len(d["images"]), -1).astype(np.float64)
+    Y = d["responses"].astype(np.float64)
+    feats = make_features({"pixels": X}, model="pixels", family="baseline", images=d["image_index"])
+    resp = make_responses(Y, images=d["image_index"])
+    ds = score.score_layers(feats, resp, ("ridge", "rsa")).compute()
+    np.testing.assert_allclose(ds.ridge_r[0].values, sklearn_loo_r(X, Y, 1.0), atol=1e-8)
+    assert abs(float(np.nanmean(ds.ridge_r))) < 0.05  # the README's "about 0.00" for pixels
