@@ -122,20 +122,12 @@ def read_array(spec):
     if not path.exists():
         raise MissingDataError(f"{path} does not exist (from {str(spec)!r})")
     kind = _suffix(path)
-    if kind == ".npy":
-        if key:
-            raise SchemaError(f"{path}: a .npy file holds one array; drop ':{key}'")
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    if kind == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            names = list(z.files)
-            if key is None:
-                if len(names) != 1:
-                    raise SchemaError(f"{path}: holds arrays {names}; name one as {path}:KEY")
-                key = names[0]
-            if key not in names:
-                raise SchemaError(f"{path}: no array {key!r}; it holds {names}")
-            return z[key]
+    if kind in (".npy", ".npz"):
+        # header checked against the file before reading: truncated/corrupt files and absurd
+        # sizes fail fast with a SchemaError naming the file (issue 8, hostile input)
+        from .integrity import read_numpy_file
+
+        return read_numpy_file(path, key)
     if kind in (".csv", ".txt", ".tsv"):
         try:
             df = pd.read_csv(path, sep=_csv_sep(path), header=None)

@@ -469,6 +469,26 @@ SOLVERS = {
 }
 
 
+def _check_ridge_inputs(K, Y) -> None:
+    """Clear errors for malformed inputs (shapes, dtypes, non-finite K) before any linear algebra."""
+    ks, ys = tuple(getattr(K, "shape", np.shape(K))), tuple(getattr(Y, "shape", np.shape(Y)))
+    if len(ks) < 2 or ks[-1] != ks[-2]:
+        raise NeuroxrError(f"Gram matrix K must be square (..., image, image), got shape {ks}")
+    if len(ys) not in (1, 2) or ys[0] != ks[-1]:
+        raise NeuroxrError(
+            f"targets Y must be (image,) or (image, neuron) with {ks[-1]} images like K {ks}, got shape {ys}")
+    if hasattr(K, "detach"):  # torch tensors: checked by the backend
+        return
+    for name, arr in (("K", K), ("Y", Y)):
+        kind = np.asarray(arr).dtype.kind
+        if kind not in "biuf":
+            raise NeuroxrError(f"{name} must hold numbers, got dtype {np.asarray(arr).dtype}")
+    if not np.isfinite(np.asarray(K)).all():
+        bad = np.argwhere(~np.isfinite(np.asarray(K)))[0].tolist()
+        raise NeuroxrError(f"Gram matrix K has NaN or infinite values (first at index {bad}); "
+                           "the layer's features are not finite: re-extract it or skip it")
+
+
 def fit_ridge_loo(K, Y, alphas=(1.0,), *, solver="eigen", backend="numpy", return_alpha=False):
     """Leave-one-out ridge predictions of every target from a Gram matrix.
 
@@ -497,6 +517,7 @@ def fit_ridge_loo(K, Y, alphas=(1.0,), *, solver="eigen", backend="numpy", retur
     alphas = check_alphas(alphas)
     if solver not in SOLVERS:
         raise NeuroxrError(f"unknown ridge solver {solver!r}; choose one of {sorted(SOLVERS)}")
+    _check_ridge_inputs(K, Y)
     xb = get_backend(backend)
     Y2 = np.asarray(Y, dtype=np.float64) if not hasattr(Y, "detach") else Y
     squeeze = getattr(Y2, "ndim", 2) == 1
