@@ -47,6 +47,14 @@ _LAZY = {
     "rank_models": "neuroxr.stats",
     "write_report": "neuroxr.report",
     "run_pipeline": "neuroxr.pipeline",
+    # image domains (second study) and PLS
+    "cross_validated_pls": "neuroxr.mapping.pls",
+    "calc_pls_consistency": "neuroxr.mapping.pls",
+    "summarize_naturalness": "neuroxr.domains.naturalness",
+    "make_synthetic_domains": "neuroxr.domains.synthetic",
+    "train_simclr": "neuroxr.domains.simclr",
+    "compare_domains": "neuroxr.domains.compare",
+    "run_domains_pipeline": "neuroxr.domains.pipeline",
 }
 
 __all__ = [
