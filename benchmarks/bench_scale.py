@@ -115,9 +115,14 @@ def spot_check(study: Path, n: int = 5, seed: int = 1) -> float:
             tr = np.arange(len(y)) != i
             pred[i] = Ridge(alpha=1.0, solver="svd").fit(X[tr], y[tr]).predict(X[i:i + 1])[0]
         ref = np.corrcoef(pred, y)[0, 1]
-        got = float(sc.ridge_r.values[li, ni]) if sc.ridge_r.size < 5e7 else float(sc.ridge_r[li, ni].values)
+        got = float(sc.ridge_r.isel(layer=li, neuron=ni).values)
         worst = max(worst, abs(got - ref))
     return worst
+
+
+def _cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def main(argv=None) -> int:
@@ -154,16 +159,20 @@ def main(argv=None) -> int:
     metrics = tuple(args.metric or ("ridge", "rsa"))
     with get_client(workers=args.workers, memory_limit=args.memory_limit, threads_per_worker=1,
                     dashboard_address="127.0.0.1:0") as client:
+        cpu0 = client.run(_cpu_seconds)
         t0 = time.perf_counter()
         path = score_study(study, metrics=metrics, client=client, layer_chunk=args.layer_chunk,
                            neuron_chunk=args.neuron_chunk)
         t_score = time.perf_counter() - t0
+        cpu = {a: v - cpu0.get(a, 0.0) for a, v in client.run(_cpu_seconds).items()}
         peaks = measure_worker_peak_rss(client)
         limits = {a: w.get("memory_limit") for a, w in client.scheduler_info()["workers"].items()}
     client_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     ds = xr.open_zarr(path)
     print(f"score:          {t_score:8.1f} s  -> {path} ({dict(ds.sizes)})")
-    print(f"layer x neuron: {ds.sizes['layer'] * ds.sizes['neuron'] / t_score / 1e6:8.2f} M r values per second")
+    print(f"throughput:     {ds.sizes['layer'] * ds.sizes['neuron'] / t_score / 1e6:8.2f} M (layer, neuron) r values per second")
+    print(f"worker CPU:     {sum(cpu.values()):8.1f} s in total ({', '.join(f'{v:.1f}' for v in cpu.values())}); "
+          f"{sum(cpu.values()) / ds.sizes['layer'] * 1e3:.1f} ms per layer against {ds.sizes['neuron']} neurons")
     for a in sorted(peaks):
         lim = limits.get(a) or 0
         print(f"worker {a}: peak RSS {peaks[a] / 2**30:6.2f} GiB (limit {lim / 2**30:.2f} GiB, "
@@ -173,7 +182,7 @@ def main(argv=None) -> int:
     print(f"spot check:     max |r - sklearn refit r| over 5 (layer, neuron) pairs = {err:.2e}")
     print(json.dumps({"neurons": args.neurons, "images": args.images, "layers": args.layers, "models": args.models,
                       "workers": args.workers, "memory_limit": args.memory_limit, "build_s": round(t_build, 1),
-                      "score_s": round(t_score, 1),
+                      "score_s": round(t_score, 1), "worker_cpu_s": round(sum(cpu.values()), 1),
                       "worker_peak_gib": {a: round(v / 2**30, 3) for a, v in peaks.items()},
                       "client_peak_gib": round(client_peak / 2**30, 3), "spot_check_max_abs_diff": err}))
     if not args.keep and args.dir is None:
