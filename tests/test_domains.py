@@ -228,3 +228,28 @@ def test_run_domains_pipeline_tiny(tmp_path):
     mtimes = {k: p.stat().st_mtime for k, p in res["checkpoints"].items()}
     run_domains_pipeline(cfg)  # rerun: checkpoints with the same settings are reused
     assert {k: p.stat().st_mtime for k, p in res["checkpoints"].items()} == mtimes
+
+
+def test_predictivity_specimen_pooling_and_no_trials_fallback(tmp_path, rng):
+    from neuroxr.mapping.pls import calc_pls_consistency, cross_validated_pls, split_trial_halves
+    from neuroxr.study import open_study
+
+    resp = open_study(_write_study(tmp_path / "s", n_images=24, per_area=6)).responses
+    X = rng.normal(size=(24, 40))
+    area = np.asarray(resp["area"].values)
+    cols = area == "VISp"
+    splits = make_splits(24, kind="random", n_splits=2, seed=0)
+    got = calc_domain_predictivity({"m": {"conv1": X}}, resp, areas=["VISp"], n_splits=2, n_components=3,
+                                   pool="specimen")
+    Y1, Y2 = split_trial_halves(np.asarray(resp["trials"].values)[cols])
+    ref = calc_pls_consistency(X, Y1, Y2, splits, n_components=3,
+                               groups=np.asarray(resp["container"].values)[cols], pool=True)
+    np.testing.assert_allclose(got["score"], np.nanmedian(ref, axis=1))
+    # without trials: the plain held-out r, median over neurons
+    got = calc_domain_predictivity({"m": {"conv1": X}}, resp.drop_vars("trials"), areas=["VISp"], n_splits=2,
+                                   n_components=3)
+    assert (got["metric"] == "pls_r").all()
+    r = cross_validated_pls(X, np.asarray(resp["mean"].values, dtype=float)[cols].T, splits, n_components=3)
+    np.testing.assert_allclose(got["score"], np.nanmedian(r, axis=1))
+    with pytest.raises(NeuroxrError, match="pool"):
+        calc_domain_predictivity({"m": {"conv1": X}}, resp, n_splits=2, pool="area")
