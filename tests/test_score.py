@@ -374,3 +374,27 @@ def test_real_allen_visp_pixels_match_sklearn(allen_visp_npz):
     ds = score.score_layers(feats, resp, ("ridge", "rsa")).compute()
     np.testing.assert_allclose(ds.ridge_r[0].values, sklearn_loo_r(X, Y, 1.0), atol=1e-8)
     assert abs(float(np.nanmean(ds.ridge_r))) < 0.05  # the README's "about 0.00" for pixels
+
+
+def test_score_study_on_a_distributed_cluster(tmp_path):
+    """The same graph runs on a dask.distributed cluster (in-process workers here)."""
+    distributed = pytest.importorskip("distributed")
+    Xs, Y = make_data()
+    root = write_study(tmp_path / "st", {"m": make_features(Xs)}, Y)
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
+        path = score.score_study(root, metrics=("ridge", "rsa"), client=client, progress=False)
+    sc = store.open_dataset(path)
+    np.testing.assert_allclose(sc.ridge_r[1].values, sklearn_loo_r(Xs["l1"], Y, 1.0), atol=1e-6)
+
+
+def test_string_coords_of_extract_stores_open_after_scoring(tmp_path):
+    """Features stores hold object/variable-width string coords (as `neuroxr extract` writes them);
+    scores.zarr must still open with the default (auto-chunked) open_dataset."""
+    Xs, Y = make_data()
+    feats = make_features(Xs)
+    feats = feats.assign_coords({c: ("layer", np.asarray(feats[c].values, dtype=object))
+                                 for c in ("model", "layer_name", "weights", "family", "module_type", "source")})
+    feats = feats.assign_coords(layer=np.asarray(feats.layer.values, dtype=object))
+    root = write_study(tmp_path / "st", {"m": feats}, Y)
+    sc = store.open_dataset(score.score_study(root, metrics=("ridge",)))
+    assert sc.model.dtype.kind == "U" and list(sc.layer_name.values) == list(Xs)

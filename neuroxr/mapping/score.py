@@ -370,19 +370,19 @@ def score_layers(features: xr.Dataset, responses=None, metrics=("ridge", "rsa"),
             Y = Ydata.rechunk({0: -1, 1: nchunk})
         else:
             Y = da.from_array(np.asarray(Ydata), chunks=(-1, nchunk))
-        coords[S.NEURON] = resp[S.NEURON].values
+        coords[S.NEURON] = _plain(resp[S.NEURON].values)
         trials = None
         if isinstance(responses, xr.Dataset) and S.TRIALS in responses:
             tr = responses[S.TRIALS].transpose(S.NEURON, S.IMAGE, S.TRIAL)
             trials = tr.sel({S.IMAGE: resp[S.IMAGE].values}).data
         for c, v in resp.coords.items():
             if c not in (S.NEURON, S.IMAGE) and v.dims == (S.NEURON,):
-                coords[c] = (S.NEURON, np.asarray(v.values))
+                coords[c] = (S.NEURON, _plain(v.values))
     for c, v in features.coords.items():
         if c == S.LAYER:
-            coords[c] = v.values
+            coords[c] = _plain(v.values)
         elif v.dims == (S.LAYER,):
-            coords[c] = (S.LAYER, np.asarray(v.values))
+            coords[c] = (S.LAYER, _plain(v.values))
     lc = int(layer_chunk)
 
     def add_ridge(name, K):
@@ -489,6 +489,18 @@ def _rdm_ceiling_graph(trials, labels, areas, method):
         t = trials[idx] if isinstance(trials, da.Array) else np.asarray(trials)[idx]
         parts.append(da.from_delayed(fn(t, method), shape=(1,), dtype=np.float64))
     return da.concatenate(parts) if parts else da.zeros((0,))
+
+
+def _plain(values):
+    """Coordinate values as a plain numpy array; variable-width strings become fixed-width str.
+
+    (Zarr stores object strings as variable-length strings, which xarray cannot auto-chunk on
+    opening; fixed-width strings open everywhere.)
+    """
+    arr = np.asarray(values)
+    if arr.dtype.kind == "T" or (arr.dtype == object and all(isinstance(x, str) for x in arr.ravel().tolist())):
+        return np.array([str(x) for x in arr.ravel().tolist()], dtype=str).reshape(arr.shape)  # -> "<U"
+    return arr
 
 
 def _index_to_alpha(idx, alphas):
@@ -654,7 +666,7 @@ def score_study(study, metrics=("ridge", "rsa"), alpha=1.0, alphas=None, zscore:
     jobs = []
     for model in todo_models:
         fpath = st.store(S.FEATURES_DIR, f"{model}.zarr")
-        feats = _store.open_dataset(fpath)
+        feats = _store.open_dataset(fpath, chunks={})  # stored chunks (object coords cannot be auto-chunked)
         fp = _features_fingerprint(feats)
         part = parts_dir / f"{model}.zarr"
         if part.exists():
