@@ -250,26 +250,39 @@ def check_pipeline(config, study=None) -> list[str]:
     return missing
 
 
+def _torch_hub_checkpoints() -> Path:
+    """``torch.hub.get_dir()/checkpoints`` without importing torch (TORCH_HOME, XDG_CACHE_HOME)."""
+    home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")), "torch")
+    return Path(home) / "hub" / "checkpoints"
+
+
+def _hf_hub_cache() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    hf_home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")), "huggingface")
+    return Path(hf_home) / "hub"
+
+
 def _missing_weights(cfg, study) -> list[str]:
+    """Trained weights the [extract] table needs that are not in the local caches (no imports of
+    torch or timm, no network: file and directory checks only)."""
     out = []
     pairs = _model_list(cfg)
     if not pairs:
         return out
-    try:
-        from .features.zoo import _hub_checkpoints, find_model_row
-    except ImportError:  # pragma: no cover
-        return [f"neuroxr.features.zoo is not available to check the weights of {len(pairs)} models"]
-    hub = _hub_checkpoints()
-    try:
-        from huggingface_hub.constants import HF_HUB_CACHE
-    except ImportError:  # pragma: no cover
-        HF_HUB_CACHE = str(Path.home() / ".cache" / "huggingface" / "hub")
+    from .features.zoo import list_models
+
+    rows = {r["model"]: r for r in list_models().to_dict("records")}
+    hub, hf = _torch_hub_checkpoints(), _hf_hub_cache()
     for model, weights in pairs:
         if (study / S.FEATURES_DIR / f"{_store_name(model, weights)}.zarr").exists():
             continue
-        row = find_model_row(model)
+        row = rows.get(model)
         if row is None:
-            out.append(f"model {model!r} is not in catalogs/models.csv (nor taskonomy.csv): check the name")
+            out.append(f"model {model!r} is not in catalogs/models.csv (nor taskonomy.csv): check the name "
+                       f"(see catalogs/models.csv and catalogs/taskonomy.csv)")
             continue
         if weights == "random" or row.get("family") == "baseline":
             continue
@@ -280,23 +293,15 @@ def _missing_weights(cfg, study) -> list[str]:
             continue
         src = row.get("source")
         if src in ("torchvision", "taskonomy"):
-            fname = row.get("weights_file") or f"{row.get('task', model)}_encoder.pth"
-            if not isinstance(fname, str) or not (hub / fname).exists():
+            fname = row.get("weights_file")
+            if not isinstance(fname, str) or not fname or not (hub / fname).exists():
                 out.append(f"{model} ({src}) trained weights: {hub / str(fname)} is missing; download it on a "
                            f"machine that is online (torch hub cache), or give [extract] weights a file")
         elif src == "timm":
-            ctor = row.get("constructor", model)
-            try:
-                import timm
-
-                cfgp = timm.models.get_pretrained_cfg(ctor)
-                hub_id = getattr(cfgp, "hf_hub_id", None) or f"timm/{ctor}"
-            except Exception:
-                hub_id = f"timm/{ctor}"
-            d = Path(HF_HUB_CACHE) / ("models--" + str(hub_id).split("@")[0].replace("/", "--"))
-            if not d.exists():
-                out.append(f"{model} (timm) trained weights: {d} is missing; `huggingface-cli download {hub_id}` "
-                           f"on a machine that is online")
+            ctor = str(row.get("constructor") or model)
+            if not any(hf.glob(f"models--timm--{ctor}*")):
+                out.append(f"{model} (timm) trained weights: no {hf}/models--timm--{ctor}* directory; "
+                           f"`huggingface-cli download timm/{ctor}` on a machine that is online")
         elif src == "lightly":
             out.append(f"{model} (lightly) trained weights: give [extract] weights a SimCLR checkpoint file")
     return out
