@@ -337,3 +337,93 @@ def test_no_code_evaluated_from_data_files():
             if bad.search(code.replace(".eval()", "")):
                 hits.append(f"{f.relative_to(root)}:{i}: {line.strip()}")
     assert hits == []
+
+
+# ---------------------------------------------------------------------------------- score_study
+@pytest.fixture(scope="module")
+def scoring_base(tmp_path_factory):
+    """A tiny study with 3 synthetic features stores and its clean scores (the reference)."""
+    from test_resume import make_base_study, write_synthetic_features
+
+    from neuroxr.mapping.score import score_study
+
+    root = tmp_path_factory.mktemp("hostile-score")
+    base = make_base_study(root)
+    write_synthetic_features(base, n_models=2, n_layers=3)
+    ref = root / "ref"
+    shutil.copytree(base, ref)
+    score_study(ref, metrics=("ridge", "rsa"))
+    import xarray as xr
+
+    return base, xr.open_zarr(ref / "scores.zarr").load()
+
+
+def _copy_study(base, tmp_path):
+    study = tmp_path / "s"
+    shutil.copytree(base, study)
+    return study
+
+
+def _rewrite(path, fn):
+    import xarray as xr
+
+    from neuroxr.io import store
+
+    ds = fn(xr.open_zarr(path).load())
+    store.write_dataset(ds, path, overwrite=True)
+
+
+def test_score_nan_in_one_layer_marks_only_that_layer(scoring_base, tmp_path):
+    import xarray as xr
+
+    from neuroxr.mapping.score import score_study
+
+    base, ref = scoring_base
+    study = _copy_study(base, tmp_path)
+
+    def poison(ds):
+        ds["gram_z"][1, 2, 3] = np.nan
+        return ds
+
+    _rewrite(study / "features" / "synth0.zarr", poison)
+    score_study(study, metrics=("ridge",))
+    got = xr.open_zarr(study / "scores.zarr").ridge_r
+    bad = "synth0|random|l1"
+    assert np.isnan(got.sel(layer=bad).values).all()
+    others = [lid for lid in ref.layer.values if lid != bad]
+    np.testing.assert_array_equal(got.sel(layer=others).values, ref.ridge_r.sel(layer=others).values)
+
+
+@pytest.mark.parametrize("case", ["image ids differ", "alpha 0", "no gram_z", "corrupt chunk", "unknown area",
+                                  "no features"])
+def test_score_study_hostile_cases_fail_clearly(scoring_base, tmp_path, capsys, case):
+    base, _ = scoring_base
+    study = _copy_study(base, tmp_path)
+    feat = study / "features" / "synth1.zarr"
+    argv = ["score", str(study), "--no-progress"]
+    expect = {"image ids differ": "image ids", "alpha 0": "alpha", "no gram_z": "gram_z",
+              "corrupt chunk": "chunk", "unknown area": "VISxx", "no features": "extract"}[case]
+    if case == "image ids differ":
+        _rewrite(feat, lambda ds: ds.assign_coords(image=ds.image.values + 100, image_j=ds.image_j.values + 100))
+    elif case == "alpha 0":
+        argv += ["--alpha", "0"]
+    elif case == "no gram_z":
+        _rewrite(feat, lambda ds: ds.drop_vars("gram_z"))
+    elif case == "corrupt chunk":
+        chunk = sorted((feat / "gram_z" / "c").rglob("*"))[-1]
+        raw = bytearray(chunk.read_bytes())
+        raw[len(raw) // 3] ^= 0xA5
+        chunk.write_bytes(bytes(raw))
+    elif case == "unknown area":
+        argv += ["--area", "VISxx"]
+    elif case == "no features":
+        shutil.rmtree(study / "features")
+    rc, err = _cli(argv, capsys)
+    assert rc == 2, err
+    last = err.strip().splitlines()[-1]  # progress lines may come first
+    assert last.startswith("neuroxr score: error:") and "Traceback" not in err
+    assert expect in last, err
+    if case == "corrupt chunk":
+        assert "synth1.zarr" in last and "'gram_z'" in last
+    assert not (study / "scores.zarr").exists()
+    assert not [p for p in study.rglob("*") if ".tmp-" in p.name]
