@@ -8,7 +8,7 @@ during the run.  After every kill, before resuming, the visible stores must all 
 reference (it is only ever replaced whole).
 
 CI runs a few trials of each; the full 24 (12 extract + 12 score) are marked slow:
-``pytest -m slow tests/test_resume.py``.
+``pytest -m slow -s tests/test_resume.py`` (``NEUROXR_RESUME_TRIALS=N`` for N of each).
 """
 from __future__ import annotations
 
@@ -226,10 +226,19 @@ def test_score_killed_and_resumed_ci(score_setup, i):
     _trial(score_setup, i, 2024, _score_args)
 
 
+SLOW_TRIALS = int(os.environ.get("NEUROXR_RESUME_TRIALS", "12"))
+
+
+def _report(what, outcomes):
+    killed = [round(t, 2) for k, t in outcomes if k]
+    print(f"\n{what}: {len(outcomes)} trials, {len(killed)} killed mid-run at (s) {killed}; all resumed identical")
+
+
 @pytest.mark.slow
 def test_score_killed_and_resumed_12_trials(score_setup):
-    outcomes = [_trial(score_setup, 100 + i, 7, _score_args) for i in range(12)]
-    assert sum(k for k, _ in outcomes) >= 8, outcomes  # most trials really were killed mid-run
+    outcomes = [_trial(score_setup, 100 + i, 7, _score_args) for i in range(SLOW_TRIALS)]
+    _report("score", outcomes)
+    assert sum(k for k, _ in outcomes) >= 0.6 * len(outcomes), outcomes  # most really were killed mid-run
 
 
 @pytest.mark.parametrize("i", range(2))
@@ -239,8 +248,9 @@ def test_extract_killed_and_resumed_ci(extract_setup, i):
 
 @pytest.mark.slow
 def test_extract_killed_and_resumed_12_trials(extract_setup):
-    outcomes = [_trial(extract_setup, 100 + i, 7, extract_args) for i in range(12)]
-    assert sum(k for k, _ in outcomes) >= 8, outcomes
+    outcomes = [_trial(extract_setup, 100 + i, 7, extract_args) for i in range(SLOW_TRIALS)]
+    _report("extract", outcomes)
+    assert sum(k for k, _ in outcomes) >= 0.6 * len(outcomes), outcomes
 
 
 def test_assert_studies_equal_detects_a_change(score_setup, tmp_path):
