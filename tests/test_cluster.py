@@ -273,3 +273,36 @@ def test_pipeline_through_cluster_equals_local(dask_cluster, tmp_path):
     assert_studies_equal(remote, local, volatile=("created", "inputs", "features_fingerprint"))
     assert xr.open_zarr(remote / "scores.zarr").sizes["neuron"] == 36
     shutil.rmtree(tmp_path / "b")
+
+
+@pytest.mark.slow
+def test_score_survives_a_killed_worker(dask_cluster, tmp_path):
+    """SIGKILL a worker while `neuroxr score --scheduler` runs: same scores as a local run."""
+    import shutil
+    import threading
+
+    from distributed import Client
+
+    from test_resume import assert_studies_equal, make_base_study, run_cli, write_synthetic_features
+
+    base = make_base_study(tmp_path / "b")
+    write_synthetic_features(base, n_models=12, n_layers=16)
+    local, remote = tmp_path / "local", tmp_path / "remote"
+    shutil.copytree(base, local)
+    shutil.copytree(base, remote)
+    run_cli(["score", str(local), "--layer-chunk", "2"])
+    with Client(dask_cluster.address, timeout="20s") as client:
+        victim = sorted(client.run(os.getpid).values())[-1]
+
+    def _kill():
+        _wait_for(lambda: any((remote / "scores.parts").glob("*.zarr")), 120, "the first scored model")
+        os.kill(victim, signal.SIGKILL)
+
+    t = threading.Thread(target=_kill)
+    t.start()
+    run_cli(["score", str(remote), "--scheduler", dask_cluster.address, "--layer-chunk", "2"])
+    t.join()
+    assert_studies_equal(remote, local)
+    with Client(dask_cluster.address, timeout="20s") as client:
+        _wait_for(lambda: len(client.scheduler_info()["workers"]) == 2, 60, "the worker restart")
+        assert victim not in client.run(os.getpid).values()
