@@ -62,7 +62,7 @@ DEMO = {
     "ingest": {"source": "simulate", "model": "alexnet", "weights_seed": 0, "n_images": 118,
                "neurons_per_area": 150, "n_trials": 20, "image_size": 64},
     "select": {"min_reliability": 0.3},
-    "extract": {"models": ["alexnet", "squeezenet1_1", "shufflenet_v2_x0_5", "resnet18", "vit_tiny_patch16_224"],
+    "extract": {"models": ["alexnet", "resnet18", "vit_tiny_patch16_224"],
                 "weights": ["random"], "baselines": ["pixels", "gabor", "gist", "rff"], "seed": 0},
     "score": {"metrics": ["ridge", "rsa"], "alpha": 1.0},
     "sweep": {"thresholds": [0.0, 0.2, 0.4, 0.6, 0.8], "models": ["alexnet", "resnet18", "pixels"]},
@@ -74,7 +74,7 @@ DEMO_SMALL = {
     **copy.deepcopy(DEMO),
     "ingest": {**DEMO["ingest"], "n_images": 64, "neurons_per_area": 40, "n_trials": 12},
     "select": {"min_reliability": 0.2},
-    "extract": {"models": ["alexnet", "squeezenet1_1"], "weights": ["random"], "baselines": ["pixels"], "seed": 0},
+    "extract": {"models": ["alexnet"], "weights": ["random"], "baselines": ["pixels", "gabor"], "seed": 0},
     "sweep": {"thresholds": [0.0, 0.5], "models": ["alexnet"]},
     "tradeoff": {"model": "alexnet", "weights": "random", "n_layers": 1, "sizes": [16, 48]},
     "report": {"n_boot": 100, "seed": 0},
@@ -111,7 +111,8 @@ def read_config(config) -> dict:
     if is_domains_config(cfg):
         return cfg  # the image-domain study has its own tables (neuroxr.domains.pipeline)
     st = cfg.setdefault("study", {})
-    cfg["_base"] = str((here / st.get("base", ".")).resolve())
+    if "_base" not in cfg:  # a dict already read keeps its base
+        cfg["_base"] = str((here / st.get("base", ".")).resolve())
     unknown = [k for k in cfg if not k.startswith("_") and k not in ("study", *STAGES)]
     if unknown:
         raise NeuroxrError(f"{cfg.get('_config', 'config')}: unknown table(s) {unknown}; "
@@ -133,10 +134,18 @@ def _spec_path(cfg, spec):
     """``FILE[:key]`` with FILE resolved; other values unchanged."""
     if not isinstance(spec, str):
         return spec
-    file, sep, key = spec.partition(":") if not spec[1:3] == ":\\" else (spec, "", "")
-    if sep and "/" in key:  # a ':' inside a path, not a key
-        file, sep, key = spec, "", ""
-    return str(_path(cfg, file)) + (sep + key if sep else "")
+    if _has_key(spec):
+        file, _, key = spec.rpartition(":")
+        return f"{_path(cfg, file)}:{key}"
+    return str(_path(cfg, spec))
+
+
+def _has_key(spec) -> bool:
+    """``FILE:key`` (a key after the last ':' with no path separator in it)."""
+    if not isinstance(spec, str) or ":" not in spec:
+        return False
+    key = spec.rpartition(":")[2]
+    return bool(key) and "/" not in key and "\\" not in key
 
 
 def _study_dir(cfg, study=None) -> Path:
@@ -236,7 +245,8 @@ def check_pipeline(config, study=None) -> list[str]:
     elif src == "arrays" and not have_responses:
         for key in ("images", "responses", "trials", "neurons"):
             if key in ing:
-                f = Path(_spec_path(cfg, ing[key]).split(":")[0] if ":" in str(ing[key])[2:] else _spec_path(cfg, ing[key]))
+                f = Path(_spec_path(cfg, ing[key]).rpartition(":")[0] or _spec_path(cfg, ing[key])) \
+                    if _has_key(ing[key]) else Path(_spec_path(cfg, ing[key]))
                 if not f.exists():
                     missing.append(f"[ingest] {key}: file {f} does not exist")
     elif src not in ("allen", "arrays", "simulate", None):

@@ -132,3 +132,13 @@ def test_cli_demo_and_run_print_the_report(tmp_path, capsys, monkeypatch):
     from neuroxr.cli import build_parser
 
     assert build_parser().parse_args(["demo"]).study == "neuroxr-demo"
+
+
+def test_visp_config_finds_the_shared_recordings(allen_visp_npz):
+    """pipelines/visp.toml: paths relative to the repository resolve to the shared data; the
+    already-read config (a dict) keeps its base when checked again."""
+    cfg = pipeline.read_config(REPO / "pipelines" / "visp.toml")
+    images = pipeline._spec_path(cfg, cfg["ingest"]["images"])
+    assert images.endswith(":images") and Path(images.rpartition(":")[0]).resolve() == allen_visp_npz.resolve()
+    assert pipeline.check_pipeline(cfg, study=REPO / "nonexistent-study") == []
+    assert pipeline.read_config(cfg)["_base"] == cfg["_base"]
