@@ -194,8 +194,8 @@ _CAPTIONS = {
                 "intervals across areas. Faded bars: random weights.",
     "area_heatmap": "Score per model (rows, best first) and visual area (columns in hierarchy order).",
     "trained_vs_random": "Each architecture trained (red) and randomly initialised (blue), 95% intervals.",
-    "depth": "Left: relative depth of each model's best layer per area (mean over trained models, bootstrapped "
-             "95% interval). Right: layer scores against relative depth, mean in 100 bins, lowess trend.",
+    "depth": "Left: relative depth of each model's best layer per area (mean over the network models, trained ones "
+             "when there are any; baselines left out; bootstrapped 95% interval). Right: layer scores against relative depth, mean in 100 bins, lowess trend.",
     "taskonomy": "Taskonomy encoders grouped by task cluster, per area (mean, bootstrapped 95% interval).",
     "taskonomy_cre_line": "Taskonomy encoders grouped by task cluster, per cre line.",
     "reliability_sweep": "Scores as neurons below a split-half reliability threshold are dropped (rescored at "
