@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -253,12 +254,9 @@ def calc_domain_predictivity(activations: dict, responses, *, areas=None, n_spli
                                              scale=scale, groups=g, pool=pool == "specimen")
                 else:
                     c = cross_validated_pls(X, mean[:, cols], splits, n_components=n_components, scale=scale)
-                with np.errstate(all="ignore"):
-                    import warnings
-
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", RuntimeWarning)
-                        med = np.nanmedian(c, axis=1)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN split -> NaN
+                    med = np.nanmedian(c, axis=1)
                 for s in range(len(splits)):
                     rows.append({"model": label, "layer": layer, "area": area, "split": s,
                                  "score": float(med[s]), "n_neurons": int(cols.size), "metric": metric})
@@ -351,8 +349,6 @@ def classify_domains(activations: dict, n_folds: int = 5, seed: int = 0, standar
             raise NeuroxrError(f"classify_domains: layer {layer} has too few images for {n_folds}-fold CV")
         svc = LinearSVC(C=C, max_iter=max_iter, random_state=seed)
         est = make_pipeline(StandardScaler(), svc) if standardize else svc
-        import warnings
-
         from sklearn.exceptions import ConvergenceWarning
 
         with warnings.catch_warnings():

@@ -78,7 +78,6 @@ def run_domains_pipeline(config: dict, study=None, progress: bool = True) -> dic
         ``study``, ``domains`` (name -> folder), ``naturalness`` (DataFrame), ``checkpoints``
         (name -> path), ``report`` (the :func:`compare_domains` result), ``files``.
     """
-    from ..io.store import open_dataset  # noqa: F401  (fail early if the store layer is broken)
     from .compare import DOMAINS_REPORT_DIR, compare_domains
     from .naturalness import summarize_naturalness
     from .plots import plot_naturalness
