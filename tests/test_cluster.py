@@ -253,20 +253,24 @@ def test_pipeline_through_cluster_equals_local(dask_cluster, tmp_path):
     # ingest through the command line too (the workers read what it wrote)
     np.save(tmp_path / "imgs.npy", xr.open_zarr(base / "stimuli.zarr")["pixels"].values)
     np.save(tmp_path / "resp.npy", xr.open_zarr(base / "responses.zarr")["mean"].values.T)
+    from neuroxr.cli import main
+
     local, remote = tmp_path / "local", tmp_path / "remote"
-    for study in (local, remote):
-        run_cli(["ingest", "arrays", str(study), "--images", str(tmp_path / "imgs.npy"),
-                 "--responses", str(tmp_path / "resp.npy"), "--area", "VISp", "--cre-line", "Cux2-CreERT2",
-                 "--depth-um", "175"])
     url = f"file://{remote}"
     sched = ["--scheduler", dask_cluster.address]
+    ingest = ["--images", str(tmp_path / "imgs.npy"), "--responses", str(tmp_path / "resp.npy"),
+              "--area", "VISp", "--cre-line", "Cux2-CreERT2", "--depth-um", "175"]
+    # the local run in this process, the cluster run as subprocesses
+    assert main(["ingest", "arrays", str(local), *ingest]) == 0
+    run_cli(["ingest", "arrays", url, *ingest])
     if _extract_available():
-        for study, extra in ((local, []), (url, sched)):
-            run_cli(["extract", str(study), "--model", "pixels", "--model", "gabor", "--weights", "random", *extra])
+        models = ["--model", "pixels", "--model", "gabor", "--weights", "random"]
+        assert main(["extract", str(local), *models]) == 0
+        run_cli(["extract", url, *models, *sched])
     else:  # until `neuroxr extract` exists: the same synthetic features in both
         for study in (local, remote):
             write_synthetic_features(study, n_models=3)
-    run_cli(["score", str(local)])
+    assert main(["score", str(local), "--no-progress"]) == 0
     res = run_cli(["score", url, *sched])
     assert "Dask dashboard at" in res.stderr and "2 workers" in res.stderr
     # features written separately have other timestamps, hence other fingerprints in `inputs`
