@@ -305,3 +305,33 @@ def test_method_tradeoff_against_sklearn(rng):
     r = [st.pearsonr(pred[:, j], Y[:, j]).statistic for j in range(Y.shape[1])]
     got = t[(t.reduction == "srp") & (t["size"] == 32) & (t.regression == "ridge")].score.iloc[0]
     np.testing.assert_allclose(got, np.mean(r), rtol=1e-8)
+
+
+def test_per_area_interval_matches_scipy_bootstrap_over_neurons():
+    """Per-area regression rows: percentile bootstrap over the area's neurons of the max over
+    layers of the neuron mean; compared with scipy.stats.bootstrap (other random draws, so to
+    Monte Carlo precision)."""
+    ds = make_scores(seed=7, n_neurons=240, rsa=False,
+                     models=[("alexnet", "cnn", 8, 0.5)])
+    ds = ds.sel(layer=ds.weights == "trained")
+    r = stats.rank_models(ds, n_boot=4000, seed=0)
+    row = r[(r.area == "VISam") & (r.metric == "ridge")].iloc[0]
+    block = ds.ridge_r.where(ds.area == "VISam", drop=True).sortby("depth").values.T  # (neuron, layer)
+    # resample neurons (rows) by index: scipy resamples the index vector
+    ref = st.bootstrap((np.arange(len(block)),), lambda i: block[i].mean(axis=0).max(), n_resamples=4000,
+                       vectorized=False, method="percentile", random_state=np.random.default_rng(1))
+    width = row.ci_high - row.ci_low
+    assert width > 0
+    np.testing.assert_allclose([row.ci_low, row.ci_high],
+                               [ref.confidence_interval.low, ref.confidence_interval.high], atol=0.1 * width)
+    # the Fisher-z interval of the Spearman rows (Bonett & Wright variance 1.06 / (n - 3))
+    cat = pd.DataFrame({"model": ["alexnet"], "params": [1.0]})
+    assert stats.correlate_model_properties(r, cat).empty  # one model: nothing to correlate
+
+
+def test_spearman_interval_formula(rankings):
+    t = stats.correlate_model_properties(rankings, None, properties=("n_layers",), metrics=["ridge"])
+    row = t.iloc[0]
+    z, se = np.arctanh(row.statistic), np.sqrt(1.06 / (row.n - 3))
+    np.testing.assert_allclose([row.ci_low, row.ci_high], np.tanh([z - 1.959964 * se, z + 1.959964 * se]),
+                               rtol=1e-5)
