@@ -427,3 +427,30 @@ def test_score_study_hostile_cases_fail_clearly(scoring_base, tmp_path, capsys, 
         assert "synth1.zarr" in last and "'gram_z'" in last
     assert not (study / "scores.zarr").exists()
     assert not [p for p in study.rglob("*") if ".tmp-" in p.name]
+
+
+# ---------------------------------------------------------------------------------- configs
+@SETTINGS
+@given(text=st.one_of(st.text(max_size=200),
+                      st.sampled_from(['[study]\nbase = "."\n[score', '[study]\nbase = 1\n[nope]\nx = 2',
+                                       'study = "__import__(\'os\').system(\'touch PWNED\')"',
+                                       '[study]\nbase = "$(touch PWNED)"\n'])))
+def test_pipeline_configs_are_parsed_as_data(tmp_path_factory, text):
+    from neuroxr.pipeline import read_config
+
+    tmp = tmp_path_factory.mktemp("cfg")
+    path = tmp / "c.toml"
+    path.write_text(text, encoding="utf-8")
+    cwd = os.getcwd()
+    os.chdir(tmp)
+    try:
+        cfg = read_config(path)
+    except (NeuroxrError, SchemaError) as exc:
+        assert "c.toml" in str(exc) or "config" in str(exc), exc
+    except (AttributeError, TypeError) as exc:  # e.g. `study = "..."` not a table
+        pytest.fail(f"malformed config gave {type(exc).__name__}: {exc}")
+    else:
+        assert isinstance(cfg, dict)
+    finally:
+        os.chdir(cwd)
+    assert not (tmp / "PWNED").exists()
