@@ -298,3 +298,27 @@ def test_clean_stale_restores_a_store_moved_aside_by_a_killed_run(tmp_path):
     store.clean_stale(tmp_path)
     assert sorted(q.name for q in tmp_path.iterdir()) == ["responses.zarr"]
     np.testing.assert_array_equal(xr.open_zarr(p).x.values, [1.0] * 3)
+
+
+def test_clean_stale_leaves_running_writers_alone(tmp_path):
+    """Another worker's temporary store (live pid) survives; a dead writer's is removed."""
+    import socket
+
+    from neuroxr.io import store
+
+    live = store.tmp_sibling(tmp_path / "a.zarr")  # this process: alive
+    dead_proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_proc.wait()
+    dead = tmp_path / f".b.zarr.tmp-0123abcd-p{dead_proc.pid}@{socket.gethostname()}"
+    foreign = tmp_path / ".c.zarr.tmp-4567abcd-p1@some-other-node.cluster"
+    legacy = tmp_path / ".d.zarr.tmp-89abcdef"
+    for p in (live, dead, foreign, legacy):
+        p.mkdir()
+    removed = store.clean_stale(tmp_path)
+    assert sorted(p.name for p in removed) == sorted([dead.name, legacy.name])
+    assert live.exists() and foreign.exists()
+    old = time.time() - 7 * 3600
+    os.utime(foreign, (old, old))
+    assert [p.name for p in store.clean_stale(tmp_path)] == [foreign.name]
+    kinds = {p.store: p.kind for p in integrity.verify_study(tmp_path)}
+    assert kinds == {str(live): "in-progress"}

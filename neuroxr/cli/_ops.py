@@ -22,7 +22,8 @@ def _cmd_verify(args) -> int:
 
         for stale in find_stale(resolve_path(args.study)):
             removed.extend(clean_stale(stale.parent))
-        problems = [p for p in problems if p.kind != "stale"]
+        gone = {str(r) for r in removed}
+        problems = [p for p in problems if not (p.kind == "stale" and p.store in gone)]
     errors = [p for p in problems if p.is_error]
     if args.json:
         print(json.dumps({"ok": not errors, "problems": [p.to_dict() for p in problems],

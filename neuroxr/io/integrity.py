@@ -170,7 +170,7 @@ def open_checked_store(path, *, read_only: bool = True):
 @dataclass(frozen=True)
 class Problem:
     """One finding of :func:`verify_store`.  ``kind`` is one of ``corrupt``, ``unreadable``,
-    ``metadata`` (errors) or ``missing``, ``no-checksum``, ``stale`` (warnings)."""
+    ``metadata`` (errors) or ``missing``, ``no-checksum``, ``stale``, ``in-progress`` (warnings)."""
 
     store: str
     variable: str | None
@@ -310,8 +310,14 @@ def verify_study(study, *, progress=None) -> list[Problem]:
     progress : callable, optional
         Called with each store's path before it is read.
     """
+    from .store import _owner_alive
+
     problems = []
     for p in find_stale(study):
+        if _owner_alive(p, 6 * 3600):
+            problems.append(Problem(str(p), None, None, "in-progress",
+                                    f"{p}: being written by a running neuroxr process (left alone)"))
+            continue
         problems.append(Problem(str(p), None, None, "stale",
                                 f"{p}: temporary store left by an interrupted run (never read); "
                                 f"remove it with `neuroxr verify --clean` or rerun the step"))

@@ -106,8 +106,48 @@ def _encoding(ds: xr.Dataset, chunks: dict | None) -> dict:
 
 
 def tmp_sibling(path) -> Path:
+    """A hidden sibling ``.NAME.tmp-<id>-p<pid>@<host>`` to write into before the atomic move.
+
+    The owner's pid and host in the name let :func:`clean_stale` leave the temporaries of
+    running writers alone (another Dask worker extracting another model into the same directory).
+    """
     path = resolve_path(path)
-    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}{_owner_tag()}")
+
+
+def _owner_tag() -> str:
+    import socket
+
+    host = socket.gethostname().replace("/", "_") or "localhost"
+    return f"-p{os.getpid()}@{host}"
+
+
+_OWNER = re.compile(r"\.(?:tmp|old)-[0-9a-f]{8}-p(\d+)@(.+)$")
+
+
+def _owner_alive(p: Path, max_foreign_age: float) -> bool:
+    """True if the temporary ``p`` may belong to a running writer (so it must not be removed)."""
+    import socket
+    import time
+
+    m = _OWNER.search(p.name)
+    if m is None:  # no owner recorded (older neuroxr): a leftover
+        return False
+    pid, host = int(m.group(1)), m.group(2)
+    if host != (socket.gethostname().replace("/", "_") or "localhost"):
+        try:  # another machine's writer: cannot ask it; assume alive unless old
+            return time.time() - p.stat().st_mtime < max_foreign_age
+        except OSError:
+            return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_dataset(
@@ -155,7 +195,7 @@ def replace_store(tmp, path) -> None:
         if _exchange(tmp, path):  # Linux: one atomic swap, ``path`` never missing
             shutil.rmtree(tmp, ignore_errors=True)  # now holds the old store
             return
-        old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+        old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}{_owner_tag()}")
         os.replace(path, old)  # a crash right here is repaired by clean_stale (old moved back)
     os.replace(tmp, path)
     if old is not None:
@@ -208,13 +248,19 @@ def open_dataset(path, *, chunks="auto", name: str | None = None) -> xr.Dataset:
     return ds.assign_coords(lazy) if lazy else ds
 
 
-def clean_stale(directory) -> list[Path]:
-    """Remove temporary stores left by a killed run (``.*.tmp-*`` and ``.*.old-*``)."""
+def clean_stale(directory, *, max_foreign_age: float = 6 * 3600) -> list[Path]:
+    """Remove temporary stores left by a killed run (``.*.tmp-*`` and ``.*.old-*``).
+
+    Temporaries of writers that are still running are left alone: same host, live pid; another
+    host's only once older than ``max_foreign_age`` seconds.
+    """
     removed = []
     directory = resolve_path(directory)
     if not directory.exists():
         return removed
     for p in list(directory.glob(".*.tmp-*")) + list(directory.glob(".*.old-*")):
+        if _owner_alive(p, max_foreign_age):
+            continue
         if ".old-" in p.name:
             # killed between moving the old store aside and the new one in: put the old one back
             target = p.with_name(p.name[1:].rsplit(".old-", 1)[0])
