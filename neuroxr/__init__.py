@@ -24,6 +24,11 @@ _LAZY = {
     # responses
     "calc_splithalf_reliability": "neuroxr.responses",
     "select_neurons": "neuroxr.responses",
+    "sweep_reliability": "neuroxr.responses",
+    "select_study": "neuroxr.responses",
+    "load_selected_responses": "neuroxr.responses",
+    "build_responses_dataset": "neuroxr.io.arrays",
+    "describe_study": "neuroxr.info",
     # ingest
     "ingest_arrays": "neuroxr.io.arrays",
     "ingest_rdms": "neuroxr.io.arrays",
