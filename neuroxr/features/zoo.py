@@ -149,7 +149,8 @@ def list_models(family: str | None = None, source: str | None = None, catalog=No
 
 
 def _taskonomy_params() -> int:
-    return 23_524_288  # ResNet-50 trunk without fc + compress1/compress_bn (counted from TaskonomyEncoder)
+    # torchvision ResNet-50 without fc (23,508,032) + compress1 (2048*8*9) + compress_bn (16)
+    return 23_655_504
 
 
 def find_model_row(name: str, catalog=None) -> dict | None:

@@ -1,0 +1,71 @@
+"""``neuroxr models`` (the catalog) and ``neuroxr extract`` (per-layer features of a study)."""
+from __future__ import annotations
+
+import sys
+
+from ._common import add_cluster_args, add_overwrite_arg
+
+
+def _models(args):
+    from ..features.zoo import list_models
+
+    df = list_models(family=args.family, source=args.source, catalog=args.catalog)
+    cols = [c for c in ("model", "family", "source", "input_size", "params", "top1", "cluster") if c in df]
+    with __import__("pandas").option_context("display.max_rows", None, "display.width", 200):
+        print(df[cols].astype(object).fillna("").to_string(index=False))
+    print(f"{len(df)} models", file=sys.stderr)
+
+
+def _extract(args):
+    from ..cluster import client_from_args
+    from ..features.extract import extract_features, import_features
+
+    if args.features:
+        if not args.model or len(args.model) != 1:
+            raise ValueError("--features FILE needs exactly one --model NAME to store the layers under")
+        res = [import_features(args.study, args.model[0], args.features, weights=args.weights,
+                               family=args.family or "baseline", srp=args.srp, overwrite=args.overwrite)]
+    else:
+        if not args.model and not args.catalog and not args.family:
+            raise ValueError("name models with --model M (repeatable), or a slice of the zoo with "
+                             "--catalog catalogs/models.csv [--family cnn]")
+        with client_from_args(args) as client:
+            res = extract_features(args.study, models=args.model, weights=args.weights or "random", seed=args.seed,
+                                   srp=args.srp, catalog=args.catalog, family=args.family, client=client,
+                                   overwrite=args.overwrite, batch_size=args.batch_size, device=args.device)
+    bad = 0
+    for r in res:
+        extra = f", {len(r['nonfinite'])} non-finite layer(s): {', '.join(r['nonfinite'][:5])}" if r["nonfinite"] else ""
+        layers = f"{r['layers']} layers" if r["layers"] is not None else "already extracted"
+        print(f"{r['model']} [{r['weights'][:16]}]: {r['status']} ({layers}{extra})")
+        bad += bool(r["nonfinite"])
+    return 0
+
+
+def register(sub):
+    p = sub.add_parser("models", help="list the model zoo (catalogs/models.csv and the Taskonomy encoders)",
+                       description="List the model catalog.")
+    p.add_argument("--family", default=None, help="cnn, transformer, mlp-mixer, taskonomy, ssl or baseline")
+    p.add_argument("--source", default=None, help="torchvision, timm, taskonomy, lightly or neuroxr")
+    p.add_argument("--catalog", default=None, help="another models CSV")
+    p.set_defaults(func=_models)
+
+    p = sub.add_parser("extract", help="extract per-layer Gram matrices (and SRP) into STUDY/features/<model>.zarr",
+                       description="Run models over STUDY/stimuli.zarr and store per-layer summaries "
+                                   "(gram, gram_z, feature_sum, optional srp). Resumable: finished "
+                                   "(model, weights) pairs are skipped.")
+    p.add_argument("study", help="study directory (with stimuli.zarr)")
+    p.add_argument("--model", action="append", default=None, metavar="M", help="model name (repeatable)")
+    p.add_argument("--weights", default=None, help="random (default), trained, or a checkpoint PATH")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random initialisation (default 0)")
+    p.add_argument("--srp", default=None, metavar="N|auto",
+                   help="also store a sparse random projection with N components (auto: JL bound, eps 0.1)")
+    p.add_argument("--catalog", default=None, help="extract every model of this catalog CSV")
+    p.add_argument("--family", default=None, help="only the models of this family")
+    p.add_argument("--features", default=None, metavar="FILE",
+                   help="import features computed elsewhere (.npy (image, feature), .npz one array per layer, .nc)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    add_overwrite_arg(p)
+    add_cluster_args(p)
+    p.set_defaults(func=_extract)
