@@ -53,6 +53,7 @@ import pandas as pd
 
 from . import schema as S
 from .errors import MissingDataError, NeuroxrError
+from .stats import _as_str
 
 STAGES = ("ingest", "select", "extract", "score", "rank", "sweep", "tradeoff", "report")
 
@@ -111,6 +112,12 @@ def read_config(config) -> dict:
     if is_domains_config(cfg):
         return cfg  # the image-domain study has its own tables (neuroxr.domains.pipeline)
     st = cfg.setdefault("study", {})
+    where = cfg.get("_config", "config")
+    for key, val in cfg.items():  # tables must be tables (hostile input: issue 8)
+        if not key.startswith("_") and not isinstance(val, dict):
+            raise NeuroxrError(f"{where}: {key!r} must be a table ([{key}]), got {val!r}")
+    if not isinstance(st.get("base", "."), str):
+        raise NeuroxrError(f"{where}: [study] base must be a path string, got {st['base']!r}")
     if "_base" not in cfg:  # a dict already read keeps its base
         cfg["_base"] = str((here / st.get("base", ".")).resolve())
     unknown = [k for k in cfg if not k.startswith("_") and k not in ("study", *STAGES)]
@@ -286,8 +293,9 @@ def _missing_weights(cfg, study) -> list[str]:
 
     rows = {r["model"]: r for r in list_models().to_dict("records")}
     hub, hf = _torch_hub_checkpoints(), _hf_hub_cache()
+    done = _done_models(study)
     for model, weights in pairs:
-        if (study / S.FEATURES_DIR / f"{_store_name(model, weights)}.zarr").exists():
+        if (model, weights) in done:
             continue
         row = rows.get(model)
         if row is None:
@@ -320,23 +328,9 @@ def _missing_weights(cfg, study) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # stages
 # --------------------------------------------------------------------------------------------
-def _store_name(model: str, weights: str) -> str:
-    """Features store of (model, weights): ``features/<model>.zarr`` for the first variant
-    extracted, ``<model>__<weights>`` for the others (see :func:`_extract`)."""
-    try:
-        from .features import extract as _ex
-
-        fn = getattr(_ex, "feature_store_name", None)
-        if fn is not None:
-            return fn(model, weights)
-    except ImportError:  # pragma: no cover
-        pass
-    return model if weights == "trained" else f"{model}__{weights}" if weights == "random" else \
-        f"{model}__{Path(str(weights)).stem}"
-
-
 def _done_models(study) -> set:
-    """(model, weights) pairs with a finished features store."""
+    """(model, weights) pairs already extracted: ``features/<model>.zarr`` holds every weights
+    variant of a model along ``layer``."""
     from .io.store import open_dataset
 
     done = set()
@@ -345,10 +339,9 @@ def _done_models(study) -> set:
         if p.name.startswith("."):
             continue
         try:
-            ds = open_dataset(p)
-            m = str(np.asarray(ds["model"].values)[0])
-            w = str(np.asarray(ds["weights"].values)[0])
-            done.add((m, w))
+            ds = open_dataset(p, chunks={})  # stored chunks (string coords cannot be auto-chunked)
+            for m, w in zip(_as_str(ds["model"].values), _as_str(ds["weights"].values)):
+                done.add((m, w))
         except Exception:
             continue
     return done
@@ -431,35 +424,15 @@ def _extract(cfg, study, log, force, client):
         log(f"extract: all {len(pairs)} models extracted, skipped")
         return
     seed = ex.get("seed", cfg["study"].get("seed", 0))
-    try:
-        from .features.extract import extract_features
-    except ImportError:
-        extract_features = None
+    from .features.extract import extract_features
+
+    (study / S.FEATURES_DIR).mkdir(parents=True, exist_ok=True)  # extract spills beside the stores
     for model, weights in todo:
         t0 = time.perf_counter()
-        if extract_features is not None:
-            _call(extract_features, study, [model], weights=weights, seed=seed, srp=ex.get("srp"), client=client,
-                  batch_size=ex.get("batch_size", 32), overwrite="extract" in force, progress=False)
-        else:
-            _extract_one(study, model, weights, seed, ex.get("srp"), ex.get("batch_size", 32))
+        w = weights if weights in ("trained", "random") else str(_path(cfg, weights))
+        _call(extract_features, study, [model], weights=w, seed=seed, srp=ex.get("srp"), client=client,
+              batch_size=ex.get("batch_size", 32), overwrite="extract" in force, progress=False)
         log(f"extract: {model} ({weights}) in {time.perf_counter() - t0:.1f} s")
-
-
-def _extract_one(study, model, weights, seed, srp, batch_size):
-    """Extraction through the zoo's streaming reducer (used until ``extract_features`` exists)."""
-    from .features.extract import reduce_model
-    from .features.zoo import load_model
-    from .io.store import provenance, write_dataset
-    from .study import open_study
-
-    st = open_study(study)
-    pixels = st.stimuli[S.PIXELS]
-    loaded = load_model(model, weights=weights, seed=seed)
-    ds = reduce_model(loaded, pixels.values, image=pixels[S.IMAGE].values, batch_size=batch_size, srp=srp,
-                      progress=False)
-    ds = ds.assign_coords({c: ds[c].astype(str) for c in ds.coords if ds[c].dtype == object})
-    ds.attrs.update(provenance({"model": model, "weights": weights, "seed": seed, "srp": srp}))
-    write_dataset(ds, st.store(S.FEATURES_DIR, f"{_store_name(model, weights)}.zarr"), overwrite=True)
 
 
 def _score(cfg, study, log, force, client):
@@ -472,8 +445,8 @@ def _score(cfg, study, log, force, client):
           log=lambda m: log(f"score: {m}"), **sc)
 
 
-def _features_for(study, pairs):
-    """Open the features stores of (model, weights) pairs."""
+def _features_for(study, pairs=None):
+    """Open the features stores of the models in ``pairs`` ({(model, None)}; None: every store)."""
     from .io.store import open_dataset
 
     out = []
@@ -481,9 +454,8 @@ def _features_for(study, pairs):
     for p in sorted(d.glob("*.zarr")):
         if p.name.startswith("."):
             continue
-        ds = open_dataset(p)
-        key = (str(np.asarray(ds["model"].values)[0]), str(np.asarray(ds["weights"].values)[0]))
-        if key in pairs or (key[0], None) in pairs:
+        ds = open_dataset(p, chunks={})
+        if pairs is None or (str(np.asarray(ds["model"].values)[0]), None) in pairs:
             out.append(ds)
     return out
 
@@ -524,7 +496,7 @@ def calc_reliability_sweep(study, models=None, thresholds=tuple(np.round(np.aran
     resp = resp.drop_vars([v for v in resp.data_vars if v != S.MEAN])
     resp[S.MEAN] = resp[S.MEAN].load()
     pairs = {(m, None) for m in models} if models else None
-    feats = _features_for(study, pairs) if pairs else [st.features(m) for m in st.feature_models()]
+    feats = _features_for(study, pairs)
     feats = [f.load() for f in feats]
     if not feats:
         raise MissingDataError(f"{st.store(S.FEATURES_DIR)}: none of the sweep models {models} is extracted")
@@ -536,7 +508,7 @@ def calc_reliability_sweep(study, models=None, thresholds=tuple(np.round(np.aran
 
     # neurons in an area need >= 2 for its RDM: drop areas too thin at a threshold
     rel = np.asarray(resp["splithalf_r"].values, float)
-    areas = np.asarray(resp[S.AREA].values).astype(str)
+    areas = _as_str(resp[S.AREA].values)
 
     def scores_at_safe(mask):
         mask = mask.copy()

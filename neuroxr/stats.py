@@ -46,6 +46,13 @@ _LAYER_META = ("model", "weights", "family", "layer_name", "depth", "relative_de
 # --------------------------------------------------------------------------------------------
 # per-layer tables
 # --------------------------------------------------------------------------------------------
+def _as_str(values) -> np.ndarray:
+    """Fixed-width numpy strings of any string array (object, ``<U``, or NumPy 2's StringDType,
+    which cannot be cast to ``str`` directly)."""
+    a = np.asarray(values)
+    return a.astype(object).astype(str) if a.dtype.kind not in "U" else a
+
+
 def list_metrics(scores: xr.Dataset) -> list[str]:
     """Metric names (``ridge``, ``srp-ridge``, ``pls``, ``rsa``) whose variables ``scores`` holds."""
     return [m for m, v in METRIC_VARS.items() if v in scores.data_vars]
@@ -78,7 +85,8 @@ def regression_metric(metrics: Sequence[str]) -> str | None:
 
 def _layer_frame(scores: xr.Dataset) -> pd.DataFrame:
     coords = {c: np.asarray(scores[c].values) for c in _LAYER_META if c in scores.coords}
-    df = pd.DataFrame(coords, index=pd.Index(np.asarray(scores[S.LAYER].values).astype(str), name="layer"))
+    coords = {c: _as_str(v) if v.dtype.kind in "OUST" else v for c, v in coords.items()}
+    df = pd.DataFrame(coords, index=pd.Index(_as_str(scores[S.LAYER].values), name="layer"))
     for c in _LAYER_META:
         if c not in df:
             df[c] = np.nan if c in ("depth", "relative_depth") else ""
@@ -140,14 +148,14 @@ def neuron_groups(scores: xr.Dataset, by: str = "area") -> np.ndarray:
     """
     for name in (by, f"neuron_{by}", f"{by}_neuron"):
         if name in scores.coords and scores[name].dims == (S.NEURON,):
-            return np.asarray(scores[name].values).astype(str)
+            return _as_str(scores[name].values)
     raise NeuroxrError(
         f"scores.zarr has no neuron coordinate {by!r} (neuron coords: "
         f"{[c for c in scores.coords if scores[c].dims == (S.NEURON,)]}); rescore with the neuron coords kept")
 
 
 def _group_order(values, by):
-    vals = list(pd.unique(np.asarray(values).astype(str)))
+    vals = list(pd.unique(_as_str(values)))
     if by == "area":
         return [a for a in HIERARCHY if a in vals] + sorted(a for a in vals if a not in HIERARCHY)
     return sorted(vals)
@@ -298,9 +306,9 @@ def rsa_areas(scores: xr.Dataset) -> list[str]:
     var = scores[S.RSA_R]
     for name in ("area_name", S.AREA):
         if name in var.coords and var[name].dims == (S.AREA,):
-            return list(np.asarray(var[name].values).astype(str))
+            return list(_as_str(var[name].values))
     if "area_name" in scores.coords and scores["area_name"].dims == (S.AREA,):
-        return list(np.asarray(scores["area_name"].values).astype(str))
+        return list(_as_str(scores["area_name"].values))
     raise NeuroxrError(f"scores.zarr: {S.RSA_R!r} has no area labels (coordinate 'area_name' (area)); rescore")
 
 
@@ -323,7 +331,7 @@ def _neuron_bootstrap(cache, neuron_vars, neuron_groups, metric, grp, layers, n_
     if metric not in cache:  # the whole (layer, neuron) array once, in memory
         var = neuron_vars[metric]
         cache[metric] = (np.asarray(var.transpose(S.LAYER, S.NEURON).values, dtype=float),
-                         {k: i for i, k in enumerate(np.asarray(var[S.LAYER].values).astype(str))})
+                         {k: i for i, k in enumerate(_as_str(var[S.LAYER].values))})
     values, pos = cache[metric]
     rows = [pos[k] for k in layers]
     block = values[np.ix_(rows, np.flatnonzero(neuron_groups[metric] == grp))]
