@@ -85,7 +85,7 @@ def plot_area_heatmap(rankings: pd.DataFrame, metric: str | None = None, *, top:
     labels = [_model_label(x) for x in order.itertuples()]
     areas = [_stats.ALL] + _stats._group_order(r.area[r.area != _stats.ALL], "area")
     piv = r.pivot_table(index="label", columns="area", values="score").reindex(index=labels, columns=areas)
-    fig = _fig(1.2 + 0.75 * len(areas), max(2.5, 0.24 * len(labels) + 1.3))
+    fig = _fig(max(6.0, 3.0 + 0.75 * len(areas)), max(2.5, 0.24 * len(labels) + 1.3))
     ax = fig.add_subplot()
     im = ax.imshow(piv.to_numpy(float), aspect="auto", cmap="viridis")
     ax.set_xticks(range(len(areas)), areas, rotation=30)
@@ -213,7 +213,9 @@ def plot_method_tradeoff(tradeoff: pd.DataFrame) -> Figure:
     size, ridge (filled) and PLS (open)."""
     if tradeoff.empty:
         return _empty("no method trade-off was measured")
-    t = tradeoff.groupby(["reduction", "size", "regression"], as_index=False)[["score", "seconds"]].mean()
+    t = tradeoff.copy()
+    t.loc[t.reduction == "none", "size"] = 0  # no reduction: one point (all features), whatever the layer
+    t = t.groupby(["reduction", "size", "regression"], as_index=False)[["score", "seconds"]].mean()
     fig = _fig(7, 4.4)
     ax = fig.add_subplot()
     colors = {"none": "#333333", "pca": "#4c72b0", "srp": "#dd8452"}
@@ -221,7 +223,7 @@ def plot_method_tradeoff(tradeoff: pd.DataFrame) -> Figure:
         g = g.sort_values("size")
         filled = reg == "ridge"
         ax.plot(g.seconds, g.score, "-" if filled else "--", color=colors.get(red, "C5"), lw=1, alpha=0.7)
-        ax.scatter(g.seconds, g.score, s=30 + 12 * np.log2(g["size"].to_numpy(float)) / 2,
+        ax.scatter(g.seconds, g.score, s=30 + 6 * np.log2(np.maximum(g["size"].to_numpy(float), 1)),
                    facecolors=colors.get(red, "C5") if filled else "none", edgecolors=colors.get(red, "C5"),
                    label=f"{red} + {reg}")
         for row in g.itertuples():
@@ -229,7 +231,7 @@ def plot_method_tradeoff(tradeoff: pd.DataFrame) -> Figure:
                 ax.annotate(str(int(row.size)), (row.seconds, row.score), fontsize=6, xytext=(3, 3),
                             textcoords="offset points")
     ax.set_xscale("log")
-    ax.set_xlabel("compute time per layer (s, log)")
+    ax.set_xlabel("compute time per layer (s, log; mean over the layers measured)")
     ax.set_ylabel("mean Pearson r over neurons")
     ax.set_title("Method trade-off: reduction x regression (labels: components)")
     ax.legend(frameon=False, fontsize=8)

@@ -199,7 +199,7 @@ def rank_models(scores: xr.Dataset, metrics=None, *, n_boot: int = 1000, seed: i
         (the grouping column is named ``by``), then ``family, depth, ci_low, ci_high, n, rank``.
         One row per (model, weights, metric, group), a row per (model, weights, metric) with
         group ``all`` (max over layers of the mean over groups, interval bootstrapped across
-        groups), and with ``by == "area"`` and both a regression metric and ``rsa`` present,
+        groups; with a single group, its own neuron interval), and with ``by == "area"`` and both a regression metric and ``rsa`` present,
         rows of metric ``overall`` (mean of the two ``all`` scores).
     """
     metrics = _check_metrics(scores, metrics)
@@ -250,8 +250,16 @@ def rank_models(scores: xr.Dataset, metrics=None, *, n_boot: int = 1000, seed: i
                         samples = np.nanmax(np.nanmean(vals[:, boot_idx], axis=2), axis=0)
                     all_boot[(model, weights, metric)] = samples
                     lo, hi = _percentile_ci(samples)
+                n_groups = int(np.isfinite(vals).any(axis=0).sum())
+                if n_groups < 2:  # one group: resampling groups says nothing; use its own interval
+                    lo = hi = np.nan
+                    if n_boot and metric in neuron_vars:
+                        j = int(np.flatnonzero(np.isfinite(vals).any(axis=0))[0])
+                        lo, hi = _neuron_bootstrap(cache, neuron_vars, ngroups, metric, groups[j], meta.index[idx],
+                                                   n_boot, rng)
+                    all_boot.pop((model, weights, metric), None)
                 rows.append({**base, by: ALL, "score": mean[k], "best_layer": names[k], "relative_depth": rel[k],
-                             "ci_low": lo, "ci_high": hi, "n": int(np.isfinite(vals).any(axis=0).sum())})
+                             "ci_low": lo, "ci_high": hi, "n": n_groups})
     out = pd.DataFrame(rows)
     if out.empty:
         raise NeuroxrError("scores.zarr holds no finite scores to rank")

@@ -335,3 +335,13 @@ def test_spearman_interval_formula(rankings):
     z, se = np.arctanh(row.statistic), np.sqrt(1.06 / (row.n - 3))
     np.testing.assert_allclose([row.ci_low, row.ci_high], np.tanh([z - 1.959964 * se, z + 1.959964 * se]),
                                rtol=1e-5)
+
+
+def test_single_area_all_row_takes_the_neuron_interval():
+    ds = make_scores(seed=2, n_neurons=60, rsa=False, models=[("alexnet", "cnn", 5, 0.5), ("vgg", "cnn", 5, 0.3)])
+    ds = ds.isel(neuron=np.flatnonzero(ds.area.values == "VISp"))
+    r = stats.rank_models(ds, n_boot=300, seed=0)
+    for _, g in r.groupby(["model", "weights"]):
+        a, v = g[g.area == "all"].iloc[0], g[g.area == "VISp"].iloc[0]
+        assert a.score == v.score and a.n == 1
+        assert a.ci_low < a.ci_high  # not the degenerate interval of resampling one area
