@@ -223,7 +223,7 @@ def plot_method_tradeoff(tradeoff: pd.DataFrame) -> Figure:
         g = g.sort_values("size")
         filled = reg == "ridge"
         ax.plot(g.seconds, g.score, "-" if filled else "--", color=colors.get(red, "C5"), lw=1, alpha=0.7)
-        ax.scatter(g.seconds, g.score, s=30 + 6 * np.log2(np.maximum(g["size"].to_numpy(float), 1)),
+        ax.scatter(g.seconds, g.score, s=90 if red == "none" else 30 + 6 * np.log2(np.maximum(g["size"].to_numpy(float), 1)),
                    facecolors=colors.get(red, "C5") if filled else "none", edgecolors=colors.get(red, "C5"),
                    label=f"{red} + {reg}")
         for row in g.itertuples():
