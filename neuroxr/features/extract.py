@@ -414,10 +414,13 @@ class _Collector:
         elif L["alias"] is not None:
             A = self.layers[L["alias"]]
             if len(A["keys"]) <= self.batch or A["keys"][self.batch] != key:
-                # not a duplicate after all: materialise from the layer it matched so far
-                L["buffer"] = self._new_buffer(p)
-                L["buffer"].append(A["buffer"].head(L["rows"]))
-                L["alias"] = None
+                other = self.batch_keys.get(key)
+                if other is not None and self.layers[other]["keys"][: self.batch] == L["keys"]:
+                    L["alias"] = other  # still a duplicate, of another layer that matched so far
+                else:  # not a duplicate after all: materialise from the layer it matched so far
+                    L["buffer"] = self._new_buffer(p)
+                    L["buffer"].append(A["buffer"].head(L["rows"]))
+                    L["alias"] = None
         if L["alias"] is None:
             if L["p"] != p:
                 raise ValueError(f"layer {name!r} changed size between batches ({L['p']} -> {p} features)")
@@ -449,15 +452,15 @@ def _layer_dataset(model, weights, family, source, names, types, results, finite
     }
     coords = {
         S.LAYER: [S.layer_id(model, weights, n) for n in names],
-        "model": (S.LAYER, np.array([model] * L, dtype=object)),
-        "layer_name": (S.LAYER, np.array(names, dtype=object)),
+        "model": (S.LAYER, np.array([model] * L, dtype=str)),
+        "layer_name": (S.LAYER, np.array(names, dtype=str)),
         "depth": (S.LAYER, depth.astype(np.int64)),
         "relative_depth": (S.LAYER, rel.astype(np.float64)),
-        "weights": (S.LAYER, np.array([weights] * L, dtype=object)),
-        "family": (S.LAYER, np.array([family] * L, dtype=object)),
+        "weights": (S.LAYER, np.array([weights] * L, dtype=str)),
+        "family": (S.LAYER, np.array([family] * L, dtype=str)),
         "n_features": (S.LAYER, np.asarray(n_features, dtype=np.int64)),
-        "module_type": (S.LAYER, np.array(types, dtype=object)),
-        "source": (S.LAYER, np.array([source] * L, dtype=object)),
+        "module_type": (S.LAYER, np.array(types, dtype=str)),
+        "source": (S.LAYER, np.array([source] * L, dtype=str)),
         "finite": (S.LAYER, np.asarray(finite, dtype=bool)),
         S.IMAGE: np.asarray(image, dtype=np.int64),
         S.IMAGE_J: np.asarray(image, dtype=np.int64),
@@ -466,7 +469,7 @@ def _layer_dataset(model, weights, family, source, names, types, results, finite
         data[S.SRP] = ((S.LAYER, S.IMAGE, S.COMPONENT), np.stack([r["srp"] for r in results]))
         coords[S.COMPONENT] = np.arange(srp_k, dtype=np.int64)
         coords["n_components"] = (S.LAYER, np.minimum(np.asarray(n_features), srp_k).astype(np.int64))
-    coords[S.LAYER] = np.array(coords[S.LAYER], dtype=object)
+    coords[S.LAYER] = np.array(coords[S.LAYER], dtype=str)
     return xr.Dataset(data, coords=coords)
 
 
@@ -617,6 +620,19 @@ def _write_variant(path, ds, settings, inputs, overwrite):
     return path
 
 
+def _clean_features_dir(study):
+    """Remove what a killed run left (temporary stores, spill directories); run before any task starts."""
+    import shutil
+
+    from .. import schema as S
+    from ..io.store import clean_stale
+
+    d = S.study_path(study, S.FEATURES_DIR)
+    clean_stale(d)
+    for p in d.glob(".spill-*") if d.exists() else []:
+        shutil.rmtree(p, ignore_errors=True)
+
+
 def has_variant(study, model: str, weights: str) -> bool:
     """True when ``STUDY/features/<model>.zarr`` already holds the layers of ``weights``."""
     path = _features_path(study, model)
@@ -652,14 +668,14 @@ def extract_model(study, model: str, weights="random", seed: int = 0, srp=None, 
     Returns a dict ``{"model", "weights", "status": "done"|"skipped", "layers", "nonfinite": [...]}``.
     """
     from .. import schema as S
-    from ..io.store import clean_stale, hash_array
+    from ..io.store import hash_array
     from ..study import open_study
     from .zoo import load_model
 
     st = open_study(study)
     label = _weights_label(weights)
     path = _features_path(study, model)
-    clean_stale(path.parent)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if not overwrite and has_variant(study, model, label):
         return {"model": model, "weights": label, "status": "skipped", "layers": None, "nonfinite": []}
     stim = st.stimuli
@@ -722,6 +738,7 @@ def extract_features(study, models=None, weights="random", seed: int = 0, srp=No
         models = [m for m in models if m in keep]
     for m in models:  # fail early on unknown names, before any model runs
         _row_for(m, catalog)
+    _clean_features_dir(study)
     kw = dict(weights=weights, seed=seed, srp=srp, srp_seed=srp_seed, batch_size=batch_size, device=device,
               catalog=catalog, overwrite=overwrite)
     if client is not None:
