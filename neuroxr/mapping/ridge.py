@@ -559,7 +559,7 @@ def calc_pearson(a, b, axis: int = 0):
         a, b = np.broadcast_arrays(a, b)
     ac = a - a.mean(axis=axis, keepdims=True)
     bc = b - b.mean(axis=axis, keepdims=True)
-    saa = np.einsum("...,...->...", ac, ac).sum(axis=axis) if False else (ac * ac).sum(axis=axis)
+    saa = (ac * ac).sum(axis=axis)
     sbb = (bc * bc).sum(axis=axis)
     sab = (ac * bc).sum(axis=axis)
     # relative constancy test: spread tiny against magnitude
@@ -632,6 +632,5 @@ class RidgeLOO:
         Y = np.asarray(Y, dtype=np.float64)
         self.loo_predictions_, self.alpha_ = fit_ridge_loo(K, Y, self.alphas, backend=self.backend,
                                                            return_alpha=True)
-        self.loo_r_ = calc_pearson(self.loo_predictions_, Y if Y.ndim == 2 else Y[:, None]
-                                   if self.loo_predictions_.ndim == 2 else Y, axis=0)
+        self.loo_r_ = calc_pearson(self.loo_predictions_, Y, axis=0)
         return self

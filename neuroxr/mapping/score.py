@@ -77,6 +77,8 @@ AREA_NAME = "area_name"
 PARTS_DIR = "scores.parts"
 DEFAULT_NEURON_CHUNK = 8192
 DEFAULT_LAYER_CHUNK = 8
+#: temporary part stores of this process left by an interrupted run
+_OWN_TMPS: set = set()
 #: below this prediction/response variance ratio, Pearson r is recomputed from centred predictions
 _REDO_RTOL = 1e-6
 DEFAULT_PLS = {"kind": "kfold", "n_splits": 5, "n_components": 25, "seed": 0, "test_size": 0.5}
@@ -448,17 +450,15 @@ def score_layers(features: xr.Dataset, responses=None, metrics=("ridge", "rsa"),
         if rdms is not None:
             r = rdms if isinstance(rdms, xr.DataArray) else rdms[S.RDM]
             r = r.transpose(S.SITE, S.IMAGE, S.IMAGE_J)
-            ri = np.asarray(r[S.IMAGE].values)
             r = _align_images(features[S.IMAGE].values, r, source, "rdms.zarr").sel(
                 {S.IMAGE_J: features[S.IMAGE].values} if S.IMAGE_J in r.coords else {})
-            del ri
             sites = np.asarray(r[S.SITE].values)
             rd = r.data if isinstance(r.data, da.Array) else da.from_array(np.asarray(r.values))
             rd = rd.rechunk(-1)
             if responses is None:
                 neural.append((S.RSA_R, S.AREA, [str(s) for s in sites], rd))
             else:
-                neural.append(("rsa_site_r", S.SITE, sites, rd))
+                neural.append(("rsa_site_r", S.SITE, _plain(sites), rd))
         for name, dim, labels, nr in neural:
             res = da.blockwise(_block_rsa, "la", mr, "lij", nr.rechunk(-1), "aij", method=rsa_method,
                                dtype=np.float64, concatenate=True, name=f"nxr-{name}")
@@ -644,6 +644,9 @@ def score_study(study, metrics=("ridge", "rsa"), alpha=1.0, alphas=None, zscore:
     parts_dir = st.store(PARTS_DIR)
     _store.clean_stale(st.path)
     _store.clean_stale(parts_dir)
+    for tmp in list(_OWN_TMPS):  # this process's leftovers (clean_stale spares live pids)
+        shutil.rmtree(tmp, ignore_errors=True)
+        _OWN_TMPS.discard(tmp)
     if scores_path.exists() and not overwrite:
         existing = _store.read_settings(_store.open_dataset(scores_path))
         _store.check_settings(existing, settings, scores_path)
@@ -699,6 +702,8 @@ def score_study(study, metrics=("ridge", "rsa"), alpha=1.0, alphas=None, zscore:
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+                # after an interrupt, Dask threads still running may recreate it: removed next run
+                _OWN_TMPS.add(tmp)
     return assemble_scores(st.path, settings)
 
 
