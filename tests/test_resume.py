@@ -156,14 +156,20 @@ def _extract_available() -> bool:
         return False
 
 
-EXTRACT_MODELS = ["pixels", "gabor", "squeezenet1_0"]
+EXTRACT_MODELS = ["pixels", "gabor"]  # CI: two baselines
+# slow: and a small network (64 layers); NEUROXR_RESUME_EXTRACT_MODELS=a,b overrides
+EXTRACT_MODELS_SLOW = os.environ.get("NEUROXR_RESUME_EXTRACT_MODELS", "pixels,gabor,squeezenet1_1").split(",")
 
 
-def extract_args(study: Path) -> list[str]:
+def extract_args(study: Path, models=EXTRACT_MODELS) -> list[str]:
     args = ["extract", str(study)]
-    for m in EXTRACT_MODELS:
+    for m in models:
         args += ["--model", m]
     return args + ["--weights", "random"]
+
+
+def extract_args_slow(study: Path) -> list[str]:
+    return extract_args(study, EXTRACT_MODELS_SLOW)
 
 
 # ------------------------------------------------------------------------------ fixtures
@@ -179,8 +185,7 @@ def score_setup(tmp_path_factory):
     return root, base, ref, time.monotonic() - t0
 
 
-@pytest.fixture(scope="module")
-def extract_setup(tmp_path_factory):
+def _extract_setup(tmp_path_factory, make_args):
     if not _extract_available():
         pytest.skip("`neuroxr extract` is not available yet")
     root = tmp_path_factory.mktemp("resume-extract")
@@ -188,8 +193,18 @@ def extract_setup(tmp_path_factory):
     ref = root / "ref"
     shutil.copytree(base, ref)
     t0 = time.monotonic()
-    run_cli(extract_args(ref))
+    run_cli(make_args(ref))
     return root, base, ref, time.monotonic() - t0
+
+
+@pytest.fixture(scope="module")
+def extract_setup(tmp_path_factory):
+    return _extract_setup(tmp_path_factory, extract_args)
+
+
+@pytest.fixture(scope="module")
+def extract_setup_slow(tmp_path_factory):
+    return _extract_setup(tmp_path_factory, extract_args_slow)
 
 
 def _trial(setup, i, seed, make_args):
@@ -247,8 +262,8 @@ def test_extract_killed_and_resumed_ci(extract_setup, i):
 
 
 @pytest.mark.slow
-def test_extract_killed_and_resumed_12_trials(extract_setup):
-    outcomes = [_trial(extract_setup, 100 + i, 7, extract_args) for i in range(SLOW_TRIALS)]
+def test_extract_killed_and_resumed_12_trials(extract_setup_slow):
+    outcomes = [_trial(extract_setup_slow, 100 + i, 7, extract_args_slow) for i in range(SLOW_TRIALS)]
     _report("extract", outcomes)
     assert sum(k for k, _ in outcomes) >= 0.6 * len(outcomes), outcomes
 
