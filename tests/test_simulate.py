@@ -69,7 +69,7 @@ def test_recorded_ground_truth(small_study):
     for a in AREAS:
         info = sim["area_layers"][a]
         assert layers[info["depth"]][0] == info["layer_name"]
-    assert sim["area_layers"]["VISp"]["relative_depth"] < 0.2 < 0.8 < sim["area_layers"]["VISam"]["relative_depth"]
+    assert sim["area_layers"]["VISp"]["relative_depth"] < 0.3 < 0.8 < sim["area_layers"]["VISam"]["relative_depth"]
 
 
 def test_reliabilities_spread(small_study):
@@ -99,24 +99,22 @@ def _loo_ridge_r(K, Y, alpha=1.0):
     return (pc * yc).sum(0) / np.sqrt((pc ** 2).sum(0) * (yc ** 2).sum(0))
 
 
-def test_planted_hierarchy_is_recovered_by_ridge_and_rsa(small_study):
-    """Independent check with brute-force ridge and numpy RSA on the network's own layers."""
-    from scipy.stats import spearmanr
-
+def _layer_scores(study, min_rel):
+    """Mean brute-force LOO ridge r and RSA r of every layer of the generating network, per area."""
     from neuroxr.features.extract import iter_layer_activations
     from neuroxr.features.zoo import load_model
 
-    resp = open_dataset(small_study / "responses.zarr")
-    px = open_dataset(small_study / "stimuli.zarr")["pixels"].values
-    sim = read_simulation(small_study)
+    resp = open_dataset(study / "responses.zarr")
+    px = open_dataset(study / "stimuli.zarr")["pixels"].values
+    sim = read_simulation(study)
     rel = calc_splithalf_reliability(resp["trials"], n_splits=20).values
-    keep = rel >= 0.6
+    keep = rel >= min_rel
     Y = resp["mean"].values.T.astype(np.float64)[:, keep]
     area = resp["area"].values[keep]
     iu = np.triu_indices(Y.shape[0], 1)
     area_rdm = {a: (1 - np.corrcoef(Y[:, area == a]))[iu] for a in AREAS}
     ridge, rsa = [], []
-    for _, _, acts in iter_layer_activations(load_model("alexnet", "random", seed=0), px):
+    for _, _, acts in iter_layer_activations(load_model(sim["model"], "random", seed=sim["weights_seed"]), px):
         a = acts.astype(np.float64)
         z = a - a.mean(0)
         sd = z.std(0)
@@ -125,17 +123,39 @@ def test_planted_hierarchy_is_recovered_by_ridge_and_rsa(small_study):
         ridge.append([np.nanmean(r[area == ar]) for ar in AREAS])
         layer_rdm = (1 - np.corrcoef(a))[iu]
         rsa.append([np.corrcoef(layer_rdm, area_rdm[ar])[0, 1] for ar in AREAS])
-    ridge, rsa = np.array(ridge), np.array(rsa)
     true = np.array([sim["area_layers"][a]["depth"] for a in AREAS])
+    return np.array(ridge), np.array(rsa), true
+
+
+def test_planted_hierarchy_is_recovered_small(small_study):
+    """Independent check (brute-force ridge, numpy RSA) on the network's own layers, small study."""
+    from scipy.stats import spearmanr
+
+    ridge, rsa, true = _layer_scores(small_study, 0.6)
     best_ridge, best_rsa = ridge.argmax(0), rsa.argmax(0)
     msg = f"true {true}, best ridge {best_ridge}, best rsa {best_rsa}"
     # at this small size (60 images, 40 neurons per area) neighbouring layers are close:
     # the driving layer is within 0.05 of the best, and the best layers deepen with the areas
     assert np.all(ridge[true, np.arange(6)] >= ridge.max(0) - 0.05), msg
-    assert np.abs(best_ridge - true).mean() <= 2, msg
-    assert spearmanr(np.arange(6), best_ridge)[0] > 0.8, msg
-    assert spearmanr(np.arange(6), best_rsa)[0] > 0.6, msg
+    assert np.abs(best_ridge - true).mean() <= 2.5, msg
+    assert spearmanr(np.arange(6), best_ridge)[0] > 0.7, msg
+    assert best_rsa[-1] > best_rsa[0], msg  # RSA needs more neurons: see the slow test
     assert ridge.max(0).min() > 0.3  # strong enough to score
+
+
+@pytest.mark.slow
+def test_planted_hierarchy_is_recovered_full_size(tmp_path):
+    """The default simulation (118 images, 200 neurons per area, 50 trials), reliability >= 0.8."""
+    from scipy.stats import spearmanr
+
+    simulate_study(tmp_path / "st")
+    ridge, rsa, true = _layer_scores(tmp_path / "st", 0.8)
+    best_ridge, best_rsa = ridge.argmax(0), rsa.argmax(0)
+    msg = f"true {true}, best ridge {best_ridge}, best rsa {best_rsa}"
+    assert np.all(np.abs(best_ridge - true) <= 2), msg
+    assert np.all(ridge[true, np.arange(6)] >= ridge.max(0) - 0.02), msg
+    assert spearmanr(np.arange(6), best_ridge)[0] > 0.9, msg
+    assert spearmanr(np.arange(6), best_rsa)[0] > 0.8, msg
 
 
 def test_deterministic_by_seed_and_cli(small_study, tmp_path, capsys):
@@ -167,7 +187,7 @@ def test_choose_driving_layers():
     layers = [("c1", "Conv2d"), ("r1", "ReLU"), ("p1", "MaxPool2d"), ("c2", "Conv2d"), ("r2", "ReLU"),
               ("c3", "Conv2d"), ("r3", "ReLU"), ("r4", "ReLU"), ("r5", "GELU"), ("r6", "ReLU"), ("r7", "ReLU"),
               ("output", "Linear")]
-    assert choose_driving_layers(layers) == [1, 4, 6, 8, 9, 10]
+    assert choose_driving_layers(layers) == [4, 6, 7, 8, 9, 10]  # the first ReLU is skipped
     few = [("a", "Conv2d"), ("b", "ReLU"), ("c", "Linear"), ("d", "Linear"), ("e", "Linear"), ("f", "Linear"),
            ("output", "Linear")]
     got = choose_driving_layers(few)

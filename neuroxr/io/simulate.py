@@ -14,8 +14,8 @@ How it is made (everything from ``seed``, the network's weights from ``weights_s
 2. **Features**: the layers of ``load_model(model, weights="random", seed=weights_seed)``, as
    :func:`neuroxr.features.extract.iter_layer_activations` yields them (exactly what
    ``neuroxr extract STUDY --model MODEL --weights random`` sees).  The driving layers are
-   evenly spaced (in execution order) among the network's nonlinearities (ReLU/GELU/...), the
-   first for VISp and the last for VISam.
+   evenly spaced (in execution order) among the network's nonlinearities (ReLU/GELU/...) after
+   the first, the shallowest for VISp and the last for VISam (:func:`choose_driving_layers`).
 3. **Neurons**: each neuron's drive is a random linear readout ``u = A_c w`` of its area's layer
    activations ``A`` (image, feature), each image's activations centred across features
    (``A_c``), with ``w ~ N(0, I)``.  ``u`` is Gaussian with covariance ``C = A_c A_c^T``
@@ -122,9 +122,17 @@ def simulate_images(n_images: int = 118, image_size: int = 64, seed: int = 0) ->
 # --------------------------------------------------------------------------- features
 def choose_driving_layers(layers: list[tuple[str, str]], n_areas: int = len(S.AREAS)) -> list[int]:
     """Indices (into ``layers``, a list of (name, module type) in execution order) of the layers
-    driving each area: evenly spaced among the nonlinearities (all layers when there are fewer
-    nonlinearities than areas)."""
+    driving each area: evenly spaced among the nonlinearities after the first (all layers when
+    there are fewer nonlinearities than areas).
+
+    The first nonlinearity is skipped when there are enough: at the stimuli's resolution the
+    first layer of any convolutional network is close to the pixels, so an area driven by it
+    would not single out the generating network (measured: random-weight resnet18 and
+    squeezenet1_1 tied alexnet's features.1 on VISp).  For alexnet the areas get features.4,
+    .7, .9, .11, classifier.2 and classifier.5."""
     cand = [i for i, (_, t) in enumerate(layers) if t in _NONLINEAR]
+    if len(cand) > n_areas:
+        cand = cand[1:]  # the first nonlinearity sees little more than pixels, in any network
     if len(cand) < n_areas:
         cand = [i for i, (n, _) in enumerate(layers) if n != "output"] or list(range(len(layers)))
     pos = np.round(np.linspace(0, len(cand) - 1, n_areas)).astype(int)
