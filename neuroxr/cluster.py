@@ -202,6 +202,19 @@ def annotate_gpu(enabled=None, client=None):
     return dask.annotate(resources={GPU: 1})
 
 
+def gpu_resources(client=None, enabled=None):
+    """``resources=`` for ``client.submit``: ``{"GPU": 1}`` when some worker offers a GPU, else None.
+
+    The ``client.submit`` counterpart of :func:`annotate_gpu` (same ``enabled`` semantics).
+    """
+    if enabled is False:
+        return None
+    have = any(r.get(GPU, 0) > 0 for r in worker_resources(client).values())
+    if not have and enabled:
+        annotate_gpu(True, client)  # raises the explanatory error
+    return {GPU: 1} if have else None
+
+
 def measure_worker_peak_rss(client) -> dict:
     """``{worker address: peak resident memory in bytes}`` of every worker process (ru_maxrss)."""
 
@@ -214,6 +227,6 @@ def measure_worker_peak_rss(client) -> dict:
 
 
 __all__ = [
-    "get_client", "client_from_args", "current_client", "dashboard_link", "annotate_gpu",
+    "get_client", "client_from_args", "current_client", "dashboard_link", "annotate_gpu", "gpu_resources",
     "worker_resources", "parse_resources", "measure_worker_peak_rss", "GPU",
 ]

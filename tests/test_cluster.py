@@ -166,6 +166,7 @@ def test_gpu_annotation_routes_tasks_to_gpu_worker(dask_cluster):
     with cluster.get_client(scheduler=dask_cluster.address, quiet=True):
         with pytest.raises(NeuroxrError, match="no Dask worker offers a GPU"):
             cluster.annotate_gpu(True)
+        assert cluster.gpu_resources() is None  # CPU-only cluster: no constraint
     dask_cluster.start_worker("gpu", "--resources", "GPU=1")
     dask_cluster.wait_workers(3)
     try:
@@ -178,6 +179,11 @@ def test_gpu_annotation_routes_tasks_to_gpu_worker(dask_cluster):
             ran = dask.compute(*tasks)
             assert sorted(i for i, _ in ran) == list(range(8))
             assert {a for _, a in ran} == set(gpu_addr)
+            # client.submit gets the same routing through gpu_resources
+            assert cluster.gpu_resources(client) == {"GPU": 1}
+            futs = [client.submit(lambda i: get_worker().address, i, resources=cluster.gpu_resources(client))
+                    for i in range(4)]
+            assert set(client.gather(futs)) == set(gpu_addr)
             # unannotated tasks may go anywhere; annotate_gpu(False) adds nothing
             with cluster.annotate_gpu(False):
                 t = dask.delayed(lambda: 1)()

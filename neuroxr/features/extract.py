@@ -742,7 +742,11 @@ def extract_features(study, models=None, weights="random", seed: int = 0, srp=No
     kw = dict(weights=weights, seed=seed, srp=srp, srp_seed=srp_seed, batch_size=batch_size, device=device,
               catalog=catalog, overwrite=overwrite)
     if client is not None:
-        futures = [client.submit(extract_model, study, m, progress=False, pure=False, key=f"extract-{m}", **kw)
+        from ..cluster import gpu_resources
+
+        res = gpu_resources(client)  # GPU workers (`dask worker --resources GPU=1`) take the models
+        futures = [client.submit(extract_model, study, m, progress=False, pure=False, key=f"extract-{m}",
+                                 resources=res, **kw)
                    for m in models]
         return client.gather(futures)
     out = []
