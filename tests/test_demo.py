@@ -142,3 +142,23 @@ def test_visp_config_finds_the_shared_recordings(allen_visp_npz):
     assert images.endswith(":images") and Path(images.rpartition(":")[0]).resolve() == allen_visp_npz.resolve()
     assert pipeline.check_pipeline(cfg, study=REPO / "nonexistent-study") == []
     assert pipeline.read_config(cfg)["_base"] == cfg["_base"]
+
+
+def test_domain_configs_go_to_the_domains_pipeline(monkeypatch, tmp_path):
+    path = REPO / "pipelines" / "prasad2022.toml"
+    if not path.exists():
+        pytest.skip("pipelines/prasad2022.toml not present")
+    cfg = pipeline.read_config(path)
+    assert pipeline.is_domains_config(cfg) and pipeline.check_pipeline(path) == []
+    import neuroxr.domains.pipeline as dom
+
+    seen = {}
+
+    def fake(config, study=None):
+        seen["config"], seen["study"] = config, study
+        return {"study": study, "report": {"index": tmp_path / "index.html"}}
+
+    monkeypatch.setattr(dom, "run_domains_pipeline", fake)
+    res = pipeline.run_pipeline(path, study=tmp_path)
+    assert seen["study"] == tmp_path and seen["config"]["pipeline"]["kind"] == "prasad2022"
+    assert res["report"] == tmp_path / "index.html"
