@@ -149,11 +149,12 @@ def test_srp_ridge_and_pls_against_references():
            for k, X in Xs.items()}
     feats = make_features(Xs, srp=srp)
     opts = {"kind": "kfold", "n_splits": 3, "n_components": 4, "seed": 0}
-    ds = score.score_layers(feats, make_responses(Y), ("srp-ridge", "pls"), pls_options=opts).compute()
+    ds = score.score_layers(feats, make_responses(Y), ("ridge", "srp-ridge", "pls"), pls_options=opts).compute()
     splits = pls.make_splits(Y.shape[0], kind="kfold", n_splits=3, seed=0)
     for i, k in enumerate(Xs):
         S_ = srp[k].astype(np.float64)
         np.testing.assert_allclose(ds.srp_ridge_r[i].values, sklearn_loo_r(S_, Y, 1.0), atol=1e-8)
+        np.testing.assert_allclose(ds.ridge_r[i].values, sklearn_loo_r(Xs[k], Y, 1.0), atol=1e-8)  # distinct graphs
         np.testing.assert_allclose(ds.pls_r[i].values,
                                    pls.cross_validated_pls(S_, Y, splits, n_components=4).mean(0), atol=1e-10)
 

@@ -274,10 +274,10 @@ def _ridge_graph(K, Y, alphas, backend):
     """K dask (layer, n, n) chunked over layers, Y dask (n, neuron) -> dask (k, layer, neuron)."""
     A = len(alphas)
     R = K.map_blocks(_block_operators, alphas, backend, dtype=np.float64, new_axis=1,
-                     chunks=(K.chunks[0], (A,), K.chunks[1], K.chunks[2]), name="nxr-ridge-operators")
+                     chunks=(K.chunks[0], (A,), K.chunks[1], K.chunks[2]), token="nxr-ridge-operators")
     n_out = 2 if A > 1 else 1
     return da.blockwise(_block_loo_scores, "kln", R, "laij", Y, "jn", n_out=n_out, new_axes={"k": n_out},
-                        dtype=np.float64, concatenate=True, name="nxr-ridge-scores")
+                        dtype=np.float64, concatenate=True, token="nxr-ridge-scores")
 
 
 def _neural_rdms_from_responses(Y, labels, areas, source):
@@ -410,7 +410,7 @@ def score_layers(features: xr.Dataset, responses=None, metrics=("ridge", "rsa"),
         if "srp-ridge" in metrics:
             fn = _block_zscored_gram if zscore else _block_raw_gram
             n = srp.shape[1]
-            Ks = srp.map_blocks(fn, dtype=np.float64, chunks=(srp.chunks[0], (n,), (n,)), name="nxr-srp-gram")
+            Ks = srp.map_blocks(fn, dtype=np.float64, chunks=(srp.chunks[0], (n,), (n,)), token="nxr-srp-gram")
             add_ridge("srp_ridge_r", Ks)
         if "pls" in metrics:
             opts = {**DEFAULT_PLS, **(pls_options or {})}
@@ -436,7 +436,7 @@ def score_layers(features: xr.Dataset, responses=None, metrics=("ridge", "rsa"),
         fs = _layer_chunked(features[FEATURE_SUM].transpose(S.LAYER, S.IMAGE).data, lc)
         p = da.from_array(np.asarray(features["n_features"].values, dtype=np.float64), chunks=(K.chunks[0],))
         mr = da.map_blocks(_block_model_rdms, K, fs[:, :, None], p[:, None, None], dtype=np.float64,
-                           name="nxr-model-rdms")
+                           token="nxr-model-rdms")
         neural = []  # (name, dim, labels, dask (g, n, n))
         if responses is not None:
             labels = np.asarray(resp[S.AREA].values).astype(str) if S.AREA in resp.coords else None
@@ -461,7 +461,7 @@ def score_layers(features: xr.Dataset, responses=None, metrics=("ridge", "rsa"),
                 neural.append(("rsa_site_r", S.SITE, _plain(sites), rd))
         for name, dim, labels, nr in neural:
             res = da.blockwise(_block_rsa, "la", mr, "lij", nr.rechunk(-1), "aij", method=rsa_method,
-                               dtype=np.float64, concatenate=True, name=f"nxr-{name}")
+                               dtype=np.float64, concatenate=True, token=f"nxr-{name}")
             out[name] = ((S.LAYER, dim), res)
             if dim == S.AREA:
                 coords[AREA_NAME] = (S.AREA, np.asarray(labels, dtype=str))
