@@ -10,7 +10,7 @@ from neuroxr.cli import main
 from neuroxr.errors import StoreExistsError
 from neuroxr.io import arrays
 from neuroxr.io.arrays import build_responses_dataset, ingest_arrays, ingest_rdms, read_brainio_assembly
-from neuroxr.io.store import open_dataset, write_dataset
+from neuroxr.io.store import open_dataset
 from neuroxr.schema import SchemaError
 
 
@@ -304,4 +304,3 @@ def test_written_store_is_chunked_by_neuron(tmp_path, rng):
     import zarr
 
     assert zarr.open_group(tmp_path / "r.zarr", mode="r")["mean"].chunks == (2048, 4)
-    _ = write_dataset  # (store API re-exported for other tests)
