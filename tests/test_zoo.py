@@ -118,3 +118,23 @@ def test_models_cli(capsys):
     out = capsys.readouterr().out
     assert "resmlp_12_224" in out and "resnet18" not in out
     assert main(["models", "--family", "nope"]) == 2
+
+
+def _smoke(name):
+    from neuroxr.features.extract import reduce_model
+
+    px = np.random.default_rng(0).uniform(0, 255, (2, 31, 31)).astype(np.float32)
+    ds = reduce_model(load_model(name, device="cpu"), px, batch_size=2, progress=False)
+    assert ds.sizes["layer"] > 1 and ds["finite"].values.all()
+    assert (np.diagonal(ds["gram"].values, axis1=1, axis2=2) >= 0).all()
+
+
+@pytest.mark.parametrize("name", ["squeezenet1_1", "efficientnet_b0", "vit_tiny_patch16_224", "resmlp_12_224"])
+def test_catalogue_sample_extracts(name):
+    _smoke(name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(list_models()["model"]))
+def test_whole_catalogue_extracts(name):
+    _smoke(name)
