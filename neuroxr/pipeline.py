@@ -63,7 +63,7 @@ DEMO = {
     "ingest": {"source": "simulate", "model": "alexnet", "weights_seed": 0, "n_images": 118,
                "neurons_per_area": 150, "n_trials": 20, "image_size": 64},
     "select": {"min_reliability": 0.3},
-    "extract": {"models": ["alexnet", "resnet18", "vit_tiny_patch16_224"],
+    "extract": {"models": ["alexnet", "resnet18", "mobilenet_v3_small"],
                 "weights": ["random"], "baselines": ["pixels", "gabor", "gist", "rff"], "seed": 0},
     "score": {"metrics": ["ridge", "rsa"], "alpha": 1.0},
     "sweep": {"thresholds": [0.0, 0.2, 0.4, 0.6, 0.8], "models": ["alexnet", "resnet18", "pixels"]},
