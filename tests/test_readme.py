@@ -24,3 +24,17 @@ def test_ci_runs_the_readme_test_command():
 
     first = [l for l in (REPO / "README.md").read_text().splitlines() if re.match(r"^pip install -e .*\[test\]", l)][0]
     assert first == _setup_commands()[1]
+
+
+def test_parser_can_be_built_many_times():
+    """Grouped subcommands (ingest arrays|rdms|allen) survive rebuilding the parser in one process."""
+    import gc
+
+    from neuroxr.cli import build_parser
+
+    for _ in range(30):
+        p = build_parser()
+        args = p.parse_args(["ingest", "allen", "S", "--cache", "C"])
+        assert args.ingest_kind == "allen"
+        del p
+        gc.collect()

@@ -24,18 +24,17 @@ def add_overwrite_arg(parser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing store (atomically)")
 
 
-_GROUPS: dict = {}
-
-
 def subcommand_group(sub, name: str, help: str):
     """The sub-subparsers of a grouped command (``ingest arrays|rdms|allen``, ``fetch allen``).
 
-    Several topic modules add to the same group without knowing about each other.
+    Several topic modules add to the same group without knowing about each other.  The groups
+    are kept on ``sub`` itself (not in a global keyed by ``id``: a new parser built in the same
+    process may reuse a collected one's id).
     """
-    key = (id(sub), name)
-    if key not in _GROUPS:
+    groups = sub.__dict__.setdefault("_neuroxr_groups", {})
+    if name not in groups:
         p = sub.add_parser(name, help=help, description=help)
         g = p.add_subparsers(dest=f"{name}_kind", metavar="KIND")
         g.required = True
-        _GROUPS[key] = g
-    return _GROUPS[key]
+        groups[name] = g
+    return groups[name]
