@@ -257,3 +257,24 @@ def test_resnet18_visp_224_matches_brute_force(visp_images):
     ds = reduce_model(lm, visp_images, batch_size=32, progress=False)
     _check_against_brute(ds, ref)
     assert ds.sizes["image"] == 118
+
+
+def test_models_with_internal_reshapes_extract_per_image_layers():
+    """LeViT (and Swin) reshape the batch inside attention; those outputs are not layers.
+
+    Batches of 2 over 3 images: every stored Gram must equal the brute force from full activations.
+    """
+    import numpy as np
+
+    from neuroxr.features.extract import iter_layer_activations, reduce_model
+    from neuroxr.features.zoo import load_model
+
+    px = np.random.default_rng(1).uniform(0, 255, (3, 31, 31)).astype("f4")
+    lm = load_model("levit_128s")
+    ds = reduce_model(lm, px, batch_size=2)
+    brute = list(iter_layer_activations(lm, px, batch_size=2))
+    assert ds.sizes["layer"] == len(brute) > 10
+    for i in (0, len(brute) // 2, len(brute) - 1):
+        X = brute[i][2].astype(np.float64)
+        K = X @ X.T
+        np.testing.assert_allclose(ds["gram"].values[i], K, rtol=1e-6, atol=1e-9 * np.abs(K).max())

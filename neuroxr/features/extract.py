@@ -89,12 +89,19 @@ class _LayerHooks:
                 module.inplace = False  # the hooked output must not be overwritten by the next op
             self.handles.append(module.register_forward_hook(partial(self._hook, qual or "output")))
 
-    def new_batch(self):
+    def new_batch(self, batch_size: int | None = None):
         self.calls.clear()
+        self.batch_size = batch_size
+
+    batch_size = None
 
     def _hook(self, qual, module, inputs, output):
         t = _first_tensor(output)
         if t is None or not t.is_floating_point() or t.ndim == 0:
+            return
+        if self.batch_size is not None and t.shape[0] != self.batch_size:
+            # not one row per image (e.g. Swin's window partitions, LeViT's folded attention):
+            # an internal reshaping, not a layer of image representations
             return
         k = self.calls[qual]
         self.calls[qual] += 1
@@ -172,7 +179,7 @@ def iter_layer_activations(loaded, pixels: np.ndarray, batch_size: int = 32, dev
 
     with _LayerHooks(loaded.model, keep) as hooks:
         for sl in _batches(len(pixels), batch_size):
-            hooks.new_batch()
+            hooks.new_batch(sl.stop - sl.start)
             run_forward(loaded, preprocess_images(loaded, pixels[sl], scale, device))
     kept: list[tuple[str, np.ndarray]] = []
     for name, parts in store.items():
@@ -540,7 +547,7 @@ def reduce_model(loaded, pixels, image=None, *, batch_size: int = 32, srp=None, 
                            disable=progress is False or None if progress is None else not progress, leave=False):
                 batch = pixels[sl]
                 batch = np.asarray(batch.values if hasattr(batch, "values") else batch)
-                hooks.new_batch()
+                hooks.new_batch(len(batch))
                 collector.new_batch()
                 run_forward(loaded, preprocess_images(loaded, batch, scale))
         names, types, results, finite, nfeat = [], [], [], [], []
