@@ -89,8 +89,11 @@ def make_splits(n_images: int, kind: str = "kfold", n_splits: int | None = None,
 def calc_pearson_columns(a, b) -> np.ndarray:
     """Pearson r between matching columns of ``a`` and ``b`` (sample, column), vectorised.
 
-    NaN where either column is constant (or has a non-finite value).
+    NaN where either column is constant (or has a non-finite value).  A 1-D input counts as one
+    column.  The computation is :func:`neuroxr.mapping.ridge.calc_pearson`.
     """
+    from .ridge import calc_pearson
+
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.ndim == 1:
@@ -99,26 +102,19 @@ def calc_pearson_columns(a, b) -> np.ndarray:
         b = b[:, None]
     if a.shape != b.shape:
         raise NeuroxrError(f"calc_pearson_columns: shapes {a.shape} and {b.shape} differ")
-    sa = np.abs(a).max(axis=0) if a.shape[0] else np.zeros(a.shape[1])
-    sb = np.abs(b).max(axis=0) if b.shape[0] else np.zeros(b.shape[1])
-    a = a - a.mean(axis=0)
-    b = b - b.mean(axis=0)
-    na = np.sqrt(np.einsum("ij,ij->j", a, a))
-    nb = np.sqrt(np.einsum("ij,ij->j", b, b))
-    num = np.einsum("ij,ij->j", a, b)
-    # a column that is constant up to rounding counts as constant
-    eps = 1e-12 * np.sqrt(max(a.shape[0], 1))
-    ok = (na > eps * sa) & (nb > eps * sb) & (na > 0) & (nb > 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.where(ok, num / np.where(ok, na * nb, 1.0), np.nan)
-    return np.clip(r, -1.0, 1.0)
+    return calc_pearson(a, b, axis=0)
 
 
 def calc_spearman_brown(r) -> np.ndarray:
-    """Spearman-Brown prophecy for doubling the data: ``2 r / (1 + r)`` (NaN at r = -1)."""
+    """Spearman-Brown prophecy for doubling the data: ``2 r / (1 + r)`` (NaN at r <= -1).
+
+    :func:`neuroxr.rsa.calc_spearman_brown` with the undefined range set to NaN.
+    """
+    from ..rsa import calc_spearman_brown as _spearman_brown
+
     r = np.asarray(r, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(r > -1.0, 2.0 * r / (1.0 + r), np.nan)
+        return np.where(r > -1.0, _spearman_brown(r), np.nan)
 
 
 def split_trial_halves(trials, kind: str = "even_odd", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
