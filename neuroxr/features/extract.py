@@ -237,30 +237,22 @@ class _SRPCache:
         return self._cache[p]
 
 
-def _constant_features(var, mean, n):
-    """Features whose variance is at round-off level (scikit-learn's StandardScaler criterion)."""
-    eps = np.finfo(np.float64).eps
-    return var <= n * eps * var + (n * mean * eps) ** 2
-
-
 class _Reducer:
     """Accumulates one layer's summaries over feature chunks: Gram, z-scored Gram, sums, SRP.
 
-    Each chunk is converted to float64, so the stored matrices match a float64 brute force to
+    The Gram matrices come from :class:`neuroxr.mapping.gram.GramAccumulator` (float64, one
+    fused pass per cache-sized chunk), so the stored matrices match a float64 brute force to
     round-off (~1e-13 relative).  Products in float32 were tried: over long chunks they lose
-    ~1e-6 relative (measured on resnet18), and centring plus short chunks was slower here.
+    ~1e-6 relative (measured on resnet18).
     """
 
     def __init__(self, n: int, p: int, srp: _SRPCache | None, precision: str = "float64"):
-        import torch
+        from ..mapping.gram import GramAccumulator
 
         if precision != "float64":
             raise ValueError(f"precision must be 'float64', got {precision!r}")
         self.n, self.p, self.precision = n, p, precision
-        f64 = torch.float64
-        self.gram = torch.zeros((n, n), dtype=f64)
-        self.gram_z = torch.zeros((n, n), dtype=f64)
-        self.feature_sum = torch.zeros(n, dtype=f64)
+        self._acc = GramAccumulator(n, raw=True, zscored=True)
         self.srp = None
         if srp is not None:
             self.srp = np.zeros((n, srp.k))
@@ -269,28 +261,9 @@ class _Reducer:
     def chunk_size(self, chunk_bytes: int) -> int:
         return max(1, int(chunk_bytes // (8 * self.n)))
 
-    def _scale(self, var, mean):
-        import torch
-
-        # constant features (scikit-learn StandardScaler's round-off criterion) give z = 0
-        n, eps = self.n, float(np.finfo(np.float64).eps)
-        const = (var <= n * eps * var + (n * mean * eps) ** 2) | (var.sqrt() < 10 * eps)
-        return torch.where(const, torch.zeros_like(var), 1.0 / var.clamp_min(1e-300).sqrt())
-
     def add(self, x: np.ndarray, start: int):
         """Add the feature chunk ``x`` (image, c) float32 holding features ``start:start + c``."""
-        import torch
-
-        f64, n = torch.float64, self.n
-        xt = torch.from_numpy(np.require(x, dtype=np.float32, requirements="W"))
-        t = xt.T.to(f64).contiguous()  # (c, image): per-feature reductions are contiguous
-        self.feature_sum += t.sum(0)
-        self.gram.addmm_(t.T, t)
-        mean = t.sum(1) / n
-        t.sub_(mean[:, None])
-        var = torch.linalg.vector_norm(t, dim=1) ** 2 / n
-        t.mul_(self._scale(var, mean)[:, None])
-        self.gram_z.addmm_(t.T, t)
+        self._acc.add(x)
         if self.srp is not None:
             c = x.shape[1]
             if self._proj is None:
@@ -299,7 +272,7 @@ class _Reducer:
                 self.srp += (self._proj[start:start + c].T @ np.asarray(x, dtype=np.float64).T).T
 
     def finish(self) -> dict:
-        out = {"gram": self.gram.numpy(), "gram_z": self.gram_z.numpy(), "feature_sum": self.feature_sum.numpy()}
+        out = self._acc.result()
         if self.srp is not None:
             out["srp"] = self.srp.astype(np.float32)
         return out

@@ -239,79 +239,8 @@ def get_backend(backend="numpy"):
 
 
 # --- Gram matrices ----------------------------------------------------------------------------
-def _gram_part(X, starts, chunk, zscore, ddof):
-    """Upper triangle of the (z-scored) Gram of the feature chunks starting at ``starts``."""
-    from scipy.linalg.blas import dsyrk
-
-    n = X.shape[0]
-    K = np.zeros((n, n), order="F")
-    eps = np.finfo(np.float64).eps
-    for start in starts:
-        b = np.array(X[:, start:start + chunk], dtype=np.float64)
-        if zscore:
-            mean = b.mean(axis=0)
-            b -= mean
-            var = np.einsum("ij,ij->j", b, b) / (n - ddof)
-            # scikit-learn's StandardScaler criterion for constant features (round-off level variance)
-            const = var <= n * eps * var + (n * mean * eps) ** 2
-            inv = np.zeros_like(var)
-            inv[~const] = 1.0 / np.sqrt(var[~const])
-            b *= inv
-        # b b^T through SYRK on the Fortran view b.T (no copy): half the flops of a GEMM
-        K = dsyrk(1.0, b.T, c=K, trans=1, beta=1.0, overwrite_c=1)
-    return K
-
-
-def _gram(X, chunk, zscore, ddof, n_threads):
-    n, p = X.shape
-    starts = list(range(0, p, chunk))
-    n_threads = max(1, min(int(n_threads or 1), len(starts) or 1))
-    if n_threads == 1:
-        K = _gram_part(X, starts, chunk, zscore, ddof)
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(n_threads) as ex:
-            parts = list(ex.map(lambda i: _gram_part(X, starts[i::n_threads], chunk, zscore, ddof),
-                                range(n_threads)))
-        K = sum(parts)
-    K = np.triu(K)
-    return K + np.triu(K, 1).T
-
-
-def calc_gram(X, *, chunk: int = 2048, n_threads: int = 1) -> np.ndarray:
-    """``K = X X^T`` (image, image) in float64, streaming over feature chunks.
-
-    Parameters
-    ----------
-    X : array (image, feature)
-        Any float dtype (and anything with ``__getitem__`` on columns, e.g. a memory map).
-    chunk : int
-        Features per chunk: memory stays at one ``(image, chunk)`` float64 block per thread.
-    n_threads : int
-        Threads working on alternate chunks (each with single-threaded BLAS).
-    """
-    return _gram(X, chunk, False, 0, n_threads)
-
-
-def calc_zscored_gram(X, *, chunk: int = 2048, ddof: int = 0, n_threads: int = 1):
-    """``Z Z^T`` with ``Z`` the features z-scored per feature over images, streamed over chunks.
-
-    Constant features become 0 (the criterion of :class:`sklearn.preprocessing.StandardScaler`).
-
-    Parameters
-    ----------
-    X : array (image, feature)
-    chunk, n_threads : int
-        See :func:`calc_gram`.
-
-    Returns
-    -------
-    K_z : ndarray (image, image) float64
-    """
-    return _gram(X, chunk, True, ddof, n_threads)
+# formed in neuroxr.mapping.gram (one fused pass per chunk); re-exported here for the ridge API
+from .gram import calc_gram, calc_zscored_gram  # noqa: E402
 
 
 # --- the core -----------------------------------------------------------------------------
