@@ -45,6 +45,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import warnings
 from pathlib import Path
 
@@ -77,10 +78,17 @@ AREA_NAME = "area_name"
 PARTS_DIR = "scores.parts"
 DEFAULT_NEURON_CHUNK = 8192
 DEFAULT_LAYER_CHUNK = 8
+#: stored chunks of scores.zarr and of the parts
+_SCORES_CHUNKS = {S.LAYER: 256, S.NEURON: 8192}
+#: held around ``warnings.catch_warnings`` when models are set up and written from several threads
+_WARNINGS_LOCK = _store.WARNINGS_LOCK
 #: temporary part stores of this process left by an interrupted run
 _OWN_TMPS: set = set()
 #: below this prediction/response variance ratio, Pearson r is recomputed from centred predictions
 _REDO_RTOL = 1e-6
+#: neurons per pass in the leave-one-out block (E and the Y block stay in a core's cache)
+_COL_BLOCK = 1024
+_MIN_BLOCK_FLOPS = 4_000_000
 DEFAULT_PLS = {"kind": "kfold", "n_splits": 5, "n_components": 25, "seed": 0, "test_size": 0.5}
 
 
@@ -107,7 +115,7 @@ def _block_operators(K, alphas, backend="numpy"):
 
 
 
-def _block_loo_scores_impl(R, Y, n_out):
+def _block_loo_scores_impl(R, Y, n_out, col_block=None):
     """R (L, A, n, n), Y (n, N) -> (n_out, L, N): Pearson r of LOO predictions [, best alpha index].
 
     With ``M = diag(R)^-1 R`` the leave-one-out residuals are ``E = M Y`` and the predictions
@@ -116,6 +124,10 @@ def _block_loo_scores_impl(R, Y, n_out):
     layer.  Where the prediction's variance is tiny against the response's (``pp < 1e-6 yy``,
     heavy shrinkage) the algebraic form would cancel digits, so those neurons are recomputed
     directly from the centred predictions.
+
+    The neurons are taken ``col_block`` at a time (outer loop) and the layers inside, so that
+    ``E`` and the block of ``Y`` stay in cache for the two passes (every number is computed
+    exactly as without blocking: each neuron's column is independent).
     """
     Y = np.asarray(Y, dtype=np.float64)
     L, A = R.shape[:2]
@@ -126,40 +138,54 @@ def _block_loo_scores_impl(R, Y, n_out):
     yy = np.einsum("in,in->n", Yc, Yc)
     ymax = np.abs(Y).max(axis=0) if Y.size else np.zeros(N)
     const_y = yy <= (_ridge.CONSTANT_COLUMN_RTOL * ymax) ** 2 * n
-    for l in range(L):
-        if not np.isfinite(R[l]).all():
-            continue  # constant or non-finite layer: NaN
-        Ms = [R[l, a] / np.diagonal(R[l, a])[:, None] for a in range(A)]
-        ee = ey = m = idx = None
-        for a, M in enumerate(Ms):
-            E = M @ Y
-            ee_a = np.einsum("in,in->n", E, E)
-            ey_a = np.einsum("in,in->n", E, Y)
-            m_a = M.sum(axis=0) @ Y
-            if ee is None:
-                ee, ey, m, idx = ee_a, ey_a, m_a, np.zeros(N, dtype=np.int64)
-            else:
-                better = ee_a < ee  # least LOO squared error; ties keep the first alpha (as scikit-learn)
-                ee = np.where(better, ee_a, ee)
-                ey = np.where(better, ey_a, ey)
-                m = np.where(better, m_a, m)
-                idx = np.where(better, a, idx)
-        eyc = ey - ybar * m  # E . Yc
-        py = yy - eyc
-        pp = yy - 2.0 * eyc + ee - m * m / n
-        redo = np.flatnonzero((pp < _REDO_RTOL * yy) & ~const_y)
-        for a in np.unique(idx[redo]):
-            cols = redo[idx[redo] == a]
-            E = Ms[a] @ Y[:, cols]
+    ok = np.flatnonzero(np.isfinite(R).all(axis=(1, 2, 3)))  # others: constant or non-finite layer, NaN
+    if ok.size == 0 or N == 0:
+        return out
+    Rk = R[ok]
+    Ms = Rk / np.diagonal(Rk, axis1=-2, axis2=-1)[..., :, None]  # (layer, alpha, n, n)
+    sums = Ms.sum(axis=-2)  # 1^T M (layer, alpha, n)
+    Lk = ok.size
+    ee, ey, m = np.empty((Lk, N)), np.empty((Lk, N)), np.empty((Lk, N))
+    idx = np.zeros((Lk, N), dtype=np.int64)
+    # blocks of whole multiples of 64 columns, each product well above BLAS's small-matrix
+    # size (small-matrix kernels round differently): the last block takes the remainder
+    cb = int(col_block or max(_COL_BLOCK, -(-_MIN_BLOCK_FLOPS // (n * n * 64)) * 64))
+    edges = list(range(0, N - cb, cb)) + [N] if N >= 2 * cb else [0, N]
+    for j, j1 in zip(edges[:-1], edges[1:]):
+        sl = slice(j, j1)
+        Yb = np.ascontiguousarray(Y[:, sl])
+        for k in range(Lk):
+            for a in range(A):
+                E = Ms[k, a] @ Yb
+                ee_a = np.einsum("in,in->n", E, E)
+                ey_a = np.einsum("in,in->n", E, Yb)
+                m_a = sums[k, a] @ Yb
+                if a == 0:
+                    ee[k, sl], ey[k, sl], m[k, sl] = ee_a, ey_a, m_a
+                else:
+                    better = ee_a < ee[k, sl]  # least LOO squared error; ties keep the first alpha (as scikit-learn)
+                    ee[k, sl] = np.where(better, ee_a, ee[k, sl])
+                    ey[k, sl] = np.where(better, ey_a, ey[k, sl])
+                    m[k, sl] = np.where(better, m_a, m[k, sl])
+                    idx[k, sl] = np.where(better, a, idx[k, sl])
+    eyc = ey - ybar * m  # E . Yc
+    py = yy - eyc
+    pp = yy - 2.0 * eyc + ee - m * m / n
+    redo_mask = (pp < _REDO_RTOL * yy) & ~const_y
+    for k in np.flatnonzero(redo_mask.any(axis=1)):
+        redo = np.flatnonzero(redo_mask[k])
+        for a in np.unique(idx[k, redo]):
+            cols = redo[idx[k, redo] == a]
+            E = Ms[k, a] @ Y[:, cols]
             P = Yc[:, cols] - (E - E.mean(axis=0))
-            pp[cols] = np.einsum("in,in->n", P, P)
-            py[cols] = np.einsum("in,in->n", P, Yc[:, cols])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r = py / np.sqrt(pp * yy)
-        const_p = pp <= (_ridge.CONSTANT_COLUMN_RTOL ** 2) * yy
-        out[0, l] = np.where(const_y | const_p | ~np.isfinite(r), np.nan, np.clip(r, -1.0, 1.0))
-        if n_out > 1:
-            out[1, l] = idx
+            pp[k, cols] = np.einsum("in,in->n", P, P)
+            py[k, cols] = np.einsum("in,in->n", P, Yc[:, cols])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = py / np.sqrt(pp * yy)
+    const_p = pp <= (_ridge.CONSTANT_COLUMN_RTOL ** 2) * yy
+    out[0, ok] = np.where(const_y | const_p | ~np.isfinite(r), np.nan, np.clip(r, -1.0, 1.0))
+    if n_out > 1:
+        out[1, ok] = idx
     return out
 
 
@@ -211,7 +237,7 @@ def _pls_layer(X, Y, splits, n_components):
     if not np.isfinite(X).all() or np.ptp(X, axis=0).max(initial=0) == 0:
         return np.full(Y.shape[1], np.nan)
     r = cross_validated_pls(X, np.asarray(Y, dtype=np.float64), splits, n_components=n_components)
-    with warnings.catch_warnings():
+    with _WARNINGS_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(r, axis=0)
 
@@ -520,17 +546,20 @@ def label_rsa(scores, name: str = S.RSA_R) -> xr.DataArray:
 
 def count_nan_scores(ds: xr.Dataset) -> dict:
     """Number of NaN scores per variable, and of all-NaN layers / neurons (computes)."""
-    out = {}
+    lazy = {}  # (variable, key) -> 0-d count; all computed in one pass over the data
     for name, var in ds.data_vars.items():
         if S.LAYER not in var.dims or var.dtype.kind != "f":
             continue
         isn = var.isnull()
-        rec = {"nan": int(isn.sum().values)}
+        lazy[name, "nan"] = isn.sum().data
         other = [d for d in var.dims if d != S.LAYER]
         if other:
-            rec["nan_layers"] = int(isn.all(other).sum().values)
-            rec[f"nan_{other[0]}s"] = int(isn.all(S.LAYER).sum().values)
-        out[name] = rec
+            lazy[name, "nan_layers"] = isn.all(other).sum().data
+            lazy[name, f"nan_{other[0]}s"] = isn.all(S.LAYER).sum().data
+    values = dask.compute(*lazy.values()) if lazy else ()
+    out = {}
+    for (name, key), v in zip(lazy, values):
+        out.setdefault(name, {})[key] = int(v)
     return out
 
 
@@ -583,14 +612,30 @@ def _study_settings(metrics, alphas, zscore, rsa_method, pls_opts, areas, resp, 
     return settings
 
 
+def _part_attrs(part: Path) -> dict:
+    """A part store's attributes from its group metadata alone (no arrays read)."""
+    try:
+        import zarr
+
+        with _WARNINGS_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return dict(zarr.open_group(str(part), mode="r").attrs)
+    except Exception:  # unreadable metadata: the full open says what is wrong
+        return dict(_store.open_dataset(part).attrs)
+
+
 def _write_part(ds: xr.Dataset, path: Path):
     """to_zarr into a temporary sibling; returns (delayed, tmp) — rename with os.replace when done."""
     tmp = _store.tmp_sibling(path)
     ds = _store._strip_encoding(ds)
     for k in ds.data_vars:
         ds[k] = ds[k].astype(np.float32)
-    enc = _store._encoding(ds, None)
-    with warnings.catch_warnings():
+    # the chunks of scores.zarr (whole layer chunks of a model in one stored chunk): fewer, larger
+    # writes here and reads when assembling
+    chunks = {d: c for d, c in _SCORES_CHUNKS.items() if d in ds.dims}
+    ds = ds.chunk(chunks)
+    enc = _store._encoding(ds, chunks)
+    with _WARNINGS_LOCK, warnings.catch_warnings():  # catch_warnings is process-wide: one thread at a time
         warnings.simplefilter("ignore")
         delayed = ds.to_zarr(tmp, mode="w", encoding=enc, consolidated=True, zarr_format=3, compute=False)
     return delayed, tmp
@@ -634,6 +679,9 @@ def score_study(study, metrics=("ridge", "rsa"), alpha=1.0, alphas=None, zscore:
     alphas = _ridge.check_alphas(alpha if alphas is None else alphas)
     pls_opts = {**DEFAULT_PLS, **(pls_options or {})}
     resp = _load_responses(st.path)
+    if resp is not None and client is None and S.MEAN in resp:
+        # every model's graph reads the responses: read them once (a cluster's workers read the store)
+        resp = resp.assign({S.MEAN: resp[S.MEAN].load()})
     rdms = _store.open_dataset(st.store(S.RDMS_STORE))[S.RDM] if st.has(S.RDMS_STORE) and "rsa" in metrics else None
     if resp is None and rdms is None:
         raise MissingDataError(f"{st.store(S.RESPONSES_STORE)} does not exist; ingest responses first "
@@ -666,45 +714,172 @@ def score_study(study, metrics=("ridge", "rsa"), alpha=1.0, alphas=None, zscore:
     if not todo_models and not any(parts_dir.glob("*.zarr")):
         raise MissingDataError(f"{st.store(S.FEATURES_DIR)}: no extracted features; run `neuroxr extract` first")
 
-    jobs = []
-    for model in todo_models:
-        fpath = st.store(S.FEATURES_DIR, f"{model}.zarr")
-        feats = _store.open_dataset(fpath, chunks={})  # stored chunks (object coords cannot be auto-chunked)
-        fp = _features_fingerprint(feats)
-        part = parts_dir / f"{model}.zarr"
-        if part.exists():
-            pattrs = _store.open_dataset(part).attrs
-            try:
-                _store.check_settings(_store.read_settings(pattrs), settings, part)
-            except SettingsMismatchError:
-                if not overwrite:
-                    raise
-            else:
-                if pattrs.get("features_fingerprint") == fp:
-                    log(f"{model}: already scored with these settings, skipped")
-                    continue
-        ds = score_layers(feats, resp, metrics, alphas=alphas, zscore=zscore, rdms=rdms, areas=areas,
-                          rsa_method=rsa_method, neuron_chunk=neuron_chunk, layer_chunk=layer_chunk,
-                          nan_layers=nan_layers, pls_options=pls_opts, backend=backend, source=fpath,
-                          responses_source=st.store(S.RESPONSES_STORE))
-        ds.attrs.update(_store.provenance(settings, {"features": str(fpath), "features_fingerprint": fp}))
-        ds.attrs["features_fingerprint"] = fp
-        ds.attrs["model_store"] = model
-        jobs.append((model, ds, part))
-
-    for model, ds, part in jobs:
-        log(f"{model}: scoring {ds.sizes.get(S.LAYER, 0)} layers x {ds.sizes.get(S.NEURON, 0)} neurons "
-            f"({', '.join(ds.data_vars)})")
-        delayed, tmp = _write_part(ds, part)
-        try:
-            _compute(delayed, client, progress)
-            _store.replace_store(tmp, part)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-                # after an interrupt, Dask threads still running may recreate it: removed next run
-                _OWN_TMPS.add(tmp)
+    with _PartRunner(client, progress, log, len(todo_models)) as runner:
+        for model in todo_models:
+            fpath = st.store(S.FEATURES_DIR, f"{model}.zarr")
+            # the graph's layer chunks straight from the store (no rechunk tasks); other dims as stored
+            # (object coords cannot be auto-chunked)
+            feats = _store.open_dataset(fpath, chunks={S.LAYER: int(layer_chunk)})
+            fp = _features_fingerprint(feats)
+            part = parts_dir / f"{model}.zarr"
+            if part.exists():
+                pattrs = _part_attrs(part)
+                try:
+                    _store.check_settings(_store.read_settings(pattrs), settings, part)
+                except SettingsMismatchError:
+                    if not overwrite:
+                        raise
+                else:
+                    if pattrs.get("features_fingerprint") == fp:
+                        log(f"{model}: already scored with these settings, skipped")
+                        runner.skipped()
+                        continue
+            ds = score_layers(feats, resp, metrics, alphas=alphas, zscore=zscore, rdms=rdms, areas=areas,
+                              rsa_method=rsa_method, neuron_chunk=neuron_chunk, layer_chunk=layer_chunk,
+                              nan_layers=nan_layers, pls_options=pls_opts, backend=backend, source=fpath,
+                              responses_source=st.store(S.RESPONSES_STORE))
+            ds.attrs.update(_store.provenance(settings, {"features": str(fpath), "features_fingerprint": fp}))
+            ds.attrs["features_fingerprint"] = fp
+            ds.attrs["model_store"] = model
+            runner.submit(model, ds, part)
     return assemble_scores(st.path, settings)
+
+
+#: models scored at the same time locally (their tasks share one pool of Dask workers)
+MODELS_IN_FLIGHT = 2
+
+
+def _score_part(model, ds, part, client, progress, log, pool=None):
+    """Compute one model's scores into a temporary store and move it to ``part``."""
+    log(f"{model}: scoring {ds.sizes.get(S.LAYER, 0)} layers x {ds.sizes.get(S.NEURON, 0)} neurons "
+        f"({', '.join(ds.data_vars)})")
+    delayed, tmp = _write_part(ds, part)
+    try:
+        if pool is None:
+            _compute(delayed, client, progress)
+        else:
+            dask.compute(delayed, scheduler="threads", pool=pool)
+        _store.replace_store(tmp, part)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+            # after an interrupt, Dask threads still running may recreate it: removed next run
+            _OWN_TMPS.add(tmp)
+
+
+def _local_threads() -> bool:
+    """True if Dask computes with its threaded scheduler here (no client, no other scheduler set)."""
+    import dask.threaded
+
+    sched = dask.base.get_scheduler()
+    return sched is None or sched is dask.threaded.get
+
+
+class _ModelProgress:
+    """A progress bar over the models (Dask's own bar is per computation)."""
+
+    def __init__(self, total, width=40):
+        import time
+
+        self.total, self.width, self.done = max(1, int(total)), width, 0
+        self._lock, self._time, self._t0 = threading.Lock(), time.perf_counter, time.perf_counter()
+        self._draw()
+
+    def _draw(self):
+        import sys
+
+        frac = min(1.0, self.done / self.total)
+        bar = "#" * int(round(self.width * frac))
+        sys.stdout.write(f"\r[{bar:<{self.width}}] | {100 * frac:3.0f}% Completed | "
+                         f"{self._time() - self._t0:5.1f}s")
+        sys.stdout.flush()
+
+    def update(self, n=1):
+        with self._lock:
+            self.done += n
+            self._draw()
+
+    def close(self):
+        import sys
+
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+
+
+class _PartRunner:
+    """Score and write the models' parts as :func:`score_study` hands them over.
+
+    Locally (Dask's threaded scheduler), ``MODELS_IN_FLIGHT`` models are scored at a time, all
+    of their tasks going to one pool of ``num_workers`` threads, while the calling thread opens
+    and sets up the next models: the zarr metadata of one model's part is written while the
+    other's blocks keep the cores busy, and the last layer chunks of one model run beside the
+    first of the next.  Each part is still written whole and moved into place as soon as its
+    model is done.  With a client or another scheduler, each model is computed as it is handed
+    over.  An error stops the models not yet started; those in flight finish (their parts are
+    whole) and the first error is raised.
+    """
+
+    def __init__(self, client, progress, log, n_models):
+        self.client, self.progress, self.log, self.n_models = client, progress, log, n_models
+        self.pipelined = client is None and n_models > 1 and _local_threads()
+        self.futures = []
+        self.stop = threading.Event()
+        self.bar = None
+
+    def __enter__(self):
+        if self.pipelined:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._blas = _ridge.single_threaded_blas()
+            self._blas.__enter__()
+            n_workers = int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
+            self.pool = ThreadPoolExecutor(n_workers, thread_name_prefix="nxr-score")
+            self.drivers = ThreadPoolExecutor(MODELS_IN_FLIGHT, thread_name_prefix="nxr-model")
+            if self.progress:
+                self.bar = _ModelProgress(self.n_models)
+        return self
+
+    def skipped(self):
+        if self.bar is not None:
+            self.bar.update()
+
+    def submit(self, model, ds, part):
+        if not self.pipelined:
+            _score_part(model, ds, part, self.client, self.progress, self.log)
+            return
+        for f in self.futures:  # a model failed: stop handing over more
+            if f.done() and not f.cancelled() and f.exception() is not None:
+                raise f.exception()
+        self.futures.append(self.drivers.submit(self._run, model, ds, part))
+
+    def _run(self, model, ds, part):
+        if self.stop.is_set():
+            return
+        _score_part(model, ds, part, None, False, self.log, pool=self.pool)
+        if self.bar is not None:
+            self.bar.update()
+
+    def __exit__(self, exc_type, exc, tb):
+        if not self.pipelined:
+            return False
+        if exc_type is not None:
+            self.stop.set()
+        try:
+            for f in self.futures:
+                if not self.stop.is_set():
+                    f.result()  # the first error, in model order
+        except BaseException:
+            self.stop.set()
+            raise
+        finally:
+            for f in self.futures:
+                f.cancel()
+            self.drivers.shutdown(wait=True)  # models in flight finish (their parts are whole)
+            self.pool.shutdown(wait=True)
+            self._blas.__exit__(None, None, None)
+            if self.bar is not None:
+                self.bar.close()
+        return False
 
 
 def compute_scores(obj, *, client=None, progress: bool = False):
@@ -761,6 +936,6 @@ def assemble_scores(study, settings: dict | None = None) -> Path:
     inputs = {ds.attrs.get("model_store", str(i)): ds.attrs.get("features_fingerprint") for i, ds in enumerate(keep)}
     combined.attrs.update(_store.provenance(settings, inputs))
     combined.attrs["nan_counts"] = json.dumps(count_nan_scores(combined))
-    chunks = {S.LAYER: 256, S.NEURON: 8192}
+    chunks = _SCORES_CHUNKS
     combined = combined.chunk({d: c for d, c in chunks.items() if d in combined.dims})
     return _store.write_dataset(combined, st_path / S.SCORES_STORE, overwrite=True, chunks=chunks)
