@@ -146,8 +146,48 @@ def _as_float(x):
     return x.astype(np.float64)
 
 
+def _cython_blas_syrk():
+    """scipy's Fortran ``dsyrk`` through ctypes, which releases the GIL during the call.
+
+    ``scipy.linalg.blas.dsyrk`` (f2py) holds the GIL, so threads feeding it chunks run one at a
+    time; called through ctypes the products of several threads run side by side.  Returns
+    ``None`` where the capsule is not available (then the f2py wrapper is used).
+    """
+    try:
+        import ctypes
+
+        import scipy.linalg.cython_blas as cb
+
+        cap = cb.__pyx_capi__["dsyrk"]
+        get_name = ctypes.pythonapi.PyCapsule_GetName
+        get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+        get_ptr = ctypes.pythonapi.PyCapsule_GetPointer
+        get_ptr.restype, get_ptr.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+        fn = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 10))(get_ptr(cap, get_name(cap)))
+    except Exception:  # pragma: no cover - scipy without cython_blas capsules
+        return None
+    c_int, c_char, c_double, byref = ctypes.c_int, ctypes.c_char, ctypes.c_double, ctypes.byref
+    upper, trans_t, one = c_char(b"U"), c_char(b"T"), c_double(1.0)
+
+    def syrk(K, b):
+        # K (n, n) Fortran order, upper triangle += b b^T; b (n, c) C-contiguous float64 is the
+        # Fortran matrix b^T (c, n), so this is C := A^T A + C with A = b^T, k = c, lda = c
+        n, c = b.shape
+        fn(byref(upper), byref(trans_t), byref(c_int(n)), byref(c_int(c)), byref(one), b.ctypes.data,
+           byref(c_int(max(1, c))), byref(one), K.ctypes.data, byref(c_int(n)))
+        return K
+
+    return syrk
+
+
+_SYRK_GIL_FREE = _cython_blas_syrk()
+
+
 def _syrk(K, b):
-    """K (F-order, upper triangle) += b b^T, b (n, c) C-contiguous float64 (SYRK on the F view b.T)."""
+    """K (F-order, upper triangle) += b b^T, b (n, c) C-contiguous float64."""
+    if _SYRK_GIL_FREE is not None and b.flags.c_contiguous and K.flags.f_contiguous and b.dtype == np.float64 \
+            and b.shape[1] > 0:
+        return _SYRK_GIL_FREE(K, b)
     from scipy.linalg.blas import dsyrk
 
     return dsyrk(1.0, b.T, c=K, trans=1, beta=1.0, overwrite_c=1)
