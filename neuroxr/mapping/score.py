@@ -633,7 +633,9 @@ def _write_part(ds: xr.Dataset, path: Path):
     # the chunks of scores.zarr (whole layer chunks of a model in one stored chunk): fewer, larger
     # writes here and reads when assembling
     chunks = {d: c for d, c in _SCORES_CHUNKS.items() if d in ds.dims}
-    ds = ds.chunk(chunks)
+    for k in ds.data_vars:  # other dims (area, site) whole
+        v = ds[k].variable
+        ds[k] = v.chunk({d: chunks.get(d, -1) for d in v.dims})
     enc = _store._encoding(ds, chunks)
     with _WARNINGS_LOCK, warnings.catch_warnings():  # catch_warnings is process-wide: one thread at a time
         warnings.simplefilter("ignore")
@@ -830,9 +832,11 @@ class _PartRunner:
         if self.pipelined:
             from concurrent.futures import ThreadPoolExecutor
 
+            from dask.system import CPU_COUNT
+
             self._blas = _ridge.single_threaded_blas()
             self._blas.__enter__()
-            n_workers = int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
+            n_workers = int(dask.config.get("num_workers", None) or CPU_COUNT or 1)
             self.pool = ThreadPoolExecutor(n_workers, thread_name_prefix="nxr-score")
             self.drivers = ThreadPoolExecutor(MODELS_IN_FLIGHT, thread_name_prefix="nxr-model")
             if self.progress:
