@@ -827,6 +827,8 @@ class _PartRunner:
         self.futures = []
         self.stop = threading.Event()
         self.bar = None
+        # models handed over but not finished: the caller sets up at most this many ahead
+        self.slots = threading.BoundedSemaphore(2 * MODELS_IN_FLIGHT)
 
     def __enter__(self):
         if self.pipelined:
@@ -851,17 +853,22 @@ class _PartRunner:
         if not self.pipelined:
             _score_part(model, ds, part, self.client, self.progress, self.log)
             return
+        self.slots.acquire()
         for f in self.futures:  # a model failed: stop handing over more
             if f.done() and not f.cancelled() and f.exception() is not None:
+                self.slots.release()
                 raise f.exception()
         self.futures.append(self.drivers.submit(self._run, model, ds, part))
 
     def _run(self, model, ds, part):
-        if self.stop.is_set():
-            return
-        _score_part(model, ds, part, None, False, self.log, pool=self.pool)
-        if self.bar is not None:
-            self.bar.update()
+        try:
+            if self.stop.is_set():
+                return
+            _score_part(model, ds, part, None, False, self.log, pool=self.pool)
+            if self.bar is not None:
+                self.bar.update()
+        finally:
+            self.slots.release()
 
     def __exit__(self, exc_type, exc, tb):
         if not self.pipelined:
