@@ -196,13 +196,15 @@ def _block_loo_scores(R, Y, n_out):
 
 
 def _block_zscored_gram(X):
-    """srp (L, n, c) -> Z Z^T (L, n, n) with Z z-scored per component over images (ddof=0)."""
-    X = np.asarray(X, dtype=np.float64)
-    Xc = X - X.mean(axis=1, keepdims=True)
-    sd = np.sqrt((Xc * Xc).mean(axis=1, keepdims=True))
-    sd[sd == 0] = 1.0
-    Z = Xc / sd
-    return Z @ np.swapaxes(Z, -1, -2)
+    """srp (L, n, c) -> Z Z^T (L, n, n), Z z-scored per component over images (ddof=0).
+
+    The same kernel and constant-feature rule (StandardScaler's) as every other Gram matrix.
+    """
+    from .gram import calc_zscored_gram
+
+    X = np.asarray(X)
+    n = X.shape[1]
+    return np.stack([calc_zscored_gram(x) for x in X]) if X.shape[0] else np.zeros((0, n, n))
 
 
 def _block_raw_gram(X):
