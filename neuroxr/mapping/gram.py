@@ -13,8 +13,8 @@ done as separate NumPy passes (cast to float64, mean, centre, variance, scale), 
 cost more than the product itself.  On the CPU one compiled kernel (Numba, when installed)
 reads each float32 chunk twice while it sits in cache: the first pass gathers the
 per-feature sums (shifted by the first image, for stability), the second writes the z-scores (and, when the raw Gram is wanted, the float64 copy) into a reused
-buffer that BLAS then multiplies.  Chunks of 512 features keep a (118, 512) float64 block
-in L2.  Without Numba the same arithmetic runs as NumPy passes (about 2.5x slower).
+buffer that BLAS then multiplies.  Both the kernel and the SYRK (called through ctypes)
+release the GIL, so threads take alternate chunks and run side by side.  Without Numba the same arithmetic runs as NumPy passes (about 2.5x slower).
 With ``backend="torch:cuda"`` the chunk is moved to the GPU and z-scored and multiplied
 there.
 
@@ -30,8 +30,8 @@ import numpy as np
 __all__ = ["GramAccumulator", "calc_gram", "calc_zscored_gram", "zscore_columns", "HAVE_NUMBA",
            "DEFAULT_CHUNK"]
 
-#: features per chunk: one (n, chunk) float64 block per buffer stays in L2 at n ~ 100
-DEFAULT_CHUNK = 512
+#: features per chunk: a (118, 1024) float64 block per buffer and thread stays near L2
+DEFAULT_CHUNK = 1024
 _EPS = float(np.finfo(np.float64).eps)
 
 try:  # pragma: no branch
@@ -198,6 +198,63 @@ def _symmetrize(K):
     return K + np.triu(K, 1).T
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (affinity-aware)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class _Part:
+    """One thread's share of a CPU accumulation: its own buffers and triangles."""
+
+    def __init__(self, n, chunk, raw, zscored, ddof, kernel):
+        self.n, self.chunk, self.raw, self.zscored, self.ddof, self.kernel = n, chunk, raw, zscored, ddof, kernel
+        self.gram = np.zeros((n, n), order="F") if raw else None
+        self.gram_z = np.zeros((n, n), order="F") if zscored else None
+        self.fsum = np.zeros(n)
+        self.zbuf = np.empty((n, chunk)) if zscored else None
+        self.rbuf = np.empty((n, chunk)) if raw else None
+
+    def _buf(self, buf, c):
+        return buf[:, :c] if c == self.chunk else np.empty((self.n, c))
+
+    def add(self, x):
+        c = x.shape[1]
+        zb = self._buf(self.zbuf, c) if self.zscored else None
+        rb = self._buf(self.rbuf, c) if self.raw else None
+        if self.zscored:
+            self.kernel(x, zb, zb if rb is None else rb, self.ddof, self.raw)
+            self.gram_z = _syrk(self.gram_z, zb)
+        elif self.raw:
+            np.copyto(rb, x)
+        if self.raw:
+            self.fsum += rb.sum(axis=1)
+            self.gram = _syrk(self.gram, rb)
+        else:
+            self.fsum += x.sum(axis=1, dtype=np.float64)
+
+    def add_many(self, x, starts):
+        for s in starts:
+            self.add(x[:, s:s + self.chunk])
+        return self
+
+
+_POOL = None
+
+
+def _pool(workers):
+    global _POOL
+    from concurrent.futures import ThreadPoolExecutor
+
+    if _POOL is None or _POOL._max_workers < workers:
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nxr-gram")
+    return _POOL
+
+
 class GramAccumulator:
     """Accumulate ``gram = X X^T``, ``gram_z = Z Z^T`` and ``feature_sum`` over feature chunks.
 
@@ -211,6 +268,11 @@ class GramAccumulator:
         Delta degrees of freedom of the per-feature standard deviation (0, as scikit-learn).
     chunk : int
         Features per kernel call (a larger :meth:`add` is split).
+    n_threads : int, optional
+        Threads sharing each :meth:`add` (alternate chunks, each with its own buffers and
+        triangles, summed by :meth:`result`).  The kernel and the SYRK release the GIL, so they
+        run side by side.  ``None``: one per available core.  Use 1 inside an already parallel
+        caller (a Dask task).
     backend : {"numpy", "torch", "torch:cuda", ...}
         ``"numpy"``: the compiled kernel and BLAS SYRK on the CPU (or NumPy without Numba);
         ``"torch[:device]"``: the chunk is z-scored and multiplied with PyTorch on ``device``.
@@ -226,22 +288,20 @@ class GramAccumulator:
     """
 
     def __init__(self, n: int, *, raw: bool = True, zscored: bool = True, ddof: int = 0,
-                 chunk: int = DEFAULT_CHUNK, backend: str = "numpy", use_numba: bool | None = None):
+                 chunk: int = DEFAULT_CHUNK, n_threads: int | None = 1, backend: str = "numpy",
+                 use_numba: bool | None = None):
         if n < 1:
             raise ValueError(f"GramAccumulator: n must be >= 1, got {n}")
         if ddof >= n and zscored:
             raise ValueError(f"GramAccumulator: ddof={ddof} must be < n={n}")
         self.n, self.raw, self.zscored, self.ddof = int(n), bool(raw), bool(zscored), int(ddof)
         self.chunk = max(1, int(chunk))
+        self.n_threads = available_cores() if n_threads is None else max(1, int(n_threads))
         self.backend = backend
         self.n_features = 0
         if backend == "numpy":
-            self._kernel = _zscore_kernel if (use_numba is None and HAVE_NUMBA) or use_numba else _zscore_kernel_py
-            self._gram = np.zeros((n, n), order="F") if raw else None
-            self._gram_z = np.zeros((n, n), order="F") if zscored else None
-            self._fsum = np.zeros(n)
-            self._zbuf = np.empty((n, self.chunk))
-            self._rbuf = np.empty((n, self.chunk)) if raw else self._zbuf
+            kernel = _zscore_kernel if (use_numba is None and HAVE_NUMBA) or use_numba else _zscore_kernel_py
+            self._parts = [_Part(self.n, self.chunk, self.raw, self.zscored, self.ddof, kernel)]
         elif backend.startswith("torch"):
             import torch
 
@@ -262,26 +322,18 @@ class GramAccumulator:
         c = x.shape[1]
         if self.backend == "numpy":
             x = _as_float(np.asarray(x))
-            for s in range(0, c, self.chunk):
-                self._add_numpy(x[:, s:s + self.chunk])
+            starts = list(range(0, c, self.chunk))
+            T = min(self.n_threads, len(starts))
+            if T <= 1:
+                self._parts[0].add_many(x, starts)
+            else:
+                while len(self._parts) < T:
+                    p0 = self._parts[0]
+                    self._parts.append(_Part(p0.n, p0.chunk, p0.raw, p0.zscored, p0.ddof, p0.kernel))
+                list(_pool(T).map(lambda i: self._parts[i].add_many(x, starts[i::T]), range(T)))
         else:
             self._add_torch(x)
         self.n_features += c
-
-    def _add_numpy(self, x):
-        c = x.shape[1]
-        zb = self._zbuf[:, :c] if c == self.chunk else np.empty((self.n, c))
-        rb = zb if not self.raw else (self._rbuf[:, :c] if c == self.chunk else np.empty((self.n, c)))
-        if self.zscored:
-            self._kernel(x, zb, rb, self.ddof, self.raw)
-            self._gram_z = _syrk(self._gram_z, zb)
-        else:
-            np.copyto(rb, x)
-        if self.raw:
-            self._fsum += rb.sum(axis=1)
-            self._gram = _syrk(self._gram, rb)
-        else:
-            self._fsum += x.sum(axis=1, dtype=np.float64)
 
     def _add_torch(self, x):
         import torch
@@ -306,10 +358,10 @@ class GramAccumulator:
         out = {}
         if self.backend == "numpy":
             if self.raw:
-                out["gram"] = _symmetrize(self._gram)
+                out["gram"] = _symmetrize(sum(p.gram for p in self._parts))
             if self.zscored:
-                out["gram_z"] = _symmetrize(self._gram_z)
-            out["feature_sum"] = self._fsum.copy()
+                out["gram_z"] = _symmetrize(sum(p.gram_z for p in self._parts))
+            out["feature_sum"] = sum(p.fsum for p in self._parts).copy()
         else:
             if self.raw:
                 out["gram"] = self._gram.cpu().numpy()
@@ -320,29 +372,17 @@ class GramAccumulator:
 
 
 def _gram(X, chunk, zscore, ddof, n_threads, backend="numpy"):
-    n, p = X.shape
-    key = "gram_z" if zscore else "gram"
-    starts = list(range(0, p, chunk))
-    n_threads = max(1, min(int(n_threads or 1), len(starts) or 1))
-
-    def part(sub):
-        acc = GramAccumulator(n, raw=not zscore, zscored=zscore, ddof=ddof, chunk=chunk, backend=backend)
-        for s in sub:
-            acc.add(X[:, s:s + chunk])
-        return acc
-
-    if n_threads == 1 or backend != "numpy":
-        return part(starts).result()[key]
-    from concurrent.futures import ThreadPoolExecutor
-
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(n_threads) as ex:
-        accs = list(ex.map(part, [starts[i::n_threads] for i in range(n_threads)]))
-    return sum(a.result()[key] for a in accs)
+    acc = GramAccumulator(X.shape[0], raw=not zscore, zscored=zscore, ddof=ddof, chunk=chunk,
+                          n_threads=n_threads, backend=backend)
+    p = X.shape[1]
+    # feed the accumulator a few chunks per thread at a time (X may be a memory map or Zarr array)
+    step = acc.chunk * max(1, acc.n_threads) * 8
+    for s in range(0, p, step):
+        acc.add(X[:, s:s + step])
+    return acc.result()["gram_z" if zscore else "gram"]
 
 
-def calc_gram(X, *, chunk: int = DEFAULT_CHUNK, n_threads: int = 1, backend: str = "numpy") -> np.ndarray:
+def calc_gram(X, *, chunk: int = DEFAULT_CHUNK, n_threads: int | None = None, backend: str = "numpy") -> np.ndarray:
     """``K = X X^T`` (image, image) in float64, streaming over feature chunks.
 
     Parameters
@@ -351,16 +391,15 @@ def calc_gram(X, *, chunk: int = DEFAULT_CHUNK, n_threads: int = 1, backend: str
         Any float dtype (and anything with ``__getitem__`` on columns, e.g. a memory map).
     chunk : int
         Features per chunk: memory stays at one ``(image, chunk)`` float64 block.
-    n_threads : int
-        1 (default): one thread, BLAS uses its own threads.  More: threads on alternate chunks,
-        each with single-threaded BLAS (faster on some machines, not on this 2-core one).
+    n_threads : int, optional
+        Threads on alternate chunks (see :class:`GramAccumulator`); ``None``: one per core.
     backend : str
         ``"numpy"`` or ``"torch[:device]"`` (see :class:`GramAccumulator`).
     """
     return _gram(X, chunk, False, 0, n_threads, backend)
 
 
-def calc_zscored_gram(X, *, chunk: int = DEFAULT_CHUNK, ddof: int = 0, n_threads: int = 1,
+def calc_zscored_gram(X, *, chunk: int = DEFAULT_CHUNK, ddof: int = 0, n_threads: int | None = None,
                       backend: str = "numpy") -> np.ndarray:
     """``Z Z^T`` with ``Z`` the features z-scored per feature over images, streamed over chunks.
 

@@ -204,7 +204,7 @@ def _block_zscored_gram(X):
 
     X = np.asarray(X)
     n = X.shape[1]
-    return np.stack([calc_zscored_gram(x) for x in X]) if X.shape[0] else np.zeros((0, n, n))
+    return np.stack([calc_zscored_gram(x, n_threads=1) for x in X]) if X.shape[0] else np.zeros((0, n, n))
 
 
 def _block_raw_gram(X):
