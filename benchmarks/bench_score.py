@@ -88,7 +88,7 @@ def _warm_up_reference():
     from sklearn.preprocessing import StandardScaler
     from sklearn.random_projection import SparseRandomProjection
 
-    Xw, Yw = make_data(500, 10)
+    Xw, Yw = make_data(20_000, 10)
     Zw = StandardScaler().fit_transform(SparseRandomProjection(n_components=50, random_state=SEED).fit_transform(Xw))
     RidgeCV(alphas=[1.0], store_cv_results=True).fit(Zw, Yw)
 
@@ -100,9 +100,9 @@ def _warm_up_neuroxr(threads):
     from neuroxr.mapping.ridge import calc_zscored_gram
     from neuroxr.mapping.score import compute_scores, score_layers
 
-    Xw, Yw = make_data(500, 10)
+    Xw, Yw = make_data(20_000, 10)
     with dask.config.set(scheduler="threads", num_workers=2):
-        compute_scores(score_layers(_features_dataset(calc_zscored_gram(Xw, n_threads=threads)), _responses(Yw),
+        compute_scores(score_layers(_features_dataset(calc_zscored_gram(Xw, n_threads=threads or None)), _responses(Yw),
                                     ("ridge",)).ridge_r)
 
 
@@ -159,7 +159,7 @@ def _responses(Y):
                                 "area": ("neuron", np.array(["VISp", "VISl"])[np.arange(N) % 2])})
 
 
-def child_neuroxr(p, N, out, threads=1):
+def child_neuroxr(p, N, out, threads=0):
     import dask
 
     from neuroxr.mapping.ridge import calc_zscored_gram
@@ -171,7 +171,7 @@ def child_neuroxr(p, N, out, threads=1):
     base = rss_kb()
     c0 = cpu_s()
     t0 = time.perf_counter()
-    K = calc_zscored_gram(X, n_threads=threads)
+    K = calc_zscored_gram(X, n_threads=threads or None)
     t1 = time.perf_counter()
     with dask.config.set(scheduler="threads", num_workers=os.cpu_count() or 2):
         r = compute_scores(score_layers(_features_dataset(K), resp, ("ridge",)).ridge_r).values[0]
@@ -290,8 +290,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--p", default="1e4,1e6,3e6", help="feature counts (comma-separated)")
     ap.add_argument("--neurons", default="6619,60000", help="neuron counts (comma-separated)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="Python threads for neuroxr's Gram (1: BLAS's own threads, as the reference)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="threads for neuroxr's Gram (0: one per core, the default; the reference uses BLAS's threads)")
     ap.add_argument("--exact-max-p", type=float, default=1e6, help="largest p for the exact scikit-learn comparison")
     ap.add_argument("--reference-pearson", choices=["vectorised", "loop"], default="vectorised")
     ap.add_argument("--zoo-layers", type=int, default=10000)
