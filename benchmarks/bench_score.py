@@ -282,6 +282,23 @@ def run_child(kind, *args, timeout=3600):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def run_repeated(kind, repeat, *args):
+    """Run a timed child ``repeat`` times (fresh processes): median of the times, max of the memory."""
+    runs = [run_child(kind, *args) for _ in range(max(1, repeat))]
+    bad = [r for r in runs if "error" in r]
+    if bad:
+        return bad[0]
+    out = dict(runs[-1])
+    for k in out:
+        vals = [r[k] for r in runs]
+        if k.endswith("_kb"):
+            out[k] = max(vals)
+        elif isinstance(out[k], float):
+            out[k] = float(np.median(vals))
+    out["times"] = [r["time"] for r in runs]
+    return out
+
+
 def _fmt_mb(kb):
     return f"{kb / 1024:8.0f}"
 
@@ -292,6 +309,8 @@ def main(argv=None):
     ap.add_argument("--neurons", default="6619,60000", help="neuron counts (comma-separated)")
     ap.add_argument("--threads", type=int, default=0,
                     help="threads for neuroxr's Gram (0: one per core, the default; the reference uses BLAS's threads)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs of each timed pipeline (fresh processes; medians of time, max of memory)")
     ap.add_argument("--exact-max-p", type=float, default=1e6, help="largest p for the exact scikit-learn comparison")
     ap.add_argument("--reference-pearson", choices=["vectorised", "loop"], default="vectorised")
     ap.add_argument("--zoo-layers", type=int, default=10000)
@@ -324,9 +343,9 @@ def main(argv=None):
         for N in Ns:
             with tempfile.TemporaryDirectory(prefix="nxr_bench_") as tmp:
                 tmp = Path(tmp)
-                ref = run_child("reference", p, N, str(tmp), args.reference_pearson) \
+                ref = run_repeated("reference", args.repeat, p, N, str(tmp), args.reference_pearson) \
                     if p <= args.skip_reference_above else {"error": "skipped"}
-                nxr = run_child("neuroxr", p, N, str(tmp), args.threads)
+                nxr = run_repeated("neuroxr", args.repeat, p, N, str(tmp), args.threads)
                 dr_srp = dr_exact = float("nan")
                 if "error" not in ref and "error" not in nxr:
                     run_child("neuroxr-srp", p, N, str(tmp))
@@ -353,6 +372,7 @@ def main(argv=None):
                       f"{nxr['cpu']:7.3f} {nxr['gram_time']:7.3f} {_fmt_mb(nxr['peak_kb'])} {_fmt_mb(nxr['delta_kb']):>7} | "
                       f"{rt / nxr['time']:7.1f} {rc / nxr['cpu']:6.1f} {rd / max(nxr['delta_kb'], 1):6.1f} | "
                       f"{dr_srp:11.2e} {dr_exact:13.2e} | {nxr['gram_time'] / ideal:10.2f}", flush=True)
+    print(f"# times are medians of {args.repeat} runs each (fresh processes); memory is the largest of them")
     print("# speedup = ref s / nxr s (wall, same data); cpu x = ratio of CPU seconds (user+sys; less sensitive to")
     print("# other jobs on a shared machine); mem x = ratio of the memory each pipeline added (+MB);")
     print("# gram/ideal = neuroxr's Gram time over p*n^2 flops at the measured matmul rate (moonshot: <= 2)")
