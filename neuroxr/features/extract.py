@@ -252,7 +252,7 @@ class _Reducer:
         if precision != "float64":
             raise ValueError(f"precision must be 'float64', got {precision!r}")
         self.n, self.p, self.precision = n, p, precision
-        self._acc = GramAccumulator(n, raw=True, zscored=True)
+        self._acc = GramAccumulator(n, raw=True, zscored=True, n_threads=None)
         self.srp = None
         if srp is not None:
             self.srp = np.zeros((n, srp.k))
