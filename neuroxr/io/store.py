@@ -81,7 +81,9 @@ def hash_array(values, chunk_bytes: int = 64 << 20) -> str:
 
         if isinstance(data, da.Array):
             for block in data.rechunk({0: max(1, chunk_bytes // max(1, data[0:1].nbytes))}).blocks:
-                h.update(np.ascontiguousarray(block.compute()).tobytes())
+                # synchronous: inside a Dask worker task, compute() would wait on the cluster for
+                # a free thread (deadlock when every worker thread is hashing)
+                h.update(np.ascontiguousarray(block.compute(scheduler="synchronous")).tobytes())
             return h.hexdigest()[:16]
     except ImportError:  # pragma: no cover
         pass
