@@ -127,6 +127,11 @@ else:  # pragma: no cover
     _zscore_kernel = _zscore_kernel_py
 
 
+def _pick_kernel(use_numba):
+    """The compiled kernel unless ``use_numba`` is False (or Numba is missing)."""
+    return _zscore_kernel if (use_numba is None and HAVE_NUMBA) or use_numba else _zscore_kernel_py
+
+
 def zscore_columns(x, *, ddof: int = 0, use_numba: bool | None = None) -> np.ndarray:
     """z-score the columns of ``x`` (n, c) over rows in float64 (the kernel behind the Gram).
 
@@ -135,7 +140,7 @@ def zscore_columns(x, *, ddof: int = 0, use_numba: bool | None = None) -> np.nda
     """
     x = _as_float(np.asarray(x))
     z = np.empty(x.shape)
-    kernel = _zscore_kernel if (use_numba is None and HAVE_NUMBA) or use_numba else _zscore_kernel_py
+    kernel = _pick_kernel(use_numba)
     kernel(x, z, z, ddof, False)
     return z
 
@@ -300,7 +305,7 @@ class GramAccumulator:
         self.backend = backend
         self.n_features = 0
         if backend == "numpy":
-            kernel = _zscore_kernel if (use_numba is None and HAVE_NUMBA) or use_numba else _zscore_kernel_py
+            kernel = _pick_kernel(use_numba)
             self._parts = [_Part(self.n, self.chunk, self.raw, self.zscored, self.ddof, kernel)]
         elif backend.startswith("torch"):
             import torch
