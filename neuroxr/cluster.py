@@ -226,7 +226,152 @@ def measure_worker_peak_rss(client) -> dict:
     return client.run(_peak)
 
 
+#: seconds every worker may stay paused (memory above Dask's pause fraction, nothing executing)
+#: while results are awaited before :func:`gather` gives up with :class:`ClusterStalledError`;
+#: the environment variable ``NEUROXR_PAUSED_TIMEOUT`` overrides it
+PAUSED_TIMEOUT = 120.0
+
+
+class ClusterStalledError(NeuroxrError):
+    """Every Dask worker is paused (or gone) and nothing runs: the awaited results cannot come."""
+
+
+def _gib(n) -> str:
+    return f"{(n or 0) / 2**30:.2f} GiB"
+
+
+def _stall_reason(client) -> str | None:
+    """Why no task can run now (every worker paused with nothing executing, or no worker), else None."""
+    workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    if not workers:
+        return "the scheduler has no workers"
+    lines = []
+    for addr, w in workers.items():
+        m = w.get("metrics", {})
+        if w.get("status") != "paused" or (m.get("task_counts") or {}).get("executing", 0):
+            return None
+        lim = w.get("memory_limit") or 0
+        lines.append(f"{w.get('name', addr)} ({addr}): process memory {_gib(m.get('memory'))}"
+                     + (f" of its {_gib(lim)} limit" if lim else ""))
+    return "every worker is paused for memory: " + "; ".join(lines)
+
+
+def _progress_probe():
+    """A function to run on the scheduler: (tasks, tasks not yet done) of the graphs under keys.
+
+    Built inside a function so that cloudpickle ships it by value: a remote scheduler need
+    not have neuroxr installed.
+    """
+    def probe(dask_scheduler, keys):
+        todo = {"waiting", "queued", "processing", "no-worker", "released"}
+        seen, total, pending = set(), 0, 0
+        stack = [dask_scheduler.tasks[k] for k in keys if k in dask_scheduler.tasks]
+        while stack:
+            ts = stack.pop()
+            if id(ts) in seen:
+                continue
+            seen.add(id(ts))
+            total += 1
+            pending += ts.state in todo
+            stack.extend(ts.dependencies)
+        return total, pending
+
+    return probe
+
+
+class _TaskBar:
+    """A tqdm bar over the tasks of a submitted graph, polled from the scheduler.
+
+    The total is the graph's size at the first poll; finished tasks the scheduler has
+    already forgotten count as done.  Off if the scheduler refuses ``run_on_scheduler``.
+    """
+
+    def __init__(self, client, futs, what):
+        self.client, self.keys, self.what = client, [f.key for f in futs], what
+        self.probe, self.bar, self.total = _progress_probe(), None, 0
+
+    def update(self):
+        if self.probe is None:
+            return
+        try:
+            total, pending = self.client.run_on_scheduler(self.probe, keys=self.keys)
+        except Exception:  # pragma: no cover - e.g. a scheduler that forbids run_on_scheduler
+            self.probe = None
+            return
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.total = max(total, 1)
+            self.bar = tqdm(total=self.total, desc=self.what, unit="task", file=sys.stderr)
+        self.bar.update(max(0, self.total - pending) - self.bar.n)
+
+    def close(self, finished):
+        if self.bar is None:
+            return
+        if finished:
+            self.bar.update(self.total - self.bar.n)
+        self.bar.close()
+
+
+def gather(client, futures, *, what: str = "the computation", paused_timeout: float | None = None,
+           poll: float = 1.0, progress: bool = False):
+    """``client.gather(futures)``, but fail clearly instead of waiting forever on a stalled cluster.
+
+    Dask pauses a worker whose process memory passes its pause fraction (80 % of
+    ``--memory-limit``) and starts no task on it until the memory falls again; memory held by
+    imported libraries (torch alone is about 0.6 GiB) never falls, and with every worker paused
+    a computation waits forever with the workers idle.  While waiting, the scheduler is
+    polled; once every worker has been paused with nothing executing (or no worker has been
+    connected) for ``paused_timeout`` seconds (default :data:`PAUSED_TIMEOUT`, or
+    ``NEUROXR_PAUSED_TIMEOUT``), :class:`ClusterStalledError` names the workers, their memory
+    and limits.  The futures are cancelled; nothing already written is touched.
+
+    ``futures`` may be one future or a list; the result has the same shape.  ``progress``
+    shows a bar of the graph's tasks on stderr (the dashboard shows the same and more).
+    """
+    import time
+
+    from distributed import wait
+
+    if paused_timeout is None:
+        paused_timeout = float(os.environ.get("NEUROXR_PAUSED_TIMEOUT", PAUSED_TIMEOUT))
+    single = not isinstance(futures, (list, tuple))
+    futs = [futures] if single else list(futures)
+    bar = _TaskBar(client, futs, what) if progress else None
+    stalled_since, finished = None, False
+    try:
+        while True:
+            try:
+                wait(futs, timeout=poll)
+                finished = True
+                break
+            except TimeoutError:
+                pass
+            if bar is not None:
+                bar.update()
+            reason = _stall_reason(client)
+            if reason is None:
+                stalled_since = None
+                continue
+            now = time.monotonic()
+            stalled_since = now if stalled_since is None else stalled_since
+            if now - stalled_since >= paused_timeout:
+                client.cancel(futs)
+                raise ClusterStalledError(
+                    f"{what} on the Dask scheduler {client.scheduler.address} made no progress for "
+                    f"{paused_timeout:g} s: {reason}. Give the workers more memory (`dask worker "
+                    f"--memory-limit`, or `--memory-limit` with --workers), or restart them "
+                    f"(`Client.restart()`) to free what earlier work left resident; results already "
+                    f"written are kept")
+    finally:
+        if bar is not None:
+            bar.close(finished)
+    out = client.gather(futs)
+    return out[0] if single else out
+
+
 __all__ = [
     "get_client", "client_from_args", "current_client", "dashboard_link", "annotate_gpu", "gpu_resources",
-    "worker_resources", "parse_resources", "measure_worker_peak_rss", "GPU",
+    "worker_resources", "parse_resources", "measure_worker_peak_rss", "GPU", "gather",
+    "ClusterStalledError", "PAUSED_TIMEOUT",
 ]

@@ -58,7 +58,9 @@ class Cluster:
         _wait_for(lambda: self.file.exists() and self.file.stat().st_size > 0, 60, "the scheduler file")
         self.address = json.loads(self.file.read_text())["address"]
 
-    def start_worker(self, name, *extra, memory_limit="1.5GB"):
+    # 3 GB: a worker that has extracted features holds torch, torchvision and timm (about 0.8 GiB
+    # resident); at 1.5 GB Dask paused such workers (80 % of the limit) and nothing ran again
+    def start_worker(self, name, *extra, memory_limit="3GB"):
         wdir = self.root / f"cwd-{name}"  # workers run elsewhere: study paths must be absolute
         wdir.mkdir(exist_ok=True)
         p = self._popen(
@@ -316,3 +318,72 @@ def test_score_survives_a_killed_worker(dask_cluster, tmp_path):
     with Client(dask_cluster.address, timeout="20s") as client:
         _wait_for(lambda: len(client.scheduler_info()["workers"]) == 2, 60, "the worker restart")
         assert victim not in client.run(os.getpid).values()
+
+
+def _set_status(paused: bool):
+    def f(dask_worker):
+        from distributed.core import Status
+
+        dask_worker.status = Status.paused if paused else Status.running
+
+    return f
+
+
+@pytest.fixture
+def inproc_client():
+    """One in-process worker without a memory monitor (memory_limit=0): only we pause it."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, memory_limit=0,
+                      dashboard_address=None) as lc, Client(lc) as client:
+        yield client
+
+
+def test_all_workers_paused_is_a_clear_error_not_a_hang(inproc_client, capsys):
+    """Every worker paused for memory: gather names them and raises instead of waiting forever."""
+    import dask.array as da
+
+    client = inproc_client
+    assert cluster.gather(client, client.compute(da.ones(10, chunks=5).sum())) == 10.0  # running: fine
+    client.run(_set_status(True))
+    fut = client.compute((da.arange(10, chunks=5) * 3).sum())
+    t0 = time.monotonic()
+    with pytest.raises(cluster.ClusterStalledError) as info:
+        cluster.gather(client, fut, what="scoring m1", paused_timeout=2, poll=0.2)
+    assert 2 <= time.monotonic() - t0 < 30
+    msg = str(info.value)
+    addr = next(iter(client.scheduler_info()["workers"]))
+    assert "scoring m1" in msg and "every worker is paused for memory" in msg and addr in msg
+    assert "--memory-limit" in msg and "no progress for 2 s" in msg
+    assert fut.status == "cancelled"
+    # the environment variable sets the default wait
+    os.environ["NEUROXR_PAUSED_TIMEOUT"] = "0.5"
+    try:
+        with pytest.raises(cluster.ClusterStalledError, match="no progress for 0.5 s"):
+            cluster.gather(client, [client.submit(lambda: 1, pure=False)], poll=0.2)
+    finally:
+        del os.environ["NEUROXR_PAUSED_TIMEOUT"]
+
+
+def test_paused_workers_that_resume_finish_the_work(inproc_client, capsys):
+    """A pause shorter than the timeout (Dask spilling, memory freed) is waited out; the bar counts tasks."""
+    import threading
+
+    import dask.array as da
+
+    client = inproc_client
+    client.run(_set_status(True))
+    x = da.arange(40, chunks=4) ** 2
+    fut = client.compute(x.sum())
+
+    def resume():
+        time.sleep(2.0)
+        client.run(_set_status(False))
+
+    t = threading.Thread(target=resume)
+    t.start()
+    got = cluster.gather(client, fut, what="demo", paused_timeout=60, poll=0.2, progress=True)
+    t.join()
+    assert got == sum(i * i for i in range(40))
+    err = capsys.readouterr().err
+    assert "demo" in err and "100%" in err and "task" in err

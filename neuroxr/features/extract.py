@@ -722,13 +722,13 @@ def extract_features(study, models=None, weights="random", seed: int = 0, srp=No
     kw = dict(weights=weights, seed=seed, srp=srp, srp_seed=srp_seed, batch_size=batch_size, device=device,
               catalog=catalog, overwrite=overwrite)
     if client is not None:
-        from ..cluster import gpu_resources
+        from ..cluster import gather, gpu_resources
 
         res = gpu_resources(client)  # GPU workers (`dask worker --resources GPU=1`) take the models
         futures = [client.submit(extract_model, study, m, progress=False, pure=False, key=f"extract-{m}",
                                  resources=res, **kw)
                    for m in models]
-        return client.gather(futures)
+        return gather(client, futures, what="feature extraction")
     out = []
     for m in tqdm(models, desc="models", unit="model", disable=None if progress is None else not progress):
         out.append(extract_model(study, m, progress=progress, **kw))

@@ -761,7 +761,7 @@ def _score_part(model, ds, part, client, progress, log, pool=None):
     delayed, tmp = _write_part(ds, part)
     try:
         if pool is None:
-            _compute(delayed, client, progress)
+            _compute(delayed, client, progress, what=f"scoring {model}")
         else:
             dask.compute(delayed, scheduler="threads", pool=pool)
         _store.replace_store(tmp, part)
@@ -896,7 +896,7 @@ class _PartRunner:
         return False
 
 
-def compute_scores(obj, *, client=None, progress: bool = False):
+def compute_scores(obj, *, client=None, progress: bool = False, what: str = "scoring"):
     """Compute a lazy result of :func:`score_layers` (or any delayed write of it).
 
     Locally, BLAS is held to one thread for the whole computation: Dask runs the blocks in
@@ -905,13 +905,10 @@ def compute_scores(obj, *, client=None, progress: bool = False):
     BLAS threads themselves on the workers.
     """
     if client is not None:
-        fut = client.compute(obj)
-        if progress:
-            # distributed's TextProgressBar blocked forever on a finished graph (CI hang in
-            # test_pipeline_through_cluster_equals_local): point at the dashboard instead
-            link = getattr(client, "dashboard_link", None)
-            print(f"computing on {client.scheduler.address}" + (f"; progress: {link}" if link else ""), flush=True)
-        return fut.result()
+        from ..cluster import gather
+
+        # polls the scheduler: a task bar, and a clear error if every worker stays paused
+        return gather(client, client.compute(obj), what=what, progress=progress)
     with _ridge.single_threaded_blas():
         if progress:
             from dask.diagnostics import ProgressBar
@@ -921,8 +918,8 @@ def compute_scores(obj, *, client=None, progress: bool = False):
         return dask.compute(obj)[0]
 
 
-def _compute(delayed, client, progress):
-    return compute_scores(delayed, client=client, progress=progress)
+def _compute(delayed, client, progress, what="scoring"):
+    return compute_scores(delayed, client=client, progress=progress, what=what)
 
 
 def assemble_scores(study, settings: dict | None = None) -> Path:
