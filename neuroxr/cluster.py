@@ -233,7 +233,7 @@ PAUSED_TIMEOUT = 120.0
 
 
 class ClusterStalledError(NeuroxrError):
-    """Every Dask worker is paused (or gone) and nothing runs: the awaited results cannot come."""
+    """Every Dask worker is paused for memory and nothing runs: the awaited results cannot come."""
 
 
 def _gib(n) -> str:
@@ -241,10 +241,13 @@ def _gib(n) -> str:
 
 
 def _stall_reason(client) -> str | None:
-    """Why no task can run now (every worker paused with nothing executing, or no worker), else None."""
+    """Why no task can run now (every worker paused with nothing executing), else None.
+
+    No workers at all is not a stall: a batch system may still be starting them.
+    """
     workers = client.scheduler_info(n_workers=-1).get("workers", {})
     if not workers:
-        return "the scheduler has no workers"
+        return None
     lines = []
     for addr, w in workers.items():
         m = w.get("metrics", {})
@@ -321,8 +324,8 @@ def gather(client, futures, *, what: str = "the computation", paused_timeout: fl
     ``--memory-limit``) and starts no task on it until the memory falls again; memory held by
     imported libraries (torch alone is about 0.6 GiB) never falls, and with every worker paused
     a computation waits forever with the workers idle.  While waiting, the scheduler is
-    polled; once every worker has been paused with nothing executing (or no worker has been
-    connected) for ``paused_timeout`` seconds (default :data:`PAUSED_TIMEOUT`, or
+    polled; once every worker has been paused with nothing executing for ``paused_timeout``
+    seconds (default :data:`PAUSED_TIMEOUT`, or
     ``NEUROXR_PAUSED_TIMEOUT``), :class:`ClusterStalledError` names the workers, their memory
     and limits.  The futures are cancelled; nothing already written is touched.
 
