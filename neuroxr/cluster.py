@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from concurrent.futures import CancelledError as FutureCancelledError
 
 from .errors import NeuroxrError
 
@@ -134,9 +135,15 @@ def get_client(scheduler=None, workers=None, *, threads_per_worker=1, memory_lim
             print(f"neuroxr: Dask dashboard at {link} ({where})", file=sys.stderr)
         else:
             print(f"neuroxr: Dask {where}; no dashboard served", file=sys.stderr)
+    watchdog = _StallWatchdog(client)
     try:
         yield client
+    except FutureCancelledError as exc:
+        if watchdog.reason is None:
+            raise
+        raise ClusterStalledError(watchdog.reason) from exc
     finally:
+        watchdog.stop()
         client.close()
         if cluster is not None:
             cluster.close()
@@ -316,6 +323,74 @@ class _TaskBar:
         self.bar.close()
 
 
+class _StallWatchdog:
+    """Watches the cluster while a client from :func:`get_client` is in use.
+
+    Any computation under the client (``dask.compute``, ``.values`` of a lazy array, ...) waits
+    on the client's futures; after ``paused_timeout`` seconds of a stalled cluster (see
+    :func:`gather`) the pending ones are cancelled with the reason, so the command stops with
+    :class:`ClusterStalledError` instead of waiting forever.
+    """
+
+    def __init__(self, client, paused_timeout=None, poll=2.0):
+        import threading
+
+        self.client, self.poll, self.reason = client, poll, None
+        self.timeout = _paused_timeout(paused_timeout)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="nxr-stall-watchdog", daemon=True)
+        self._thread.start()
+
+    def _pending(self):
+        return [k for k, st in list(self.client.futures.items()) if getattr(st, "status", None) == "pending"]
+
+    def _run(self):
+        import time
+
+        from distributed import Future
+
+        since = None
+        while not self._stop.wait(self.poll):
+            try:
+                reason = _stall_reason(self.client) if self._pending() else None
+            except Exception:  # the client is closing or the scheduler is gone: not ours to judge
+                return
+            if reason is None:
+                since = None
+                continue
+            since = time.monotonic() if since is None else since
+            if time.monotonic() - since >= self.timeout:
+                keys = self._pending()
+                self.reason = (f"the computation on the Dask scheduler {self.client.scheduler.address} made no "
+                               f"progress for {self.timeout:g} s: {reason}. {_STALL_ADVICE}")
+                try:
+                    self.client.cancel([Future(k, self.client) for k in keys], msg=self.reason)
+                except Exception:  # pragma: no cover
+                    pass
+                return
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+_STALL_ADVICE = ("Give the workers more memory (`dask worker --memory-limit`, or `--memory-limit` with "
+                 "--workers), or restart them (`Client.restart()`) to free what earlier work left resident; "
+                 "results already written are kept")
+
+
+def _paused_timeout(value=None) -> float:
+    if value is not None:
+        return float(value)
+    raw = os.environ.get("NEUROXR_PAUSED_TIMEOUT")
+    if raw is None:
+        return PAUSED_TIMEOUT
+    try:
+        return float(raw)
+    except ValueError:
+        raise NeuroxrError(f"environment variable NEUROXR_PAUSED_TIMEOUT={raw!r} is not a number of seconds") from None
+
+
 def gather(client, futures, *, what: str = "the computation", paused_timeout: float | None = None,
            poll: float = 1.0, progress: bool = False):
     """``client.gather(futures)``, but fail clearly instead of waiting forever on a stalled cluster.
@@ -336,8 +411,7 @@ def gather(client, futures, *, what: str = "the computation", paused_timeout: fl
 
     from distributed import wait
 
-    if paused_timeout is None:
-        paused_timeout = float(os.environ.get("NEUROXR_PAUSED_TIMEOUT", PAUSED_TIMEOUT))
+    paused_timeout = _paused_timeout(paused_timeout)
     single = not isinstance(futures, (list, tuple))
     futs = [futures] if single else list(futures)
     bar = _TaskBar(client, futs, what) if progress else None
@@ -362,10 +436,7 @@ def gather(client, futures, *, what: str = "the computation", paused_timeout: fl
                 client.cancel(futs)
                 raise ClusterStalledError(
                     f"{what} on the Dask scheduler {client.scheduler.address} made no progress for "
-                    f"{paused_timeout:g} s: {reason}. Give the workers more memory (`dask worker "
-                    f"--memory-limit`, or `--memory-limit` with --workers), or restart them "
-                    f"(`Client.restart()`) to free what earlier work left resident; results already "
-                    f"written are kept")
+                    f"{paused_timeout:g} s: {reason}. {_STALL_ADVICE}")
     finally:
         if bar is not None:
             bar.close(finished)

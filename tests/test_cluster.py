@@ -387,3 +387,27 @@ def test_paused_workers_that_resume_finish_the_work(inproc_client, capsys):
     assert got == sum(i * i for i in range(40))
     err = capsys.readouterr().err
     assert "demo" in err and "100%" in err and "task" in err
+
+
+def test_any_computation_under_get_client_stops_on_a_paused_cluster(monkeypatch):
+    """Not only score/extract: a plain dask.compute inside get_client raises ClusterStalledError."""
+    import dask.array as da
+    from distributed import LocalCluster
+
+    monkeypatch.setenv("NEUROXR_PAUSED_TIMEOUT", "1")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, memory_limit=0,
+                      dashboard_address=None) as lc:
+        with cluster.get_client(scheduler=lc.scheduler_address, quiet=True):
+            assert int(da.arange(10, chunks=5).sum().compute()) == 45  # running workers: untouched
+        t0 = time.monotonic()
+        with pytest.raises(cluster.ClusterStalledError) as info:
+            with cluster.get_client(scheduler=lc.scheduler_address, quiet=True) as client:
+                client.run(_set_status(True))
+                (da.arange(10, chunks=5) * 3).sum().compute()
+        assert time.monotonic() - t0 < 30
+        msg = str(info.value)
+        assert "every worker is paused for memory" in msg and "no progress for 1 s" in msg
+        assert lc.scheduler_address in msg
+    monkeypatch.setenv("NEUROXR_PAUSED_TIMEOUT", "soon")
+    with pytest.raises(NeuroxrError, match="NEUROXR_PAUSED_TIMEOUT='soon'"):
+        cluster._paused_timeout()
