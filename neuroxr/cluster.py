@@ -266,6 +266,32 @@ def _stall_reason(client) -> str | None:
     return "every worker is paused for memory: " + "; ".join(lines)
 
 
+class _StallClock:
+    """How long the cluster has been stalled (:func:`_stall_reason`), across polls.
+
+    :meth:`expired` returns the reason once the stall has lasted ``timeout`` seconds, else None;
+    any poll that finds the cluster working (or nothing awaited) starts the clock again.
+    """
+
+    def __init__(self, timeout=None):
+        self.timeout, self.since = _paused_timeout(timeout), None
+
+    def expired(self, client, awaiting: bool = True) -> str | None:
+        import time
+
+        reason = _stall_reason(client) if awaiting else None
+        if reason is None:
+            self.since = None
+            return None
+        now = time.monotonic()
+        self.since = now if self.since is None else self.since
+        return reason if now - self.since >= self.timeout else None
+
+    def message(self, what, client, reason) -> str:
+        return (f"{what} on the Dask scheduler {client.scheduler.address} made no progress for "
+                f"{self.timeout:g} s: {reason}. {_STALL_ADVICE}")
+
+
 def _progress_probe():
     """A function to run on the scheduler: (tasks, tasks not yet done) of the graphs under keys.
 
@@ -336,7 +362,7 @@ class _StallWatchdog:
         import threading
 
         self.client, self.poll, self.reason = client, poll, None
-        self.timeout = _paused_timeout(paused_timeout)
+        self.clock = _StallClock(paused_timeout)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="nxr-stall-watchdog", daemon=True)
         self._thread.start()
@@ -345,29 +371,21 @@ class _StallWatchdog:
         return [k for k, st in list(self.client.futures.items()) if getattr(st, "status", None) == "pending"]
 
     def _run(self):
-        import time
-
         from distributed import Future
 
-        since = None
         while not self._stop.wait(self.poll):
             try:
-                reason = _stall_reason(self.client) if self._pending() else None
+                reason = self.clock.expired(self.client, awaiting=bool(self._pending()))
             except Exception:  # the client is closing or the scheduler is gone: not ours to judge
                 return
             if reason is None:
-                since = None
                 continue
-            since = time.monotonic() if since is None else since
-            if time.monotonic() - since >= self.timeout:
-                keys = self._pending()
-                self.reason = (f"the computation on the Dask scheduler {self.client.scheduler.address} made no "
-                               f"progress for {self.timeout:g} s: {reason}. {_STALL_ADVICE}")
-                try:
-                    self.client.cancel([Future(k, self.client) for k in keys], msg=self.reason)
-                except Exception:  # pragma: no cover
-                    pass
-                return
+            self.reason = self.clock.message("the computation", self.client, reason)
+            try:
+                self.client.cancel([Future(k, self.client) for k in self._pending()], msg=self.reason)
+            except Exception:  # pragma: no cover
+                pass
+            return
 
     def stop(self):
         self._stop.set()
@@ -400,22 +418,19 @@ def gather(client, futures, *, what: str = "the computation", paused_timeout: fl
     imported libraries (torch alone is about 0.6 GiB) never falls, and with every worker paused
     a computation waits forever with the workers idle.  While waiting, the scheduler is
     polled; once every worker has been paused with nothing executing for ``paused_timeout``
-    seconds (default :data:`PAUSED_TIMEOUT`, or
-    ``NEUROXR_PAUSED_TIMEOUT``), :class:`ClusterStalledError` names the workers, their memory
-    and limits.  The futures are cancelled; nothing already written is touched.
+    seconds (default :data:`PAUSED_TIMEOUT`, or ``NEUROXR_PAUSED_TIMEOUT``),
+    :class:`ClusterStalledError` names the workers, their memory and limits.  The futures are cancelled; nothing already written is touched.
 
     ``futures`` may be one future or a list; the result has the same shape.  ``progress``
     shows a bar of the graph's tasks on stderr (the dashboard shows the same and more).
     """
-    import time
-
     from distributed import wait
 
-    paused_timeout = _paused_timeout(paused_timeout)
+    clock = _StallClock(paused_timeout)
     single = not isinstance(futures, (list, tuple))
     futs = [futures] if single else list(futures)
     bar = _TaskBar(client, futs, what) if progress else None
-    stalled_since, finished = None, False
+    finished = False
     try:
         while True:
             try:
@@ -426,17 +441,10 @@ def gather(client, futures, *, what: str = "the computation", paused_timeout: fl
                 pass
             if bar is not None:
                 bar.update()
-            reason = _stall_reason(client)
-            if reason is None:
-                stalled_since = None
-                continue
-            now = time.monotonic()
-            stalled_since = now if stalled_since is None else stalled_since
-            if now - stalled_since >= paused_timeout:
+            reason = clock.expired(client)
+            if reason is not None:
                 client.cancel(futs)
-                raise ClusterStalledError(
-                    f"{what} on the Dask scheduler {client.scheduler.address} made no progress for "
-                    f"{paused_timeout:g} s: {reason}. {_STALL_ADVICE}")
+                raise ClusterStalledError(clock.message(what, client, reason))
     finally:
         if bar is not None:
             bar.close(finished)
