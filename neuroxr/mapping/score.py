@@ -780,37 +780,6 @@ def _local_threads() -> bool:
     return sched is None or sched is dask.threaded.get
 
 
-class _ModelProgress:
-    """A progress bar over the models (Dask's own bar is per computation)."""
-
-    def __init__(self, total, width=40):
-        import time
-
-        self.total, self.width, self.done = max(1, int(total)), width, 0
-        self._lock, self._time, self._t0 = threading.Lock(), time.perf_counter, time.perf_counter()
-        self._draw()
-
-    def _draw(self):
-        import sys
-
-        frac = min(1.0, self.done / self.total)
-        bar = "#" * int(round(self.width * frac))
-        sys.stdout.write(f"\r[{bar:<{self.width}}] | {100 * frac:3.0f}% Completed | "
-                         f"{self._time() - self._t0:5.1f}s")
-        sys.stdout.flush()
-
-    def update(self, n=1):
-        with self._lock:
-            self.done += n
-            self._draw()
-
-    def close(self):
-        import sys
-
-        sys.stdout.write("\n")
-        sys.stdout.flush()
-
-
 class _PartRunner:
     """Score and write the models' parts as :func:`score_study` hands them over.
 
@@ -829,7 +798,7 @@ class _PartRunner:
         self.pipelined = client is None and n_models > 1 and _local_threads()
         self.futures = []
         self.stop = threading.Event()
-        self.bar = None
+        self.bar, self._bar_lock = None, threading.Lock()
         # models handed over but not finished: the caller sets up at most this many ahead
         self.slots = threading.BoundedSemaphore(2 * MODELS_IN_FLIGHT)
 
@@ -845,12 +814,19 @@ class _PartRunner:
             self.pool = ThreadPoolExecutor(n_workers, thread_name_prefix="nxr-score")
             self.drivers = ThreadPoolExecutor(MODELS_IN_FLIGHT, thread_name_prefix="nxr-model")
             if self.progress:
-                self.bar = _ModelProgress(self.n_models)
+                from tqdm.auto import tqdm
+
+                # Dask's own bar is per computation: this one counts models
+                self.bar = tqdm(total=self.n_models, desc="scoring", unit="model")
         return self
 
     def skipped(self):
+        self._tick()
+
+    def _tick(self):
         if self.bar is not None:
-            self.bar.update()
+            with self._bar_lock:  # the drivers and the caller update it
+                self.bar.update()
 
     def submit(self, model, ds, part):
         if not self.pipelined:
@@ -868,8 +844,7 @@ class _PartRunner:
             if self.stop.is_set():
                 return
             _score_part(model, ds, part, None, False, self.log, pool=self.pool)
-            if self.bar is not None:
-                self.bar.update()
+            self._tick()
         finally:
             self.slots.release()
 
