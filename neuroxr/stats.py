@@ -25,6 +25,7 @@ from scipy import stats as _st
 
 from . import schema as S
 from .errors import NeuroxrError
+from .runtime import quiet_warnings
 
 #: score variables of ``scores.zarr`` and the metric names used in tables and figures
 METRIC_VARS = {"ridge": "ridge_r", "srp-ridge": "srp_ridge_r", "pls": "pls_r", "rsa": S.RSA_R}
@@ -240,13 +241,13 @@ def rank_models(scores: xr.Dataset, metrics=None, *, n_boot: int = 1000, seed: i
                                                n_boot, rng)
                 rows.append({**base, by: grp, "score": col[k], "best_layer": names[k], "relative_depth": rel[k],
                              "ci_low": lo, "ci_high": hi, "n": int(fulln[idx, j].max())})
-            with _quiet():
+            with quiet_warnings(RuntimeWarning):
                 mean = np.nanmean(vals, axis=1)
             if np.isfinite(mean).any():
                 k = int(np.nanargmax(mean))
                 lo = hi = np.nan
                 if n_boot:  # resample groups (columns) with replacement
-                    with _quiet():
+                    with quiet_warnings(RuntimeWarning):
                         samples = np.nanmax(np.nanmean(vals[:, boot_idx], axis=2), axis=0)
                     all_boot[(model, weights, metric)] = samples
                     lo, hi = _percentile_ci(samples)
@@ -320,18 +321,6 @@ def rsa_areas(scores: xr.Dataset) -> list[str]:
     raise NeuroxrError(f"scores.zarr: {S.RSA_R!r} has no area labels (coordinate 'area_name' (area)); rescore")
 
 
-class _quiet:
-    """Silence numpy's 'mean of empty slice' warnings inside a block."""
-
-    def __enter__(self):
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        self._w.__exit__(*exc)
 
 
 def _neuron_bootstrap(cache, neuron_vars, neuron_groups, metric, grp, layers, n_boot, rng):

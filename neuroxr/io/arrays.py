@@ -33,6 +33,7 @@ import xarray as xr
 
 from .. import schema as S
 from ..errors import MissingDataError, NeuroxrError, StoreExistsError
+from ..runtime import quiet_warnings
 from ..schema import SchemaError
 from . import store as _store
 
@@ -516,7 +517,7 @@ def build_responses_dataset(
 
             mean = da.nanmean(trials, axis=2)
         else:
-            with np.errstate(all="ignore"), _quiet():
+            with np.errstate(all="ignore"), quiet_warnings(RuntimeWarning):
                 mean = np.nanmean(trials, axis=2)
         empty_src = f"{source} (trials)" if source else "trials"
         if not _is_dask(mean):
@@ -552,16 +553,6 @@ def build_responses_dataset(
     return ds
 
 
-class _quiet:
-    def __enter__(self):
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *a):
-        return self._w.__exit__(*a)
 
 
 def build_stimuli_dataset(pixels, image_ids=None, source=None, attrs: dict | None = None) -> xr.Dataset:

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import threading
 import uuid
 import warnings
 from pathlib import Path
@@ -23,10 +22,8 @@ import numpy as np
 import xarray as xr
 
 from ..errors import MissingDataError, NeuroxrError, SettingsMismatchError, StoreExistsError
+from ..runtime import WARNINGS_LOCK
 
-#: held around ``warnings.catch_warnings`` (which swaps the process-wide filters: two threads
-#: doing it at once can restore each other's state and leak warnings)
-WARNINGS_LOCK = threading.RLock()
 
 #: Zarr 3 codecs used for every array: zstd compression and a crc32c checksum per chunk,
 #: so a corrupted chunk fails loudly instead of being read.

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..runtime import available_cores, thread_pool
+
 __all__ = ["GramAccumulator", "calc_gram", "calc_zscored_gram", "zscore_columns", "HAVE_NUMBA",
            "DEFAULT_CHUNK"]
 
@@ -203,16 +205,6 @@ def _symmetrize(K):
     return K + np.triu(K, 1).T
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (affinity-aware)."""
-    import os
-
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 class _Part:
     """One thread's share of a CPU accumulation: its own buffers and triangles."""
 
@@ -246,18 +238,6 @@ class _Part:
         for s in starts:
             self.add(x[:, s:s + self.chunk])
         return self
-
-
-_POOL = None
-
-
-def _pool(workers):
-    global _POOL
-    from concurrent.futures import ThreadPoolExecutor
-
-    if _POOL is None or _POOL._max_workers < workers:
-        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nxr-gram")
-    return _POOL
 
 
 class GramAccumulator:
@@ -335,7 +315,7 @@ class GramAccumulator:
                 while len(self._parts) < T:
                     p0 = self._parts[0]
                     self._parts.append(_Part(p0.n, p0.chunk, p0.raw, p0.zscored, p0.ddof, p0.kernel))
-                list(_pool(T).map(lambda i: self._parts[i].add_many(x, starts[i::T]), range(T)))
+                list(thread_pool("gram", T).map(lambda i: self._parts[i].add_many(x, starts[i::T]), range(T)))
         else:
             self._add_torch(x)
         self.n_features += c

@@ -57,43 +57,6 @@ CONSTANT_COLUMN_RTOL = 1e-12
 
 
 # --- BLAS threads -----------------------------------------------------------------------------
-import contextlib as _contextlib
-import threading as _threading
-
-_BLAS_LOCK = _threading.Lock()
-_BLAS_DEPTH = 0
-_BLAS_LIMITER = None
-
-
-@_contextlib.contextmanager
-def single_threaded_blas():
-    """Run the enclosed small matrix work with single-threaded BLAS, safely from many threads.
-
-    n x n problems (n ~ 100) are far faster on one BLAS thread: a multi-threaded BLAS spends
-    its time synchronising, badly so on a busy machine (an eigendecomposition of 117 x 117 took
-    1 s instead of 2 ms here).  Parallelism comes from Dask running blocks side by side.
-    The first thread to enter sets the limit and the last to leave restores it.
-    """
-    global _BLAS_DEPTH, _BLAS_LIMITER
-    with _BLAS_LOCK:
-        if _BLAS_DEPTH == 0:
-            try:
-                from threadpoolctl import threadpool_limits
-
-                _BLAS_LIMITER = threadpool_limits(1, user_api="blas")
-            except Exception:  # pragma: no cover - threadpoolctl missing or unsupported BLAS
-                _BLAS_LIMITER = None
-        _BLAS_DEPTH += 1
-    try:
-        yield
-    finally:
-        with _BLAS_LOCK:
-            _BLAS_DEPTH -= 1
-            if _BLAS_DEPTH == 0 and _BLAS_LIMITER is not None:
-                _BLAS_LIMITER.restore_original_limits()
-                _BLAS_LIMITER = None
-
-
 # --- backends ---------------------------------------------------------------------------------
 class _NumpyBackend:
     name = "numpy"

@@ -57,6 +57,7 @@ import xarray as xr
 from .. import schema as S
 from ..errors import MissingDataError, NeuroxrError, SettingsMismatchError
 from ..io import store as _store
+from ..runtime import WARNINGS_LOCK, single_threaded_blas
 from . import ridge as _ridge
 
 __all__ = [
@@ -81,7 +82,7 @@ DEFAULT_LAYER_CHUNK = 8
 #: stored chunks of scores.zarr and of the parts
 _SCORES_CHUNKS = {S.LAYER: 256, S.NEURON: 8192}
 #: held around ``warnings.catch_warnings`` when models are set up and written from several threads
-_WARNINGS_LOCK = _store.WARNINGS_LOCK
+_WARNINGS_LOCK = WARNINGS_LOCK
 #: temporary part stores of this process left by an interrupted run
 _OWN_TMPS: set = set()
 #: below this prediction/response variance ratio, Pearson r is recomputed from centred predictions
@@ -110,7 +111,7 @@ def _block_operators_impl(K, alphas, backend="numpy"):
 
 
 def _block_operators(K, alphas, backend="numpy"):
-    with _ridge.single_threaded_blas():
+    with single_threaded_blas():
         return _block_operators_impl(K, alphas, backend)
 
 
@@ -190,7 +191,7 @@ def _block_loo_scores_impl(R, Y, n_out, col_block=None):
 
 
 def _block_loo_scores(R, Y, n_out):
-    with _ridge.single_threaded_blas():
+    with single_threaded_blas():
         return _block_loo_scores_impl(R, Y, n_out)
 
 
@@ -808,7 +809,7 @@ class _PartRunner:
 
             from dask.system import CPU_COUNT
 
-            self._blas = _ridge.single_threaded_blas()
+            self._blas = single_threaded_blas()
             self._blas.__enter__()
             n_workers = int(dask.config.get("num_workers", None) or CPU_COUNT or 1)
             self.pool = ThreadPoolExecutor(n_workers, thread_name_prefix="nxr-score")
@@ -884,7 +885,7 @@ def compute_scores(obj, *, client=None, progress: bool = False, what: str = "sco
 
         # polls the scheduler: a task bar, and a clear error if every worker stays paused
         return gather(client, client.compute(obj), what=what, progress=progress)
-    with _ridge.single_threaded_blas():
+    with single_threaded_blas():
         if progress:
             from dask.diagnostics import ProgressBar
 
