@@ -1,0 +1,71 @@
+"""The package as a user installs it: the wheel carries the catalogs, and the CLI behaves in a pipe."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CATALOGS = ("models.csv", "taskonomy.csv")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(out)], check=True, cwd=out, capture_output=True, timeout=300)
+    (whl,) = out.glob("neuroxr-*.whl")
+    return whl
+
+
+def test_wheel_carries_the_catalogs_as_files(wheel):
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        for name in CATALOGS:
+            member = f"neuroxr/data/catalogs/{name}"
+            assert member in names, sorted(n for n in names if "catalog" in n)
+            data = z.read(member)
+            assert data == (REPO / "catalogs" / name).read_bytes()  # the real file, not a link
+            text = data.decode()
+            rows = list(csv.DictReader(io.StringIO("".join(l for l in text.splitlines(True) if not l.startswith("#")))))
+            assert len(rows) > 20 and "model" in rows[0]
+
+
+def test_checkout_catalogs_path_is_the_package_data():
+    assert (REPO / "catalogs" / "models.csv").samefile(REPO / "neuroxr" / "data" / "catalogs" / "models.csv")
+
+
+def test_installed_wheel_lists_models_outside_the_checkout(wheel, tmp_path):
+    """The wheel unpacked on its own (no checkout on the path) finds its catalogs."""
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(site)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NEUROXR_CATALOGS")}
+    env["PYTHONPATH"] = str(site)
+    code = ("import neuroxr, neuroxr.catalogs as c; from neuroxr.features.zoo import list_models; "
+            "print(neuroxr.__file__); print(c.find_catalog_dir()); print(len(list_models()))")
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120, check=True)
+    mod, cat_dir, n = res.stdout.split()
+    assert Path(mod).is_relative_to(site) and Path(cat_dir).is_relative_to(site)
+    assert int(n) == sum(1 for _ in open(REPO / "catalogs" / "models.csv") if not _.startswith("#")) - 1 + 24
+
+
+def test_models_into_a_closed_pipe_ends_quietly(tmp_path):
+    """`neuroxr models | head`: the reader leaves before the table is written; no BrokenPipeError traceback."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    r, w = os.pipe()
+    os.close(r)  # nobody reads: every write to the pipe fails with EPIPE
+    try:
+        res = subprocess.run([sys.executable, "-m", "neuroxr", "models"], stdout=w, stderr=subprocess.PIPE,
+                             cwd=tmp_path, env=env, text=True, timeout=120)
+    finally:
+        os.close(w)
+    assert "Traceback" not in res.stderr and "BrokenPipeError" not in res.stderr, res.stderr
+    assert res.returncode == 0
