@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -15,10 +16,27 @@ REPO = Path(__file__).resolve().parents[1]
 CATALOGS = ("models.csv", "taskonomy.csv")
 
 
+def _copy_checkout(dst: Path) -> Path:
+    """The checkout's files (tracked, and new ones git does not ignore) without build leftovers."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                           check=True, capture_output=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        src, out = REPO / rel, dst / rel
+        if not (src.exists() or src.is_symlink()):
+            continue  # deleted in the work tree
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            out.symlink_to(os.readlink(src))
+        else:
+            shutil.copy2(src, out)
+    return dst
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    src = _copy_checkout(tmp_path_factory.mktemp("src"))
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q",
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(out)], check=True, cwd=out, capture_output=True, timeout=300)
     (whl,) = out.glob("neuroxr-*.whl")
     return whl
@@ -27,6 +45,7 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_carries_the_catalogs_as_files(wheel):
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
+        assert "neuroxr/features/extract.py" in names and not any(n.startswith("tests/") for n in names)
         for name in CATALOGS:
             member = f"neuroxr/data/catalogs/{name}"
             assert member in names, sorted(n for n in names if "catalog" in n)
