@@ -1,11 +1,15 @@
-"""The domain study (Prasad et al. 2022): ``naturalness``, ``make-domains``, ``train-ssl``, ``domains``."""
+"""The domain study (Prasad et al. 2022): ``naturalness``, ``make-domains``, ``train-ssl``, ``domains``.
+
+The handlers import the domain modules (scipy, scikit-image, torch, lightly) when they run, so
+that building the parser (every ``neuroxr`` command) does not.
+"""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
 from ._common import add_overwrite_arg
-from ._features import plural
+from ._features import CommandLineError, plural
 
 
 def register(sub) -> None:
@@ -97,13 +101,12 @@ def register(sub) -> None:
 
 def _naturalness(args) -> int:
     from ..domains.naturalness import summarize_naturalness
+    from ..domains.plots import plot_naturalness
 
     table, slopes = summarize_naturalness(args.domains, n_samples=args.n_samples, crop=args.crop, fit=args.fit,
                                           seed=args.seed, return_slopes=True)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     if args.out:
-        from ..domains.plots import plot_naturalness
-
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(out, index=False)
@@ -139,7 +142,7 @@ def _domains(args) -> int:
     from ..domains.compare import compare_domains
 
     if len(args.models) < 2:
-        raise ValueError("give at least two networks: --model alexnet-simclr@CKPT_A --model alexnet-simclr@CKPT_B")
+        raise CommandLineError("give at least two networks: --model alexnet-simclr@CKPT_A --model alexnet-simclr@CKPT_B")
     kw = {}
     if args.layers:
         kw["layers"] = tuple(args.layers)

@@ -6,12 +6,14 @@ import sys
 
 import pandas as pd
 
+from ..cluster import client_from_args
 from ..errors import NeuroxrError
+from ..features.zoo import list_models
 from ._common import add_cluster_args, add_overwrite_arg
 
 
 class CommandLineError(NeuroxrError, ValueError):
-    """Options of ``neuroxr extract`` that do not go together."""
+    """Command-line options that do not go together."""
 
 
 def plural(n: int, word: str) -> str:
@@ -29,8 +31,6 @@ def _print_to_pipe(text: str) -> None:
 
 
 def _models(args):
-    from ..features.zoo import list_models
-
     df = list_models(family=args.family, source=args.source, catalog=args.catalog)
     cols = [c for c in ("model", "family", "source", "input_size", "params", "top1", "cluster") if c in df]
     with pd.option_context("display.max_rows", None, "display.width", 200):
@@ -40,8 +40,7 @@ def _models(args):
 
 
 def _extract(args):
-    from ..cluster import client_from_args
-    from ..features.extract import extract_features, import_features
+    from ..features.extract import extract_features, import_features  # torch
 
     if args.features:
         if not args.model or len(args.model) != 1:
