@@ -113,7 +113,7 @@ def run_domains_pipeline(config: dict, study=None, progress: bool = True) -> dic
     _unknown(cmp_cfg, _COMPARE_KEYS, "compare")
     report = compare_domains(study, checkpoints, naturalness=nat, progress=progress, **cmp_cfg)
     files.update(report["files"])
-    if "index" in report["files"]:  # now with the naturalness figure written above
+    if "index" in report["files"]:  # the index again, with the naturalness figure written above
         files["index"] = write_domains_index(report["out"], files, summary=report["summary"], svm=report["svm"],
                                              mannwhitney=report["mannwhitney"], networks=report["networks"])
         report["index"] = files["index"]
