@@ -88,3 +88,16 @@ def test_models_into_a_closed_pipe_ends_quietly(tmp_path):
         os.close(w)
     assert "Traceback" not in res.stderr and "BrokenPipeError" not in res.stderr, res.stderr
     assert res.returncode == 0
+
+
+def test_every_option_of_the_features_and_domains_commands_has_help():
+    import argparse
+
+    from neuroxr.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    shared = {"--threads-per-worker"}  # the cluster options of cli/_common.py
+    for name in ("models", "extract", "naturalness", "make-domains", "train-ssl", "domains"):
+        bare = [a.option_strings or a.dest for a in sub.choices[name]._actions
+                if not a.help and not set(a.option_strings) & shared]
+        assert not bare, (name, bare)

@@ -32,9 +32,14 @@ def _print_to_pipe(text: str) -> None:
 
 def _models(args):
     df = list_models(family=args.family, source=args.source, catalog=args.catalog)
-    cols = [c for c in ("model", "family", "source", "input_size", "params", "top1", "cluster") if c in df]
+    cols = [c for c in ("model", "family", "source", "input_size", "resize_size", "params", "top1", "cluster")
+            if c in df]
+    table = df[cols].astype(object)
+    for c in ("input_size", "resize_size", "params"):  # whole numbers, blank where a row has none
+        if c in table:
+            table[c] = [int(v) if pd.notna(v) else "" for v in df[c]]
     with pd.option_context("display.max_rows", None, "display.width", 200):
-        _print_to_pipe(df[cols].astype(object).fillna("").to_string(index=False))
+        _print_to_pipe(table.fillna("").to_string(index=False))
     print(plural(len(df), "model"), file=sys.stderr)
     return 0
 
