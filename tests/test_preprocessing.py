@@ -122,7 +122,7 @@ def test_timm_rows_with_the_built_models_config(row, stimuli):
     model = timm.create_model(row["constructor"], pretrained=False)
     t = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))
     px = stimuli["portrait"]
-    ref = torch.stack([t(_as_rgb_tensor(im / 255.0)) for im in px])
+    ref = _clip_to_pixel_range(torch.stack([t(_as_rgb_tensor(im / 255.0)) for im in px]), t, row)
     np.testing.assert_allclose(preprocess_images(_loaded(row), px, 255.0, device="cpu").numpy(), ref.numpy(),
                                rtol=0, atol=1e-5)
 
