@@ -13,6 +13,14 @@ from ._features import CommandLineError, plural
 
 
 def register(sub) -> None:
+    """Add ``naturalness``, ``make-domains``, ``train-ssl`` and ``domains`` to the subcommands."""
+    _register_naturalness(sub)
+    _register_make_domains(sub)
+    _register_train_ssl(sub)
+    _register_domains(sub)
+
+
+def _register_naturalness(sub) -> None:
     p = sub.add_parser(
         "naturalness", help="spectral slope and naturalness of image domains (folders of images)",
         description="Fit the radially averaged Fourier power spectrum of each domain's images (centre crop, "
@@ -30,6 +38,8 @@ def register(sub) -> None:
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(func=_naturalness)
 
+
+def _register_make_domains(sub) -> None:
     p = sub.add_parser(
         "make-domains", help="write synthetic image domains (1/f^p spectra, line drawings) as image folders",
         description="Write synthetic domains as folders of PNG files: spectral-p1, spectral-p2, spectral-p3 "
@@ -42,6 +52,8 @@ def register(sub) -> None:
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(func=_make_domains)
 
+
+def _register_train_ssl(sub) -> None:
     p = sub.add_parser(
         "train-ssl", help="train a SimCLR AlexNet on one image domain (lightly; CPU or GPU)",
         description="SimCLR (NT-Xent at temperature 0.1, 2-layer projection head to 128, LARS lr 4.8 momentum "
@@ -66,6 +78,8 @@ def register(sub) -> None:
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(func=_train_ssl)
 
+
+def _register_domains(sub) -> None:
     p = sub.add_parser(
         "domains", help="compare networks trained on different image domains against a study's neurons",
         description="For each network (--model alexnet-simclr@CKPT): PLS consistency of conv1-conv5 (after ReLU) "
