@@ -14,6 +14,11 @@ import traceback
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import torch
+
+from neuroxr.features.extract import reduce_model
+from neuroxr.features.zoo import list_models, load_model
 
 
 def _stimuli(n):
@@ -26,18 +31,11 @@ def _stimuli(n):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=4)
-    ap.add_argument("--family", default=None)
-    ap.add_argument("--source", default=None)
+    ap.add_argument("--images", type=int, default=4, help="stimuli per model (default 4)")
+    ap.add_argument("--family", default=None, help="only the models of this family")
+    ap.add_argument("--source", default=None, help="only the models of this source (torchvision, timm, ...)")
     ap.add_argument("--out", default=None, help="write the per-row results as CSV")
     args = ap.parse_args(argv)
-
-    import pandas as pd
-    import torch
-
-    from neuroxr.features.extract import reduce_model
-    from neuroxr.features.zoo import list_models, load_model
-
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     px = _stimuli(args.images)
     cat = list_models(family=args.family, source=args.source)
@@ -58,9 +56,7 @@ def main(argv=None):
         rows.append({"model": name, "family": cat["family"][i], "ok": ok, "layers": nl, "seconds": round(dt, 1),
                      "error": err})
         print(f"[{i + 1}/{len(cat)}] {name:32s} {'ok  ' if ok else 'FAIL'} layers={nl:4d} {dt:6.1f}s {err}", flush=True)
-        del_vars = [v for v in ("lm", "ds") if v in locals()]
-        for v in del_vars:
-            del locals()[v]
+        lm = ds = None  # free the model before the next row
     df = pd.DataFrame(rows)
     if args.out:
         df.to_csv(args.out, index=False)

@@ -17,10 +17,10 @@ from neuroxr.cli import main
 from neuroxr.domains.compare import (
     calc_activation_distances,
     calc_activation_norms,
+    calc_domain_differences as run_mannwhitney,
     calc_domain_predictivity,
     classify_domains,
     parse_model_spec,
-    test_domain_differences as run_mannwhitney,
 )
 from neuroxr.domains.simclr import train_simclr
 from neuroxr.domains.synthetic import make_synthetic_domains
@@ -206,7 +206,7 @@ def test_pipeline_config_parses_and_names_known_sections():
 @pytest.mark.slow
 def test_run_domains_pipeline_tiny(tmp_path):
     pytest.importorskip("neuroxr.io.simulate")
-    from neuroxr.domains.compare import run_domains_pipeline
+    from neuroxr.domains.pipeline import run_domains_pipeline
 
     cfg = {
         "pipeline": {"kind": "prasad2022", "study": str(tmp_path / "st")},

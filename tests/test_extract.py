@@ -54,7 +54,7 @@ def _study(tmp_path, images):
 
 def test_resnet18_small_matches_brute_force(visp_images):
     lm = load_model("resnet18", device="cpu")
-    lm.input_size = 64  # small inputs keep CI fast; the slow test runs 224 px on all 118 images
+    lm.input_size, lm.resize_size = 64, 0  # small inputs keep CI fast; the slow test runs 224 px on all 118 images
     px = visp_images[:10]
     ref = list(iter_layer_activations(lm, px, batch_size=4))
     ds = reduce_model(lm, px, batch_size=4, progress=False)
@@ -72,7 +72,7 @@ def test_resnet18_small_matches_brute_force(visp_images):
 
 def test_spilled_layers_give_the_same_result(visp_images):
     lm = load_model("alexnet", device="cpu")
-    lm.input_size = 96
+    lm.input_size, lm.resize_size = 96, 0
     px = visp_images[:9]
     a = reduce_model(lm, px, batch_size=4, progress=False)
     b = reduce_model(lm, px, batch_size=4, ram_budget=0, progress=False)  # every layer through a temp file
@@ -233,7 +233,7 @@ def test_extract_bad_input(tmp_path, visp_images):
     with pytest.raises(UnknownModelError, match="did you mean"):
         extract_features(st, ["alexnt"], progress=False)
     lm = load_model("alexnet", device="cpu")
-    lm.input_size = 16
+    lm.input_size, lm.resize_size = 16, 0
     with pytest.raises(ValueError, match="cannot take images"):
         reduce_model(lm, visp_images[:2], progress=False)
 

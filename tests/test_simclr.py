@@ -111,7 +111,7 @@ def test_cli_train_ssl_and_errors(tmp_path, capsys):
     args = ["train-ssl", str(dom), "--out", str(out), "--epochs", "1", "--batch-size", "4", "--hidden-dim", "16",
             "--max-steps", "1", "--no-progress"]
     assert main(args) == 0
-    assert "1 steps" in capsys.readouterr().out
+    assert "1 epoch, 1 step," in capsys.readouterr().out
     assert main(args) == 2  # exists, no --overwrite
     with pytest.raises(StoreExistsError):
         train_simclr(dom, out, **TINY)

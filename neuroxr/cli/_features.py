@@ -1,44 +1,70 @@
 """``neuroxr models`` (the catalog) and ``neuroxr extract`` (per-layer features of a study)."""
 from __future__ import annotations
 
+import os
 import sys
 
+import pandas as pd
+
+from ..cluster import client_from_args
+from ..errors import NeuroxrError
+from ..features.zoo import list_models
 from ._common import add_cluster_args, add_overwrite_arg
 
 
-def _models(args):
-    from ..features.zoo import list_models
+class CommandLineError(NeuroxrError, ValueError):
+    """Command-line options that do not go together."""
 
+
+def plural(n: int, word: str) -> str:
+    """``1 layer``, ``2 layers``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _print_to_pipe(text: str) -> None:
+    """Print ``text``; a reader that stops early (``neuroxr models | head``) ends the output quietly."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # nothing more can be written; point stdout at devnull so the flush at exit does not fail either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _models(args):
     df = list_models(family=args.family, source=args.source, catalog=args.catalog)
-    cols = [c for c in ("model", "family", "source", "input_size", "params", "top1", "cluster") if c in df]
-    with __import__("pandas").option_context("display.max_rows", None, "display.width", 200):
-        print(df[cols].astype(object).fillna("").to_string(index=False))
-    print(f"{len(df)} models", file=sys.stderr)
+    cols = [c for c in ("model", "family", "source", "input_size", "resize_size", "params", "top1", "cluster")
+            if c in df]
+    table = df[cols].astype(object)
+    for c in ("input_size", "resize_size", "params"):  # whole numbers, blank where a row has none
+        if c in table:
+            table[c] = [int(v) if pd.notna(v) else "" for v in df[c]]
+    with pd.option_context("display.max_rows", None, "display.width", 200):
+        _print_to_pipe(table.fillna("").to_string(index=False))
+    print(plural(len(df), "model"), file=sys.stderr)
+    return 0
 
 
 def _extract(args):
-    from ..cluster import client_from_args
-    from ..features.extract import extract_features, import_features
+    from ..features.extract import extract_features, import_features  # torch
 
     if args.features:
         if not args.model or len(args.model) != 1:
-            raise ValueError("--features FILE needs exactly one --model NAME to store the layers under")
+            raise CommandLineError("--features FILE needs exactly one --model NAME to store the layers under")
         res = [import_features(args.study, args.model[0], args.features, weights=args.weights,
                                family=args.family or "baseline", srp=args.srp, overwrite=args.overwrite)]
     else:
         if not args.model and not args.catalog and not args.family:
-            raise ValueError("name models with --model M (repeatable), or a slice of the zoo with "
-                             "--catalog catalogs/models.csv [--family cnn]")
+            raise CommandLineError("name models with --model M (repeatable), or a slice of the zoo with "
+                                   "--catalog catalogs/models.csv [--family cnn]")
         with client_from_args(args) as client:
             res = extract_features(args.study, models=args.model, weights=args.weights or "random", seed=args.seed,
                                    srp=args.srp, catalog=args.catalog, family=args.family, client=client,
                                    overwrite=args.overwrite, batch_size=args.batch_size, device=args.device)
-    bad = 0
     for r in res:
-        extra = f", {len(r['nonfinite'])} non-finite layer(s): {', '.join(r['nonfinite'][:5])}" if r["nonfinite"] else ""
-        layers = f"{r['layers']} layers" if r["layers"] is not None else "already extracted"
+        bad = r["nonfinite"]
+        extra = f", {plural(len(bad), 'non-finite layer')}: {', '.join(bad[:5])}" if bad else ""
+        layers = plural(r["layers"], "layer") if r["layers"] is not None else "already extracted"
         print(f"{r['model']} [{r['weights'][:16]}]: {r['status']} ({layers}{extra})")
-        bad += bool(r["nonfinite"])
     return 0
 
 

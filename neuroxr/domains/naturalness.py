@@ -16,6 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
+from scipy.optimize import curve_fit
+from scipy.stats import binned_statistic
 
 from ..errors import MissingDataError, NeuroxrError
 
@@ -57,8 +60,6 @@ def read_grayscale(path) -> np.ndarray:
         if arr.ndim != 2:
             raise NeuroxrError(f"{path}: array of shape {arr.shape} is not an image (y, x)")
         return arr.astype(np.float64)
-    from PIL import Image
-
     with Image.open(path) as im:
         return np.asarray(im.convert("L"), dtype=np.float64)
 
@@ -88,8 +89,6 @@ def calc_power_spectrum(image, crop: int | None = 256) -> tuple[np.ndarray, np.n
     power : ndarray (bin,)
         Mean |FFT|^2 in the annulus ``f - 0.5 <= |k| < f + 0.5``.
     """
-    from scipy.stats import binned_statistic
-
     img = np.asarray(image, dtype=np.float64)
     if img.ndim == 3:
         img = img.mean(axis=-1)
@@ -128,8 +127,6 @@ def fit_power_law(f, power, fit: str = "loglog") -> tuple[float, float]:
     if fit == "loglog":
         return float(p), A
     if fit == "linear":
-        from scipy.optimize import curve_fit
-
         def model(x, p_, a_):
             return (a_ / x) ** p_
 

@@ -19,6 +19,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import NeuroxrError
+from ..responses import select_study
+from .compare import DOMAINS_REPORT_DIR, compare_domains
+from .naturalness import summarize_naturalness
+from .plots import plot_naturalness, write_domains_index
+from .simclr import load_simclr_checkpoint, train_simclr
+from .synthetic import DEFAULT_DOMAINS, make_synthetic_domains
 
 __all__ = ["run_domains_pipeline", "DEFAULT_CONFIG"]
 
@@ -78,12 +84,6 @@ def run_domains_pipeline(config: dict, study=None, progress: bool = True) -> dic
         ``study``, ``domains`` (name -> folder), ``naturalness`` (DataFrame), ``checkpoints``
         (name -> path), ``report`` (the :func:`compare_domains` result), ``files``.
     """
-    from .compare import DOMAINS_REPORT_DIR, compare_domains
-    from .naturalness import summarize_naturalness
-    from .plots import plot_naturalness
-    from .simclr import load_simclr_checkpoint, train_simclr
-    from .synthetic import DEFAULT_DOMAINS, make_synthetic_domains
-
     pipe = config.get("pipeline") or {}
     st_cfg = _section(config, "study")
     st_cfg.pop("kind", None)
@@ -93,7 +93,36 @@ def run_domains_pipeline(config: dict, study=None, progress: bool = True) -> dic
     study.mkdir(parents=True, exist_ok=True)
     files: dict = {}
 
-    # 1. domains
+    domains = _prepare_domains(config, study)
+    _prepare_study(config, study, st_cfg)
+
+    # 3. naturalness
+    nat_cfg = _section(config, "naturalness")
+    report_dir = study.joinpath(*DOMAINS_REPORT_DIR)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    nat, slopes = summarize_naturalness(domains, return_slopes=True, **nat_cfg)
+    nat.to_csv(report_dir / "naturalness.csv", index=False)
+    files["naturalness"] = report_dir / "naturalness.csv"
+    files["fig_naturalness"] = plot_naturalness(nat, slopes, report_dir / "naturalness.png")
+
+    # 4. train
+    checkpoints = _train_domains(config, study, domains, progress)
+
+    # 5. extract + compare
+    cmp_cfg = _section(config, "compare")
+    _unknown(cmp_cfg, _COMPARE_KEYS, "compare")
+    report = compare_domains(study, checkpoints, naturalness=nat, progress=progress, **cmp_cfg)
+    files.update(report["files"])
+    if "index" in report["files"]:  # the index again, with the naturalness figure written above
+        files["index"] = write_domains_index(report["out"], files, summary=report["summary"], svm=report["svm"],
+                                             mannwhitney=report["mannwhitney"], networks=report["networks"])
+        report["index"] = files["index"]
+    return {"study": study, "domains": domains, "naturalness": nat, "checkpoints": checkpoints,
+            "report": report, "files": files, "index": files.get("index")}
+
+
+def _prepare_domains(config: dict, study: Path) -> dict:
+    """Step 1: the domains' image folders (name -> folder), writing the synthetic ones when asked."""
     data = _section(config, "data")
     domains = {str(k): Path(v) for k, v in (data.get("domains") or {}).items()}
     if data.get("synthetic", not domains):
@@ -111,30 +140,24 @@ def run_domains_pipeline(config: dict, study=None, progress: bool = True) -> dic
     if len(domains) < 2:
         raise NeuroxrError(f"pipeline config [data]: need at least two domains, got {sorted(domains)}; "
                            "set synthetic = true or list folders in [data.domains]")
+    return domains
 
-    # 2. study data
+
+def _prepare_study(config: dict, study: Path, st_cfg: dict) -> None:
+    """Step 2: the study's responses (simulated when asked and absent) and the neuron selection."""
     if not (study / "responses.zarr").exists():
         if not st_cfg.get("simulate", False):
             raise NeuroxrError(f"{study}: no responses.zarr; ingest a study first or set [study] simulate = true")
-        from ..io.simulate import simulate_study
+        from ..io.simulate import simulate_study  # runs a network: torch only when simulating
 
         simulate_study(study, **_section(config, "simulate"))
     sel = _section(config, "select")
     if sel:
-        from ..responses import select_study
-
         select_study(study, **sel)
 
-    # 3. naturalness
-    nat_cfg = _section(config, "naturalness")
-    report_dir = study.joinpath(*DOMAINS_REPORT_DIR)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    nat, slopes = summarize_naturalness(domains, return_slopes=True, **nat_cfg)
-    nat.to_csv(report_dir / "naturalness.csv", index=False)
-    files["naturalness"] = report_dir / "naturalness.csv"
-    files["fig_naturalness"] = plot_naturalness(nat, slopes, report_dir / "naturalness.png")
 
-    # 4. train
+def _train_domains(config: dict, study: Path, domains: dict, progress: bool) -> dict:
+    """Step 4: one SimCLR checkpoint per domain (name -> path), reusing those trained with the same settings."""
     tr = _section(config, "train")
     _unknown(tr, _TRAIN_KEYS, "train")
     ckpt_dir = study / "checkpoints"
@@ -149,17 +172,4 @@ def run_domains_pipeline(config: dict, study=None, progress: bool = True) -> dic
                 continue
         train_simclr(d, path, domain=name, progress=progress, overwrite=True, **tr)
         checkpoints[name] = path
-
-    # 5. extract + compare
-    cmp_cfg = _section(config, "compare")
-    _unknown(cmp_cfg, _COMPARE_KEYS, "compare")
-    report = compare_domains(study, checkpoints, naturalness=nat, progress=progress, **cmp_cfg)
-    files.update(report["files"])
-    if "index" in report["files"]:  # now with the naturalness figure written above
-        from .plots import write_domains_index
-
-        files["index"] = write_domains_index(report["out"], files, summary=report["summary"], svm=report["svm"],
-                                             mannwhitney=report["mannwhitney"], networks=report["networks"])
-        report["index"] = files["index"]
-    return {"study": study, "domains": domains, "naturalness": nat, "checkpoints": checkpoints,
-            "report": report, "files": files, "index": files.get("index")}
+    return checkpoints

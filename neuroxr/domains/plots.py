@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import numpy as np
@@ -222,8 +223,6 @@ def plot_domain_report(out, *, summary=None, norms=None, filters=None, distances
 
 def write_domains_index(out, files: dict, summary=None, svm=None, mannwhitney=None, networks=None) -> Path:
     """``out/index.html``: the figures, the key tables and links to every CSV."""
-    import html
-
     out = Path(out)
     parts = ["<!doctype html><meta charset='utf-8'><title>neuroxr: image domains</title>",
              "<style>body{font-family:sans-serif;max-width:1400px;margin:1em auto}"

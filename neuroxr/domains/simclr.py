@@ -27,12 +27,20 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import uuid
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+import torchvision.transforms as T
+from PIL import Image
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
-from ..errors import MissingDataError, NeuroxrError
+from ..errors import MissingDataError, NeuroxrError, StoreExistsError
 from .naturalness import list_domain_images
 
 __all__ = [
@@ -53,12 +61,6 @@ IMAGENET_NORMALIZE = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225
 CONV_LAYERS = {"conv1": 2, "conv2": 5, "conv3": 8, "conv4": 10, "conv5": 12}
 
 
-def _torch():
-    import torch
-
-    return torch
-
-
 class _ImageFolderDataset:
     """Image files of one domain folder, returned as RGB PIL images through ``transform``."""
 
@@ -70,8 +72,6 @@ class _ImageFolderDataset:
         return len(self.files)
 
     def __getitem__(self, i):
-        from PIL import Image
-
         path = self.files[i]
         if Path(path).suffix.lower() == ".npy":
             arr = np.squeeze(np.load(path))
@@ -87,22 +87,16 @@ class _ImageFolderDataset:
 
 def build_simclr_model(embedding_dim: int = 128, hidden_dim: int = 9216, seed: int | None = 0):
     """A :class:`SimCLRAlexNet` with freshly initialised weights (seeded when ``seed`` is given)."""
-    torch = _torch()
     if seed is not None:
         torch.manual_seed(int(seed))
     return SimCLRAlexNet(embedding_dim=embedding_dim, hidden_dim=hidden_dim)
 
 
-def _module_base():
-    return _torch().nn.Module
-
-
-class SimCLRAlexNet(_module_base()):
+class SimCLRAlexNet(torch.nn.Module):
     """AlexNet backbone (``features`` + ``avgpool``, flattened to 9216) + SimCLR projection head."""
 
     def __init__(self, embedding_dim: int = 128, hidden_dim: int = 9216):
         super().__init__()
-        import torchvision
         from lightly.models.modules import SimCLRProjectionHead
 
         self.alexnet = torchvision.models.alexnet(weights=None)
@@ -127,7 +121,6 @@ def make_simclr_transform(image_size: int = 64, vf_prob: float = 0.5, hf_prob: f
     ``SimCLRViewTransform`` without its (switched-off) jitter, rotation and blur, wrapped in
     lightly's ``MultiViewTransform``.
     """
-    import torchvision.transforms as T
     from lightly.transforms.multi_view_transform import MultiViewTransform
 
     steps = [
@@ -144,7 +137,6 @@ def make_simclr_transform(image_size: int = 64, vf_prob: float = 0.5, hf_prob: f
 
 
 def _atomic_save(obj, path: Path) -> None:
-    torch = _torch()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
@@ -190,36 +182,17 @@ def train_simclr(domain_dir, out, *, epochs: int = 600, batch_size: int = 4096, 
     dict
         The saved checkpoint (``model_state_dict`` etc.).
     """
-    torch = _torch()
     from lightly.loss import NTXentLoss
     from lightly.utils.lars import LARS
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
 
     out = Path(out)
-    if out.exists() and not overwrite:
-        from ..errors import StoreExistsError
-
-        raise StoreExistsError(f"{out} already exists; pass --overwrite (overwrite=True) to replace the checkpoint")
-    if int(image_size) < 63:
-        raise NeuroxrError(f"--image-size {image_size}: AlexNet needs images of at least 63 px (its last max-pool "
-                           "leaves nothing below that); the study uses 64")
-    files = list_domain_images(domain_dir)
-    if len(files) < 2:
-        raise MissingDataError(f"{domain_dir}: SimCLR needs at least 2 images, found {len(files)}")
-    domain = domain or Path(domain_dir).name
-    bs = int(min(batch_size, len(files)))
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-
+    files, domain, bs, dev = _check_training_inputs(domain_dir, out, image_size, batch_size, domain, device,
+                                                    overwrite)
     model = build_simclr_model(embedding_dim=embedding_dim, hidden_dim=hidden_dim, seed=seed).to(dev)
-    transform = make_simclr_transform(image_size=image_size, vf_prob=vf_prob)
-    ds = _ImageFolderDataset(files, transform)
+    ds = _ImageFolderDataset(files, make_simclr_transform(image_size=image_size, vf_prob=vf_prob))
     gen = torch.Generator().manual_seed(int(seed))
     loader = DataLoader(ds, batch_size=bs, shuffle=True, drop_last=True, num_workers=int(num_workers),
                         generator=gen, pin_memory=dev.type == "cuda", persistent_workers=num_workers > 0)
-    criterion = NTXentLoss(temperature=temperature)
     optim = LARS(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optim, mode="min", factor=plateau_factor, patience=plateau_patience, threshold=plateau_threshold,
@@ -236,71 +209,100 @@ def train_simclr(domain_dir, out, *, epochs: int = 600, batch_size: int = 4096, 
     # seed the augmentations (torchvision transforms draw from torch's global generator)
     torch.manual_seed(int(seed) + 1)
     np.random.seed(int(seed) % (2**32))
-    import random
-
     random.seed(int(seed))
 
-    loss_history: list[float] = []
-    step_losses: list[float] = []
-    lr_history: list[float] = []
-    steps = 0
-    epochs_done = 0
-
-    def checkpoint():
-        sd = {k: v.detach().cpu().clone() for k, v in model.alexnet.state_dict().items()}
-        return {
-            "model_state_dict": sd, "arch": "alexnet", "framework": "lightly-simclr", "domain": str(domain),
-            "epochs": int(epochs_done), "steps": int(steps), "image_size": int(image_size),
-            "normalize": {k: list(v) for k, v in IMAGENET_NORMALIZE.items()},
-            "loss_history": [float(x) for x in loss_history], "step_losses": [float(x) for x in step_losses],
-            "lr_history": [float(x) for x in lr_history], "settings": settings,
-        }
-
+    run = _SimCLRRun(model, loader, NTXentLoss(temperature=temperature), optim, dev,
+                     {"domain": str(domain), "image_size": int(image_size), "settings": settings,
+                      "domain_dir": domain_dir})
     total = epochs * len(loader) if max_steps is None else min(epochs * len(loader), int(max_steps))
-    bar = tqdm(total=total, desc=f"SimCLR {domain}", unit="step", disable=not progress)
-    model.train()
-    stop = False
-    for epoch in range(int(epochs)):
-        running, nb = 0.0, 0
-        for views in loader:
-            x0, x1 = views[0].to(dev, non_blocking=True), views[1].to(dev, non_blocking=True)
-            loss = criterion(model(x0), model(x1))
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            optim.step()
-            val = float(loss.detach().cpu())
-            if not math.isfinite(val):
-                bar.close()
-                raise NeuroxrError(
-                    f"SimCLR on {domain_dir}: loss became {val} at step {steps}; lower --lr or raise --batch-size")
-            running += val
-            nb += 1
-            steps += 1
-            step_losses.append(val)
-            bar.update(1)
-            bar.set_postfix(loss=f"{val:.4f}", epoch=epoch + 1, lr=f"{optim.param_groups[0]['lr']:.3g}")
-            if max_steps is not None and steps >= max_steps:
-                stop = True
+    with tqdm(total=total, desc=f"SimCLR {domain}", unit="step", disable=not progress) as bar:
+        model.train()
+        for epoch in range(int(epochs)):
+            stop, nb = run.run_epoch(epoch, bar, max_steps)
+            if nb and (epoch + 1) % max(1, int(plateau_every)) == 0:
+                sched.step(run.loss_history[-1])
+            if checkpoint_every and run.epochs_done % int(checkpoint_every) == 0 and not stop:
+                _atomic_save(run.checkpoint(), out)
+            if stop:
                 break
-        if nb:
-            loss_history.append(running / nb)
-        lr_history.append(float(optim.param_groups[0]["lr"]))
-        epochs_done = epoch + 1
-        if nb and (epoch + 1) % max(1, int(plateau_every)) == 0:
-            sched.step(loss_history[-1])
-        if checkpoint_every and epochs_done % int(checkpoint_every) == 0 and not stop:
-            _atomic_save(checkpoint(), out)
-        if stop:
-            break
-    bar.close()
-    ckpt = checkpoint()
+    ckpt = run.checkpoint()
     _atomic_save(ckpt, out)
     return ckpt
 
 
+def _check_training_inputs(domain_dir, out: Path, image_size, batch_size, domain, device, overwrite):
+    """The domain's image files, its name, the batch size and the torch device; clear errors first."""
+    if out.exists() and not overwrite:
+        raise StoreExistsError(f"{out} already exists; pass --overwrite (overwrite=True) to replace the checkpoint")
+    if int(image_size) < 63:
+        raise NeuroxrError(f"--image-size {image_size}: AlexNet needs images of at least 63 px (its last max-pool "
+                           "leaves nothing below that); the study uses 64")
+    files = list_domain_images(domain_dir)
+    if len(files) < 2:
+        raise MissingDataError(f"{domain_dir}: SimCLR needs at least 2 images, found {len(files)}")
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return files, domain or Path(domain_dir).name, int(min(batch_size, len(files))), torch.device(device)
+
+
+class _SimCLRRun:
+    """One training run's optimiser steps, loss and learning-rate histories, and its checkpoint."""
+
+    def __init__(self, model, loader, criterion, optim, dev, meta: dict):
+        self.model, self.loader, self.criterion, self.optim, self.dev = model, loader, criterion, optim, dev
+        self.meta = meta
+        self.loss_history: list[float] = []
+        self.step_losses: list[float] = []
+        self.lr_history: list[float] = []
+        self.steps = 0
+        self.epochs_done = 0
+
+    def _step(self, views) -> float:
+        x0, x1 = views[0].to(self.dev, non_blocking=True), views[1].to(self.dev, non_blocking=True)
+        loss = self.criterion(self.model(x0), self.model(x1))
+        self.optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optim.step()
+        val = float(loss.detach().cpu())
+        if not math.isfinite(val):
+            raise NeuroxrError(f"SimCLR on {self.meta['domain_dir']}: loss became {val} at step {self.steps}; "
+                               "lower --lr or raise --batch-size")
+        return val
+
+    def run_epoch(self, epoch: int, bar, max_steps) -> tuple[bool, int]:
+        """One pass over the loader (or up to ``max_steps``): (stopped early, batches run)."""
+        running, nb, stop = 0.0, 0, False
+        for views in self.loader:
+            val = self._step(views)
+            running += val
+            nb += 1
+            self.steps += 1
+            self.step_losses.append(val)
+            bar.update(1)
+            bar.set_postfix(loss=f"{val:.4f}", epoch=epoch + 1, lr=f"{self.optim.param_groups[0]['lr']:.3g}")
+            if max_steps is not None and self.steps >= max_steps:
+                stop = True
+                break
+        if nb:
+            self.loss_history.append(running / nb)
+        self.lr_history.append(float(self.optim.param_groups[0]["lr"]))
+        self.epochs_done = epoch + 1
+        return stop, nb
+
+    def checkpoint(self) -> dict:
+        sd = {k: v.detach().cpu().clone() for k, v in self.model.alexnet.state_dict().items()}
+        return {
+            "model_state_dict": sd, "arch": "alexnet", "framework": "lightly-simclr", "domain": self.meta["domain"],
+            "epochs": int(self.epochs_done), "steps": int(self.steps), "image_size": self.meta["image_size"],
+            "normalize": {k: list(v) for k, v in IMAGENET_NORMALIZE.items()},
+            "loss_history": [float(x) for x in self.loss_history],
+            "step_losses": [float(x) for x in self.step_losses],
+            "lr_history": [float(x) for x in self.lr_history], "settings": self.meta["settings"],
+        }
+
+
 def load_simclr_checkpoint(path) -> dict:
     """Read a checkpoint written by :func:`train_simclr` (``weights_only=True``) and check it."""
-    torch = _torch()
     path = Path(path)
     if not path.exists():
         raise MissingDataError(f"{path}: checkpoint does not exist; train one with `neuroxr train-ssl DOMAIN_DIR --out {path}`")
@@ -315,8 +317,6 @@ def load_simclr_checkpoint(path) -> dict:
 
 def load_simclr_alexnet(path):
     """A ``torchvision.models.alexnet`` in eval mode with a SimCLR checkpoint's weights, and the checkpoint dict."""
-    import torchvision
-
     ckpt = load_simclr_checkpoint(path)
     net = torchvision.models.alexnet(weights=None)
     missing, unexpected = net.load_state_dict(ckpt["model_state_dict"], strict=False)
@@ -334,9 +334,6 @@ def prepare_pixels(pixels, image_size: int = 64, normalize: dict | None = IMAGEN
     (divided by 255 when the maximum exceeds 1.5), grayscale copied to 3 channels, then the
     checkpoint's normalisation (the one used in training).
     """
-    torch = _torch()
-    import torch.nn.functional as F
-
     arr = np.asarray(pixels, dtype=np.float32)
     if arr.ndim != 3:
         raise NeuroxrError(f"prepare_pixels: pixels must be (image, y, x), got shape {arr.shape}")
@@ -371,7 +368,6 @@ def calc_conv_activations(net, images, layers=tuple(CONV_LAYERS), batch_size: in
     -------
     dict layer -> ndarray (image, feature), float32
     """
-    torch = _torch()
     bad = [l for l in layers if l not in CONV_LAYERS]
     if bad:
         raise NeuroxrError(f"calc_conv_activations: unknown layers {bad}; choose from {list(CONV_LAYERS)}")

@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from skimage import draw
 
 from ..errors import NeuroxrError, StoreExistsError
 
@@ -67,8 +69,6 @@ def make_line_drawings(n_images: int, size: int = 64, n_strokes: tuple[int, int]
     Each image has a random number of strokes in ``n_strokes``: straight lines, circle
     outlines, polygons and Bezier curves drawn with :mod:`skimage.draw`.
     """
-    from skimage import draw
-
     if n_images < 1 or size < 8:
         raise NeuroxrError(f"make_line_drawings: n_images={n_images}, size={size}: need >= 1 image of >= 8 px")
     rng = np.random.default_rng(seed)
@@ -102,8 +102,6 @@ def make_line_drawings(n_images: int, size: int = 64, n_strokes: tuple[int, int]
 
 def write_image_folder(images, directory, prefix: str = "img", overwrite: bool = False) -> Path:
     """Write images (image, y, x) uint8 as ``directory/<prefix>_00000.png`` ... ; returns the folder."""
-    from PIL import Image
-
     d = Path(directory)
     if d.exists() and any(d.iterdir()) and not overwrite:
         raise StoreExistsError(f"{d} already exists and is not empty; pass --overwrite (overwrite=True) to replace its images")

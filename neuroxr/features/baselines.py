@@ -25,11 +25,22 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from skimage.filters import gabor_kernel
+from sklearn.kernel_approximation import RBFSampler
 from torch import nn
+
+from ..errors import NeuroxrError
 
 BASELINES = ("pixels", "gabor", "gist", "rff")
 #: random Fourier features: as many as the study's sparse random projection for 118 images
 RFF_COMPONENTS = 4089
+
+
+class UnknownBaselineError(NeuroxrError, KeyError):
+    """A baseline name that is not one of :data:`BASELINES`."""
+
+    def __str__(self):  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 class _Flatten(nn.Module):
@@ -42,8 +53,6 @@ class _GaborEnergy(nn.Module):
 
     def __init__(self, frequencies, n_orientations: int = 8):
         super().__init__()
-        from skimage.filters import gabor_kernel
-
         kernels = [gabor_kernel(f, theta=np.pi * k / n_orientations)
                    for f in frequencies for k in range(n_orientations)]
         size = max(k.shape[0] for k in kernels)
@@ -135,8 +144,6 @@ class _RFF(nn.Module):
         self.register_buffer("offset", torch.empty(0), persistent=False)
 
     def _fit(self, d: int, device):
-        from sklearn.kernel_approximation import RBFSampler
-
         # gamma 1/d by default: pixels in [0, 1] make the squared distance between images O(d)
         gamma = self.gamma if self.gamma is not None else 1.0 / d
         s = RBFSampler(gamma=gamma, n_components=self.n_components, random_state=self.seed)
@@ -171,8 +178,8 @@ def build_baseline(name: str, seed: int = 0) -> nn.Module:
         "rff": lambda: RFFBaseline(seed=seed),
     }
     if name not in builders:
-        raise KeyError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
+        raise UnknownBaselineError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
     return builders[name]().eval()
 
 
-__all__ = ["BASELINES", "build_baseline", "PixelsBaseline", "GaborBaseline", "GistBaseline", "RFFBaseline"]
+__all__ = ["BASELINES", "UnknownBaselineError", "build_baseline", "PixelsBaseline", "GaborBaseline", "GistBaseline", "RFFBaseline"]

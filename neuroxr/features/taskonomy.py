@@ -7,7 +7,9 @@ whose layers 1 and 2 downsample at the *last* block of the stage (with a stride-
 in a 3x3 convolution to 8 channels, batch norm, ReLU and a (parameter-free) group norm:
 a 256 px image gives an (8, 16, 16) representation.  The state-dict keys are those of
 the public ``<task>_encoder.pth`` checkpoints (``{"state_dict": ...}``), so they load as is.
-Inputs are expected in [-1, 1] (mean 0.5, std 0.5 after scaling to [0, 1]).
+Inputs are the published transform's, ``TF.to_tensor(TF.resize(image, 256)) * 2 - 1``: the
+shorter side resized to 256 (aspect kept, no crop), values in [-1, 1] (mean 0.5, std 0.5 after
+scaling to [0, 1]); the catalog rows say so with ``resize_size`` 256 and ``input_size`` 0.
 """
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ a path
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..catalogs import read_catalog
 from ..errors import MissingDataError, NeuroxrError
+from ..io.store import hash_file
 
 MODELS_CATALOG = "models.csv"
 TASKONOMY_CATALOG = "taskonomy.csv"
@@ -51,6 +54,14 @@ class CheckpointMismatchError(NeuroxrError, ValueError):
     """A checkpoint whose keys or shapes do not fit the architecture."""
 
 
+class CatalogError(NeuroxrError, ValueError):
+    """A catalog query or row that names an unknown family, source or constructor."""
+
+
+class WeightsError(NeuroxrError, ValueError):
+    """A ``weights`` value that is neither ``random``, ``trained`` nor a checkpoint path."""
+
+
 @dataclass
 class LoadedModel:
     """A model ready for extraction, in eval mode, with its preprocessing.
@@ -66,7 +77,11 @@ class LoadedModel:
         Catalog family (cnn, transformer, mlp-mixer, taskonomy, ssl, baseline) and source
         (torchvision, timm, taskonomy, lightly, neuroxr).
     input_size : int
-        Square side in pixels the images are resized to; 0 keeps the stimuli's own size.
+        Side in pixels of the square the network sees: the centre crop after ``resize_size``,
+        or (without it) the square the images are resized to; 0: no crop / the stimuli's own size.
+    resize_size : int
+        Shorter side the images are resized to (aspect kept) before the centre crop, as the
+        libraries' evaluation transforms do; 0: resize straight to the ``input_size`` square.
     mean, std : tuple of float
         Per-channel normalisation after scaling pixels to [0, 1].
     interpolation : str
@@ -88,6 +103,7 @@ class LoadedModel:
     interpolation: str = "bilinear"
     channels: int = 3
     rescale: bool = True
+    resize_size: int = 0
     constructor: str = ""
     seed: int = 0
     device: str = "cpu"
@@ -98,6 +114,7 @@ class LoadedModel:
         return {
             "model": self.name, "weights": self.weights, "family": self.family, "source": self.source,
             "constructor": self.constructor, "seed": self.seed, "input_size": self.input_size,
+            "resize_size": self.resize_size,
             "mean": list(self.mean), "std": list(self.std), "interpolation": self.interpolation,
             "channels": self.channels, "rescale": self.rescale,
         }
@@ -106,6 +123,24 @@ class LoadedModel:
 # --------------------------------------------------------------------------- catalog
 def _floats(s) -> tuple:
     return tuple(float(v) for v in str(s).split())
+
+
+def _int(v) -> int:
+    """A catalog integer; empty cells (NaN, None, '') are 0."""
+    return 0 if v is None or v == "" or (isinstance(v, float) and math.isnan(v)) else int(v)
+
+
+def read_preprocessing(row: dict) -> dict:
+    """The preprocessing fields of :class:`LoadedModel` from a catalog row.
+
+    ``input_size``, ``resize_size``, ``mean``, ``std``, ``interpolation``, ``channels`` (1 for
+    the baselines, else 3) and ``rescale`` (False only for the ``pixels`` baseline).
+    """
+    baseline = row["source"] == "neuroxr"
+    return {"input_size": _int(row.get("input_size")), "resize_size": _int(row.get("resize_size")),
+            "mean": _floats(row["mean"]), "std": _floats(row["std"]),
+            "interpolation": str(row.get("interpolation") or "bilinear"), "channels": 1 if baseline else 3,
+            "rescale": not (baseline and row["constructor"] == "pixels")}
 
 
 def list_models(family: str | None = None, source: str | None = None, catalog=None) -> pd.DataFrame:
@@ -124,17 +159,15 @@ def list_models(family: str | None = None, source: str | None = None, catalog=No
     Returns
     -------
     DataFrame
-        One row per model: ``model, family, source, constructor, input_size, interpolation,
-        mean, std, params, top1, weights_file`` (Taskonomy rows add ``task, cluster``).
+        One row per model: ``model, family, source, constructor, input_size, resize_size,
+        interpolation, mean, std, params, top1, weights_file`` (Taskonomy rows add ``task, cluster``).
     """
-    from ..catalogs import read_catalog
-
     df = read_catalog(catalog or MODELS_CATALOG)
     if catalog is None:
         tk = read_catalog(TASKONOMY_CATALOG)
         tk = pd.DataFrame({
             "model": tk["model"], "family": "taskonomy", "source": "taskonomy", "constructor": "taskonomy_encoder",
-            "input_size": 256, "interpolation": "bilinear", "mean": "0.5 0.5 0.5", "std": "0.5 0.5 0.5",
+            "input_size": 0, "resize_size": 256, "interpolation": "bilinear", "mean": "0.5 0.5 0.5", "std": "0.5 0.5 0.5",
             "params": _taskonomy_params(), "top1": np.nan, "weights_file": tk["encoder_file"],
             "task": tk["task"], "cluster": tk["cluster"],
         })
@@ -143,7 +176,7 @@ def list_models(family: str | None = None, source: str | None = None, catalog=No
         if val is not None:
             known = sorted(df[col].dropna().unique())
             if val not in known:
-                raise ValueError(f"unknown {col} {val!r}; the catalog has {', '.join(known)}")
+                raise CatalogError(f"unknown {col} {val!r}; the catalog has {', '.join(known)}")
             df = df[df[col] == val]
     return df.reset_index(drop=True)
 
@@ -176,7 +209,11 @@ def _unknown(name, catalog=None):
     )
 
 
-def _row_for(name: str, catalog=None) -> dict:
+def resolve_model_row(name: str, catalog=None) -> dict:
+    """The catalog row of ``name``, or one built from timm / torchvision for names they know.
+
+    Raises :class:`UnknownModelError` (with the nearest catalog names) for any other name.
+    """
     row = find_model_row(name, catalog)
     if row is not None:
         return row
@@ -186,15 +223,27 @@ def _row_for(name: str, catalog=None) -> dict:
     if name in torchvision.models.list_models():
         return {"model": name, "family": _guess_family(name), "source": "torchvision", "constructor": name,
                 "input_size": 299 if name == "inception_v3" else 224, "interpolation": "bilinear",
+                "resize_size": _torchvision_resize_size(name),
                 "mean": " ".join(map(str, IMAGENET_MEAN)), "std": " ".join(map(str, IMAGENET_STD))}
     if timm.is_model(name):
         cfg = timm.models.get_pretrained_cfg(name)
         size = cfg.input_size[-1] if cfg is not None else 224
+        crop_pct = getattr(cfg, "crop_pct", None) or 0.875
         return {"model": name, "family": _guess_family(name), "source": "timm", "constructor": name,
-                "input_size": size, "interpolation": getattr(cfg, "interpolation", "bicubic") or "bicubic",
+                "input_size": size, "resize_size": math.floor(size / crop_pct), "interpolation": getattr(cfg, "interpolation", "bicubic") or "bicubic",
                 "mean": " ".join(map(str, getattr(cfg, "mean", IMAGENET_MEAN))),
                 "std": " ".join(map(str, getattr(cfg, "std", IMAGENET_STD)))}
     raise _unknown(name, catalog)
+
+
+def _torchvision_resize_size(name: str) -> int:
+    """The shorter side torchvision's default weights resize to before the crop (0: no weights)."""
+    from torchvision.models import get_model_weights
+
+    try:
+        return int(get_model_weights(name).DEFAULT.transforms().resize_size[0])
+    except (ValueError, AttributeError, KeyError, IndexError, TypeError):
+        return 0
 
 
 def _guess_family(name: str) -> str:
@@ -230,7 +279,7 @@ def _build(row: dict, seed: int):
         from .baselines import build_baseline
 
         return build_baseline(ctor, seed=seed)
-    raise ValueError(f"catalog row {row['model']!r}: unknown source {src!r}")
+    raise CatalogError(f"catalog row {row['model']!r}: unknown source {src!r}")
 
 
 def _offline() -> bool:
@@ -403,7 +452,7 @@ def load_model(name: str, weights: str = "random", seed: int = 0, device=None, c
     """
     import torch
 
-    row = _row_for(name, catalog)
+    row = resolve_model_row(name, catalog)
     weights = str(weights)
     if weights == "random":
         model, label = _build(row, seed), "random"
@@ -412,9 +461,8 @@ def load_model(name: str, weights: str = "random", seed: int = 0, device=None, c
     else:
         path = Path(weights).expanduser()
         if not path.exists() and not any(s in weights for s in ("/", "\\", ".")):
-            raise ValueError(f"--weights must be 'random', 'trained' or a checkpoint path, got {weights!r}")
-        from ..io.store import hash_file
-
+            raise WeightsError(
+                f"--weights must be 'random', 'trained' or a checkpoint path, got {weights!r}")
         model = _from_file(row, path, seed)
         label = hash_file(path)
     if device is None:
@@ -422,16 +470,14 @@ def load_model(name: str, weights: str = "random", seed: int = 0, device=None, c
     model = model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    baseline = row["source"] == "neuroxr"
     return LoadedModel(
         model=model, name=row["model"], weights=label, family=row["family"], source=row["source"],
-        input_size=int(row.get("input_size") or 0), mean=_floats(row["mean"]), std=_floats(row["std"]),
-        interpolation=str(row.get("interpolation") or "bilinear"), channels=1 if baseline else 3,
-        rescale=not (baseline and row["constructor"] == "pixels"), constructor=row["constructor"],
-        seed=int(seed), device=str(device),
+        constructor=row["constructor"], seed=int(seed), device=str(device),
         info={k: row[k] for k in ("task", "cluster", "params", "top1") if k in row and pd.notna(row[k])},
+        **read_preprocessing(row),
     )
 
 
-__all__ = ["LoadedModel", "load_model", "list_models", "suggest_models", "UnknownModelError",
-           "CheckpointMismatchError"]
+__all__ = ["LoadedModel", "load_model", "list_models", "suggest_models", "resolve_model_row", "read_preprocessing",
+           "UnknownModelError",
+           "CatalogError", "WeightsError", "CheckpointMismatchError"]

@@ -1,0 +1,78 @@
+"""A model's features store, ``STUDY/features/<model>.zarr``: one or more (model, weights) variants."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import xarray as xr
+
+from .. import schema as S
+from ..io.store import check_settings, clean_stale, open_dataset, provenance, read_settings, write_dataset
+from .reduce import SRP_EPS, FeatureError
+
+
+def find_features_path(study, model):
+    """``STUDY/features/<model>.zarr``."""
+    return S.study_path(study, S.FEATURES_DIR, f"{model}.zarr")
+
+
+def make_store_settings(srp_k, srp_seed) -> dict:
+    """The settings a features store is written with (checked when a variant is added)."""
+    return {"srp_components": srp_k, "srp_eps": SRP_EPS if srp_k else None, "srp_seed": srp_seed if srp_k else None,
+            "srp_density": "auto" if srp_k else None, "precision": "float64"}
+
+
+def _existing(path):
+    """The finished store at ``path`` (loaded), or None.  Temporary stores are never looked at."""
+    if not path.exists():
+        return None
+    return open_dataset(path).load()
+
+
+def write_variant(path, ds, settings, inputs, overwrite):
+    """Add one (model, weights) variant to the model's store: concat with what is there, atomic rewrite."""
+    old = None if overwrite else _existing(path)
+    variants = {}
+    if old is not None:
+        have = read_settings(old)
+        check_settings({k: have.get(k) for k in settings}, settings, path)
+        variants = json.loads(old.attrs.get("variants", "{}"))
+        label = str(ds["weights"].values[0])
+        old = old.isel({S.LAYER: np.flatnonzero(np.asarray(old["weights"].values) != label)})
+        if old.sizes.get(S.LAYER, 0):
+            if not np.array_equal(old[S.IMAGE].values, ds[S.IMAGE].values):
+                raise FeatureError(f"{path}: image ids differ from the stimuli's; use --overwrite to rebuild it")
+            ds = xr.concat([old, ds], dim=S.LAYER, data_vars="all", coords="different", compat="equals",
+                           join="outer")
+    variants.update(inputs.pop("variant"))
+    ds.attrs = provenance(settings, inputs)
+    ds.attrs["variants"] = json.dumps(variants, sort_keys=True, default=str)
+    write_dataset(ds, path, overwrite=True)
+    return path
+
+
+def clean_features_dir(study):
+    """Remove what a killed run left (temporary stores, spill directories); run before any task starts."""
+    d = S.study_path(study, S.FEATURES_DIR)
+    clean_stale(d)
+    for p in d.glob(".spill-*") if d.exists() else []:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def has_variant(study, model: str, weights: str) -> bool:
+    """True when ``STUDY/features/<model>.zarr`` already holds the layers of ``weights``."""
+    path = find_features_path(study, model)
+    if not path.exists():
+        return False
+    ds = open_dataset(path)
+    return weights in set(np.asarray(ds["weights"].values).tolist())
+
+
+def skipped_result(model: str, label: str) -> dict:
+    """The summary of a (model, weights) pair that is already extracted."""
+    return {"model": model, "weights": label, "status": "skipped", "layers": None, "nonfinite": []}
+
+
+__all__ = ["find_features_path", "make_store_settings", "write_variant", "clean_features_dir", "has_variant",
+           "skipped_result"]
