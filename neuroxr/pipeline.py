@@ -53,7 +53,7 @@ import pandas as pd
 
 from . import schema as S
 from .errors import MissingDataError, NeuroxrError
-from .stats import _as_str
+from .stats import to_strings
 
 STAGES = ("ingest", "select", "extract", "score", "rank", "sweep", "tradeoff", "report")
 
@@ -340,7 +340,7 @@ def _done_models(study) -> set:
             continue
         try:
             ds = open_dataset(p, chunks={})  # stored chunks (string coords cannot be auto-chunked)
-            for m, w in zip(_as_str(ds["model"].values), _as_str(ds["weights"].values)):
+            for m, w in zip(to_strings(ds["model"].values), to_strings(ds["weights"].values)):
                 done.add((m, w))
         except Exception:
             continue
@@ -508,7 +508,7 @@ def calc_reliability_sweep(study, models=None, thresholds=tuple(np.round(np.aran
 
     # neurons in an area need >= 2 for its RDM: drop areas too thin at a threshold
     rel = np.asarray(resp["splithalf_r"].values, float)
-    areas = _as_str(resp[S.AREA].values)
+    areas = to_strings(resp[S.AREA].values)
 
     def scores_at_safe(mask):
         mask = mask.copy()

@@ -86,7 +86,7 @@ def _planted_html(planted: dict, rankings: pd.DataFrame, best_depth: pd.DataFram
     gen = rankings[(rankings.model == planted.get("model")) & (rankings.weights == planted.get("weights", "random"))]
     gen_best = {}
     if len(gen):
-        m = stats._depth_metric(rankings)
+        m = stats.pick_depth_metric(rankings)
         g = gen[(gen.metric == m) & (gen.area != stats.ALL)]
         gen_best = dict(zip(g.area, g.relative_depth))
     metric = stats.headline_metric(rankings)
@@ -143,11 +143,11 @@ def compute_analyses(study, *, n_boot: int = 1000, seed: int = 0) -> dict:
     if has_cre:
         t["rankings_cre_line"] = stats.rank_models(scores, neuron_metrics, n_boot=n_boot, seed=seed, by="cre_line")
     models_cat = _read_catalog("models")
-    tests = [stats.test_trained_vs_random(rankings),
-             stats.test_family_contrast(rankings, "transformer"),
+    tests = [stats.compare_trained_random(rankings),
+             stats.compare_family(rankings, "transformer"),
              stats.correlate_model_properties(rankings, models_cat),
              stats.compare_metrics(scores, rankings, n_boot=n_boot, seed=seed),
-             stats.test_depth_gradient(rankings)]
+             stats.correlate_depth(rankings)]
     tests = [x for x in tests if len(x)]
     t["best_depth"] = stats.summarize_best_depth(rankings, n_boot=n_boot, seed=seed)
     t["depth_profile"] = stats.bin_depth_profile(scores)
@@ -159,7 +159,7 @@ def compute_analyses(study, *, n_boot: int = 1000, seed: int = 0) -> dict:
             t["taskonomy_cre_line"], tc = stats.summarize_taskonomy(t["rankings_cre_line"], tasks, by="cre_line",
                                                                     n_boot=n_boot, seed=seed)
             tests.append(tc.assign(analysis="taskonomy_clusters_cre_line"))
-    t["statistics"] = pd.concat([x for x in tests if len(x)], ignore_index=True) if tests else stats._tidy([])
+    t["statistics"] = pd.concat([x for x in tests if len(x)], ignore_index=True) if tests else stats.make_tidy([])
     reports = Path(st.path) / S.REPORTS_DIR
     for name in (RELIABILITY_CSV, TRADEOFF_CSV):
         if (reports / name).exists():

@@ -123,7 +123,7 @@ def test_rank_by_cre_line_and_srp(rng):
 
 
 def test_trained_vs_random_matches_scipy(rankings):
-    t = stats.test_trained_vs_random(rankings, metrics=["ridge", "rsa"], areas=["all", "VISp"])
+    t = stats.compare_trained_random(rankings, metrics=["ridge", "rsa"], areas=["all", "VISp"])
     assert len(t) == 4
     for _, row in t.iterrows():
         r = rankings[(rankings.metric == row.metric) & (rankings.area == row.area)]
@@ -142,7 +142,7 @@ def test_trained_vs_random_matches_scipy(rankings):
 
 
 def test_transformers_vs_rest_matches_scipy_and_hedges(rankings):
-    t = stats.test_family_contrast(rankings, "transformer", metrics=["overall"], areas=["all"])
+    t = stats.compare_family(rankings, "transformer", metrics=["overall"], areas=["all"])
     assert len(t) == 1
     row = t.iloc[0]
     r = rankings[(rankings.metric == "overall") & (rankings.area == "all") & (rankings.weights == "trained")
@@ -156,7 +156,7 @@ def test_transformers_vs_rest_matches_scipy_and_hedges(rankings):
     g = (a.mean() - b.mean()) / sp * (1 - 3 / (4 * (n1 + n2) - 9))
     np.testing.assert_allclose(row.effect_size, g, rtol=1e-10)
     assert row.effect_size < 0  # transformers were planted worse
-    s = stats.test_family_contrast(rankings, "transformer", metrics=["overall"], areas=["all"], equal_var=True)
+    s = stats.compare_family(rankings, "transformer", metrics=["overall"], areas=["all"], equal_var=True)
     np.testing.assert_allclose(s.iloc[0].p, st.ttest_ind(a, b).pvalue, rtol=1e-10)
 
 
@@ -209,7 +209,7 @@ def test_depth_gradient_recovered(rankings):
     r = rankings[(rankings.metric == "ridge") & (rankings.area == "VISam") & (rankings.weights == "trained")
                  & (rankings.family != "baseline")]
     np.testing.assert_allclose(d.set_index("area").loc["VISam", "relative_depth"], r.relative_depth.mean())
-    g = stats.test_depth_gradient(rankings, metrics=["ridge"])
+    g = stats.correlate_depth(rankings, metrics=["ridge"])
     row = g.iloc[0]
     sub = rankings[(rankings.metric == "ridge") & (rankings.area != "all") & (rankings.weights == "trained")
                    & (rankings.family != "baseline")]
@@ -256,7 +256,7 @@ def test_reliability_sweep_filters_neurons(scores):
     def scores_at(mask):
         return scores.isel(neuron=np.flatnonzero(mask))
 
-    sw = stats.sweep_reliability(scores_at, rel, thresholds=[0.0, 0.5, 0.9], n_boot=50)
+    sw = stats.rank_over_thresholds(scores_at, rel, thresholds=[0.0, 0.5, 0.9], n_boot=50)
     n = sw.groupby("threshold").n_neurons.first()
     assert list(n) == [int((rel >= t).sum()) for t in (0.0, 0.5, 0.9)]
     row = sw[(sw.threshold == 0.5) & (sw.metric == "ridge") & (sw.model == "alexnet") & (sw.weights == "trained")]
@@ -265,7 +265,7 @@ def test_reliability_sweep_filters_neurons(scores):
     ref = sub.groupby("area").mean().mean("area").max()
     np.testing.assert_allclose(row.score.iloc[0], float(ref), rtol=1e-12)
     with pytest.raises(Exception, match="threshold"):
-        stats.sweep_reliability(scores_at, rel, thresholds=[2.0])
+        stats.rank_over_thresholds(scores_at, rel, thresholds=[2.0])
 
 
 def test_method_tradeoff_against_sklearn(rng):
