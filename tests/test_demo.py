@@ -144,6 +144,19 @@ def test_visp_config_finds_the_shared_recordings(allen_visp_npz):
     assert pipeline.read_config(cfg)["_base"] == cfg["_base"]
 
 
+def test_missing_shared_data_fails_under_ci_and_skips_elsewhere(tmp_path, monkeypatch):
+    from conftest import locate_allen_visp
+
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        locate_allen_visp(tmp_path)
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="NEUROXR_ALLEN_VISP"):
+        locate_allen_visp(tmp_path)
+    (tmp_path / "allen_visp.npz").write_bytes(b"")
+    assert locate_allen_visp(tmp_path) == tmp_path / "allen_visp.npz"
+
+
 def test_domain_configs_go_to_the_domains_pipeline(monkeypatch, tmp_path):
     path = REPO / "pipelines" / "prasad2022.toml"
     if not path.exists():
