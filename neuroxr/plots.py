@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from . import stats
 
@@ -50,8 +52,6 @@ def plot_rankings(rankings: pd.DataFrame, metric: str | None = None, area: str =
     fig = _fig(7.5, max(2.5, 0.24 * len(r) + 1.2))
     ax = fig.add_subplot()
     y = np.arange(len(r))[::-1]
-    from matplotlib.colors import to_rgba
-
     colors = [to_rgba(FAMILY_COLORS.get(f, "#333333"), 0.95 if w == "trained" else 0.45)
               for f, w in zip(r.family, r.weights)]
     ax.barh(y, r.score, color=colors)
@@ -71,8 +71,6 @@ def plot_rankings(rankings: pd.DataFrame, metric: str | None = None, area: str =
 
 
 def _patch(color, label):
-    from matplotlib.patches import Patch
-
     return Patch(facecolor=color, label=label)
 
 

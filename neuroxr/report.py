@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import plots, stats
 from . import schema as S
-from . import stats
+from .catalogs import read_catalog
+from .info import format_count
 from .study import open_study
 
 RELIABILITY_CSV = "reliability_sweep.csv"
@@ -52,8 +54,6 @@ def write_rankings(study, metrics=None, *, n_boot: int = 1000, seed: int = 0) ->
 
 def _read_catalog(name):
     try:
-        from .catalogs import read_catalog
-
         return read_catalog(name)
     except Exception:  # catalogs are optional for the report
         return None
@@ -168,8 +168,6 @@ def compute_analyses(study, *, n_boot: int = 1000, seed: int = 0) -> dict:
 
 
 def _figures(t: dict) -> dict:
-    from . import plots
-
     r = t["rankings"]
     figs = {"rankings": plots.plot_rankings(r),
             "area_heatmap": plots.plot_area_heatmap(r)}
@@ -230,8 +228,6 @@ def write_report(study, *, n_boot: int = 1000, seed: int = 0, title: str | None 
     -------
     Path of ``index.html``.
     """
-    from . import plots
-
     st = open_study(study)
     out = _reports(study)
     with warnings.catch_warnings():
@@ -273,7 +269,7 @@ border-bottom:1px solid #eee;text-align:right}} table.tbl th{{background:#f6f6f6
 code{{background:#f4f4f4;padding:0 3px}}
 </style></head><body>
 <h1>{e(title)}</h1>
-<p>{n_models} models ({n_layers} layers) scored against {n_neurons} neurons; metrics: {e(', '.join(stats.list_metrics(scores)))}.
+<p>{format_count(n_models, 'model')} ({format_count(n_layers, 'layer')}) scored against {format_count(n_neurons, 'neuron')}; metrics: {e(', '.join(stats.list_metrics(scores)))}.
 Generated {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} by neuroxr.</p>
 <div class="headline"><b>Headline.</b> {e(format_headline(headline)).replace(chr(10), '<br>')}</div>
 """]

@@ -10,8 +10,10 @@ import argparse
 import importlib
 import pkgutil
 import sys
+from importlib.metadata import PackageNotFoundError, version
 
 from ..errors import USER_ERRORS
+from ..io.store import resolve_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,8 +21,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="neuroxr",
         description="Which deep networks best model the mouse visual cortex: ingest, extract, score, rank, report.",
     )
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         v = version("neuroxr")
     except PackageNotFoundError:  # pragma: no cover
@@ -28,9 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"neuroxr {v}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    from . import __path__ as here
-
-    for info in sorted(pkgutil.iter_modules(here), key=lambda m: m.name):
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_") and not info.name.startswith("__") and info.name != "_common":
             mod = importlib.import_module(f"{__name__}.{info.name}")
             if hasattr(mod, "register"):
@@ -58,8 +56,6 @@ def main(argv=None) -> int:
 
 def _normalise_paths(args) -> None:
     """``file://`` URLs given as STUDY (or ``--study``) become plain local paths, in one place."""
-    from ..io.store import resolve_path
-
     for name in ("study", "path", "studies"):
         val = getattr(args, name, None)
         if isinstance(val, str) and ":/" in val:
