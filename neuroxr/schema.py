@@ -13,9 +13,22 @@ store                        variable    dims                        notes
 ``rdms.zarr``                ``rdm``     (site, image, image_j)      ingested neural RDMs
 ``features/<model>.zarr``    ...         (layer, image, ...)         per-layer summaries
 \                            ``srp``     (layer, image, component)   sparse random projection
-``scores.zarr``              ``ridge_r`` (layer, neuron)             leave-one-out Pearson r
-\                            ``rsa_r``   (layer, area)               model-vs-area RDM Pearson
+``scores.zarr`` (root)       ``ridge_r`` (layer, neuron)             leave-one-out Pearson r
+``scores.zarr`` ``areas``    ``rsa_r``   (layer, area)               model-vs-area RDM Pearson
 ===========================  ==========  ==========================  ===============================
+
+``scores.zarr`` is an :class:`xarray.DataTree` store (:func:`neuroxr.mapping.open_scores`):
+
+- the root group holds the neuron-level scores (``ridge_r``, ``srp_ridge_r``, ``pls_r``,
+  ``ridge_alpha`` ...), dims (layer, neuron), with the layer coords :data:`LAYER_COORDS` and
+  :data:`VARIANT`, and the neuron coords (``area``, ``cre_line``, ``depth_um`` ...);
+  ``xr.open_zarr("scores.zarr")`` opens it as a plain Dataset;
+- the group ``areas`` (:data:`AREAS_GROUP`) holds the area-level scores (``rsa_r`` (layer, area),
+  ``rsa_ceiling`` (area), ``rsa_site_r`` (layer, site) for ingested RDMs), with ``area`` an index
+  of area names and the same layer coords.
+
+``variant`` (layer) is ``"<model>:<weights label>"``, the weights label being ``trained``,
+``random`` or the first 12 hex digits of a sha256: one label per model variant.
 """
 from __future__ import annotations
 
@@ -51,6 +64,8 @@ RDM = "rdm"
 SRP = "srp"
 RIDGE_R = "ridge_r"
 RSA_R = "rsa_r"
+#: the group of scores.zarr holding the area-level scores
+AREAS_GROUP = "areas"
 
 # --- coordinates ----------------------------------------------------------
 NEURON_COORDS = ("area", "cre_line", "depth_um")
@@ -58,6 +73,8 @@ NEURON_OPTIONAL_COORDS = (
     "cortical_layer", "container", "experiment", "p_run_mod", "p_image", "splithalf_r", "selected",
 )
 LAYER_COORDS = ("model", "layer_name", "depth", "relative_depth", "weights", "family")
+#: layer coord of scores.zarr: one label per model variant, "<model>:<weights label>"
+VARIANT = "variant"
 LAYER_OPTIONAL_COORDS = ("n_features", "module_type", "source")
 RANKINGS_COLUMNS = ("model", "weights", "area", "metric", "score", "best_layer", "relative_depth")
 
@@ -148,15 +165,30 @@ def validate_responses(ds, source=None) -> None:
             raise SchemaError(f"{_where(source)}neuron coordinate {c!r} is missing")
 
 
-def validate_scores(ds, source=None) -> None:
-    """Check a scores Dataset: layer coords of the contract on every variable with a layer dim."""
-    for c in LAYER_COORDS:
-        if c not in ds.coords:
-            raise SchemaError(f"{_where(source)}layer coordinate {c!r} is missing")
-    if RIDGE_R in ds:
-        check_dims(ds[RIDGE_R], (LAYER, NEURON), RIDGE_R, source)
-    if RSA_R in ds:
-        check_dims(ds[RSA_R], (LAYER, AREA), RSA_R, source)
+def validate_scores(scores, source=None) -> None:
+    """Check scores: a DataTree (root + ``areas``) or one group as a Dataset.
+
+    Every group needs the layer coords of the contract and ``variant``; ``ridge_r`` must be
+    (layer, neuron) at the root, ``rsa_r`` (layer, area) in ``areas`` with an ``area`` index of names.
+    """
+    groups = {"/": scores}
+    if hasattr(scores, "children"):
+        groups = {"/": scores.to_dataset()}
+        groups.update({k: v.to_dataset() for k, v in scores.children.items()})
+    for name, ds in groups.items():
+        where = f"{_where(source)}group {name!r}: "
+        if not ds.data_vars:
+            continue
+        for c in LAYER_COORDS + (VARIANT,):
+            if c not in ds.coords:
+                raise SchemaError(f"{where}layer coordinate {c!r} is missing; rescore with `neuroxr score`")
+        if RIDGE_R in ds:
+            check_dims(ds[RIDGE_R], (LAYER, NEURON), RIDGE_R, source)
+        if RSA_R in ds:
+            check_dims(ds[RSA_R], (LAYER, AREA), RSA_R, source)
+            if AREA not in ds.indexes or np.asarray(ds[AREA].values).dtype.kind not in "UO":
+                raise SchemaError(f"{where}{RSA_R!r} needs an 'area' index of area names (e.g. 'VISp'); "
+                                  "rescore with `neuroxr score`")
 
 
 def _check_index(ds, dim, source):

@@ -8,7 +8,8 @@ import xarray as xr
 
 from . import schema as S
 from .errors import MissingDataError
-from .io.store import open_dataset
+from .io.store import open_dataset, resolve_path
+from .mapping.tree import open_scores
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,8 @@ class Study:
     --------
     >>> st = open_study("neuroxr-demo")              # doctest: +SKIP
     >>> st.responses["mean"]                          # DataArray (neuron, image)
-    >>> st.scores.ridge_r.groupby("area").mean().groupby("model").max()
+    >>> st.scores.ridge_r.groupby("area").mean().groupby("variant").max()   # the Ridge Max table
+    >>> st.scores["areas"].rsa_r.sel(area="VISp")
     """
 
     path: Path
@@ -43,8 +45,9 @@ class Study:
         return open_dataset(self.store(S.RDMS_STORE), name="neural RDMs; run `neuroxr ingest rdms`")
 
     @property
-    def scores(self) -> xr.Dataset:
-        return open_dataset(self.store(S.SCORES_STORE), name="scores; run `neuroxr score`")
+    def scores(self) -> xr.DataTree:
+        """``scores.zarr`` as a DataTree: neuron-level scores at the root, area-level in ``areas``."""
+        return open_scores(self.store(S.SCORES_STORE))
 
     def feature_models(self) -> list[str]:
         d = self.store(S.FEATURES_DIR)
@@ -62,8 +65,6 @@ class Study:
 
 def open_study(path) -> Study:
     """Open the study directory ``path`` (it must exist; a path or a ``file://`` URL)."""
-    from .io.store import resolve_path
-
     p = resolve_path(path)
     if not p.is_dir():
         raise MissingDataError(f"{p} is not a study directory; create one with `neuroxr simulate {p}` or `neuroxr ingest`")

@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from neuroxr import schema as S
 from neuroxr.errors import MissingDataError, NeuroxrError, SettingsMismatchError
 from neuroxr.io import store
-from neuroxr.mapping import score
+from neuroxr.mapping import open_scores, score
 
 AREAS = ("VISp", "VISl")
 
@@ -100,16 +100,17 @@ def test_score_layers_matches_sklearn_and_scipy():
     feats = make_features(Xs)
     resp = make_responses(Y)
     ds = score.score_layers(feats, resp, ("ridge", "rsa"), alpha=1.0, neuron_chunk=5, layer_chunk=2).compute()
-    assert ds.ridge_r.dims == ("layer", "neuron") and ds.rsa_r.dims == ("layer", "area")
+    rsa = ds["areas"].rsa_r
+    assert ds.ridge_r.dims == ("layer", "neuron") and rsa.dims == ("layer", "area")
+    want = xr.DataArray([[rsa_reference(X, Y[:, resp.area.values == a]) for a in AREAS] for X in Xs.values()],
+                        dims=("layer", "area"), coords={"layer": ds.layer.values, "area": list(AREAS)})
+    xr.testing.assert_allclose(rsa.reset_coords(drop=True), want, atol=1e-10, rtol=0)
     for i, X in enumerate(Xs.values()):
         np.testing.assert_allclose(ds.ridge_r[i].values, sklearn_loo_r(X, Y, 1.0), atol=1e-8)
-        for a in AREAS:
-            sel = resp.area.values == a
-            j = list(ds.area_name.values).index(a)
-            np.testing.assert_allclose(float(ds.rsa_r[i, j]), rsa_reference(X, Y[:, sel]), atol=1e-10)
-    # contract coords copied
-    for c in S.LAYER_COORDS + ("n_features",):
-        assert c in ds.coords
+    # contract coords copied, to both groups; the model variant is one label
+    for c in S.LAYER_COORDS + ("n_features", "variant"):
+        assert c in ds.coords and c in ds["areas"].coords
+    assert set(ds.variant.values) == {"m:trained"}
     for c in S.NEURON_COORDS + ("splithalf_r",):
         assert ds[c].dims == ("neuron",)
 
@@ -187,8 +188,8 @@ def test_building_the_graph_computes_nothing(tmp_path):
     with dask.config.set(scheduler=sched):
         ds = score.score_layers(feats, resp, ("ridge", "rsa", "srp-ridge", "pls"), alphas=(1.0, 10.0))
     assert sched.calls == 0
-    assert all(isinstance(v.data, dask.array.Array) for v in ds.data_vars.values())
-    assert "rsa_ceiling" in ds
+    assert all(isinstance(v.data, dask.array.Array) for node in ds.subtree for v in node.data_vars.values())
+    assert "rsa_ceiling" in ds["areas"]
     got = ds.compute()  # and the graph does compute, to the reference numbers
     np.testing.assert_allclose(got.ridge_r[0].values,
                                [sklearn_loo_r(Xs["l0"], Y[:, [j]], got.ridge_alpha[0, j].item())[0]
@@ -203,7 +204,7 @@ def test_constant_neuron_and_constant_layer_give_nan():
     assert np.isnan(ds.ridge_r.sel(layer="m|trained|const")).all()
     assert np.isnan(ds.ridge_r.isel(neuron=2)).all()
     assert np.isfinite(ds.ridge_r.drop_sel(layer="m|trained|const").drop_isel(neuron=2)).all()
-    assert np.isnan(ds.rsa_r.sel(layer="m|trained|const")).all()
+    assert np.isnan(ds["areas"].rsa_r.sel(layer="m|trained|const")).all()
     counts = score.count_nan_scores(ds)
     assert counts["ridge_r"]["nan_layers"] == 1 and counts["ridge_r"]["nan_neurons"] == 1
 
@@ -224,8 +225,8 @@ def test_images_in_another_order_are_aligned():
     feats = make_features({k: X[perm] for k, X in Xs.items()}, images=perm)
     a = score.score_layers(feats, make_responses(Y), ("ridge", "rsa")).compute()
     b = score.score_layers(make_features(Xs), make_responses(Y), ("ridge", "rsa")).compute()
-    np.testing.assert_allclose(a.ridge_r.values, b.ridge_r.values, atol=1e-10)
-    np.testing.assert_allclose(a.rsa_r.values, b.rsa_r.values, atol=1e-10)
+    xr.testing.assert_allclose(a.ridge_r, b.ridge_r, atol=1e-10, rtol=0)
+    xr.testing.assert_allclose(a["areas"].rsa_r, b["areas"].rsa_r, atol=1e-10, rtol=0)
 
 
 def test_nan_layer_raises_naming_it_or_is_skipped():
@@ -263,8 +264,12 @@ def test_score_study_writes_contract_store_and_appends(tmp_path):
     assert sc.sizes["layer"] == 3 and sc.sizes["neuron"] == selected.sum()
     np.testing.assert_allclose(sc.ridge_r[2].values, sklearn_loo_r(Xs["l2"], Y[:, selected], 1.0), atol=1e-6)
     # the paper's one-liner on the opened store, as-is
-    tab = sc.ridge_r.groupby("area").mean().groupby("model").max()
-    assert tab.dims == ("model", "area") or set(tab.dims) == {"model", "area"}
+    tab = sc.ridge_r.groupby("area").mean().groupby("variant").max()
+    assert set(tab.dims) == {"variant", "area"}
+    tree = open_scores(path)
+    S.validate_scores(tree, path)
+    assert list(tree["areas"].rsa_r.area.values) == list(AREAS)
+    assert tree["areas"].rsa_r.sel(area="VISp").dims == ("layer",)
     settings = store.read_settings(sc)
     assert settings["alphas"] == [1.0] and settings["metrics"] == ["ridge", "rsa"]
     # resume: nothing to do
@@ -334,23 +339,24 @@ def test_rsa_ceiling_and_neural_rdms(tmp_path):
     resp = make_responses(Y, trials=trials)
     ds = score.score_layers(make_features(Xs), resp, ("rsa",)).compute()
     labels, ceil, _ = calc_rdm_noise_ceiling(trials, resp.area.values)
-    order = [list(labels).index(a) for a in ds.area_name.values]
-    np.testing.assert_allclose(ds.rsa_ceiling.values, ceil[order], atol=1e-12)
+    want = xr.DataArray(ceil, dims="area", coords={"area": labels}).sel(area=list(AREAS))
+    xr.testing.assert_allclose(ds["areas"].rsa_ceiling.reset_coords(drop=True), want, atol=1e-12, rtol=0)
     # ingested RDMs: each site takes the place of an area
     site_rdms = xr.DataArray(np.stack([1 - np.corrcoef(Y[:, :6]), 1 - np.corrcoef(Y[:, 6:])]),
                              dims=("site", "image", "image_j"),
                              coords={"site": ["s1", "s2"], "image": np.arange(Y.shape[0]),
                                      "image_j": np.arange(Y.shape[0])})
     only = score.score_layers(make_features(Xs), None, ("rsa",), rdms=site_rdms).compute()
-    assert list(only.area_name.values) == ["s1", "s2"]
-    np.testing.assert_allclose(float(only.rsa_r[1, 0]), rsa_reference(Xs["l1"], Y[:, :6]), atol=1e-10)
+    assert list(only["areas"].area.values) == ["s1", "s2"]
+    np.testing.assert_allclose(float(only["areas"].rsa_r.sel(area="s1")[1]), rsa_reference(Xs["l1"], Y[:, :6]),
+                               atol=1e-10)
     both = score.score_layers(make_features(Xs), resp, ("rsa",), rdms=site_rdms).compute()
-    np.testing.assert_allclose(both.rsa_site_r.values, only.rsa_r.values, atol=1e-12)
+    np.testing.assert_allclose(both["areas"].rsa_site_r.values, only["areas"].rsa_r.values, atol=1e-12)
     # through the study directory
     root = write_study(tmp_path / "st", {"m": make_features(Xs)}, Y)
     store.write_dataset(site_rdms.to_dataset(name="rdm"), root / S.RDMS_STORE)
-    sc = store.open_dataset(score.score_study(root, metrics=("rsa",)))
-    np.testing.assert_allclose(sc.rsa_site_r.values, only.rsa_r.values, atol=1e-6)
+    sc = open_scores(score.score_study(root, metrics=("rsa",)))
+    np.testing.assert_allclose(sc["areas"].rsa_site_r.values, only["areas"].rsa_r.values, atol=1e-6)
 
 
 def test_cli_score(tmp_path, capsys):

@@ -5,7 +5,7 @@ Two levels:
 - :func:`score_layers` (in memory or lazy): a features Dataset (the ``features/<model>.zarr``
   layout: ``gram``, ``gram_z``, ``feature_sum`` (layer, image[, image_j]), optional ``srp``
   (layer, image, component)) and responses (neuron, image) in, a Dataset of lazy scores out
-  (``ridge_r``, ``srp_ridge_r``, ``pls_r`` (layer, neuron), ``rsa_r`` (layer, area)).  Nothing
+  (``ridge_r``, ``srp_ridge_r``, ``pls_r`` (layer, neuron); ``areas/rsa_r`` (layer, area)).  Nothing
   is computed until the result is written or ``.compute()``-d.
 - :func:`score_study`: every model of a study, written to ``STUDY/scores.zarr``.
 
@@ -31,13 +31,11 @@ fingerprint of the features it was computed from: a part with the same settings 
 is skipped; re-extracted features are rescored; other settings are refused
 (:func:`neuroxr.io.store.check_settings` names the setting) unless ``overwrite``.
 
-``rsa_r`` and the neuron coordinate ``area``
----------------------------------------------
-``ridge_r`` carries the neuron coordinate ``area`` (so ``ridge_r.groupby("area")`` works on the
-opened store) and ``rsa_r`` has the dim ``area``; one Dataset cannot also hold an index
-coordinate named ``area`` for that dim, so the area labels of ``rsa_r`` are the coordinate
-``area_name`` (area).  ``scores.nxr.rsa_r`` (or :func:`label_rsa`) gives ``rsa_r`` with an
-``area`` index.
+The scores tree
+---------------
+Results are :class:`xarray.DataTree` objects (:mod:`neuroxr.mapping.tree`): neuron-level
+scores at the root, area-level scores (``rsa_r``, ``rsa_ceiling``, ``rsa_site_r``) in the group
+``areas`` with an ``area`` index of area names.
 """
 from __future__ import annotations
 
@@ -59,28 +57,22 @@ from ..errors import MissingDataError, NeuroxrError, SettingsMismatchError
 from ..io import store as _store
 from ..runtime import WARNINGS_LOCK, single_threaded_blas
 from . import ridge as _ridge
+from .metrics import METRICS, check_metrics
+from .tree import build_scores_tree, concat_scores, open_scores, replace_scores, write_scores
 
 __all__ = [
     "METRICS",
-    "METRIC_VARS",
     "score_layers",
     "score_study",
-    "label_rsa",
     "count_nan_scores",
     "compute_scores",
     "assemble_scores",
 ]
 
-#: metric name (command line) -> variable in scores.zarr
-METRIC_VARS = {"ridge": S.RIDGE_R, "rsa": S.RSA_R, "srp-ridge": "srp_ridge_r", "pls": "pls_r"}
-METRICS = tuple(METRIC_VARS)
 GRAM, GRAM_Z, FEATURE_SUM = "gram", "gram_z", "feature_sum"
-AREA_NAME = "area_name"
 PARTS_DIR = "scores.parts"
 DEFAULT_NEURON_CHUNK = 8192
 DEFAULT_LAYER_CHUNK = 8
-#: stored chunks of scores.zarr and of the parts
-_SCORES_CHUNKS = {S.LAYER: 256, S.NEURON: 8192}
 #: held around ``warnings.catch_warnings`` when models are set up and written from several threads
 _WARNINGS_LOCK = WARNINGS_LOCK
 #: temporary part stores of this process left by an interrupted run
@@ -335,7 +327,7 @@ def score_layers(features: xr.Dataset, responses=None, metrics=("ridge", "rsa"),
                  zscore: bool = True, rdms=None, areas=None, rsa_method: str = "pearson",
                  neuron_chunk: int = DEFAULT_NEURON_CHUNK, layer_chunk: int = DEFAULT_LAYER_CHUNK,
                  nan_layers: str = "raise", pls_options: dict | None = None, backend: str = "numpy",
-                 source=None, responses_source=None) -> xr.Dataset:
+                 source=None, responses_source=None) -> xr.DataTree:
     """Lazy scores of every layer of one features Dataset.
 
     Parameters
@@ -370,14 +362,12 @@ def score_layers(features: xr.Dataset, responses=None, metrics=("ridge", "rsa"),
 
     Returns
     -------
-    Dataset
-        Dask-backed: ``ridge_r``/``srp_ridge_r``/``pls_r`` (layer, neuron), ``rsa_r``
-        (layer, area) with labels ``area_name`` (area); layer and neuron coords copied.
+    DataTree
+        Dask-backed: ``ridge_r``/``srp_ridge_r``/``pls_r`` (layer, neuron) at the root,
+        ``rsa_r`` (layer, area) in ``areas`` (``area`` indexed by name); layer coords
+        (with ``variant``) and neuron coords copied.
     """
-    metrics = tuple(dict.fromkeys(metrics))
-    unknown = [m for m in metrics if m not in METRIC_VARS]
-    if unknown:
-        raise NeuroxrError(f"unknown metric {unknown[0]!r}; choose from {list(METRIC_VARS)}")
+    metrics = check_metrics(metrics)
     alphas = _ridge.check_alphas(alpha if alphas is None else alphas)
     if nan_layers not in ("raise", "skip"):
         raise NeuroxrError(f"nan_layers must be 'raise' or 'skip', got {nan_layers!r}")
@@ -390,8 +380,11 @@ def score_layers(features: xr.Dataset, responses=None, metrics=("ridge", "rsa"),
     if responses is None and (needs_resp or rdms is None):
         raise MissingDataError(f"metrics {needs_resp or ['rsa']} need responses (neuron, image); "
                                "ingest them (`neuroxr ingest`)" + ("" if needs_resp else " or neural RDMs"))
-    out = {}
-    coords = {}
+    out = {}  # neuron-level: name -> (dims, dask)
+    out_areas = {}  # area-level
+    coords = {}  # neuron coords
+    area_coords = {}
+    layer_coords = {}
     if responses is not None:
         resp = _responses_array(responses)
         resp = _align_images(features[S.IMAGE].values, resp, source, responses_source)
@@ -412,9 +405,9 @@ def score_layers(features: xr.Dataset, responses=None, metrics=("ridge", "rsa"),
                 coords[c] = (S.NEURON, _plain(v.values))
     for c, v in features.coords.items():
         if c == S.LAYER:
-            coords[c] = _plain(v.values)
+            layer_coords[c] = _plain(v.values)
         elif v.dims == (S.LAYER,):
-            coords[c] = (S.LAYER, _plain(v.values))
+            layer_coords[c] = (S.LAYER, _plain(v.values))
     lc = int(layer_chunk)
 
     def add_ridge(name, K):
@@ -476,7 +469,7 @@ def score_layers(features: xr.Dataset, responses=None, metrics=("ridge", "rsa"),
                 sorted(set(labels) - set(S.AREAS))
             neural.append((S.RSA_R, S.AREA, use, _neural_rdms_from_responses(Y, labels, use, responses_source)))
             if trials is not None:
-                out["rsa_ceiling"] = ((S.AREA,), _rdm_ceiling_graph(trials, labels, use, rsa_method))
+                out_areas["rsa_ceiling"] = ((S.AREA,), _rdm_ceiling_graph(trials, labels, use, rsa_method))
         if rdms is not None:
             r = rdms if isinstance(rdms, xr.DataArray) else rdms[S.RDM]
             r = r.transpose(S.SITE, S.IMAGE, S.IMAGE_J)
@@ -492,14 +485,10 @@ def score_layers(features: xr.Dataset, responses=None, metrics=("ridge", "rsa"),
         for name, dim, labels, nr in neural:
             res = da.blockwise(_block_rsa, "la", mr, "lij", nr.rechunk(-1), "aij", method=rsa_method,
                                dtype=np.float64, concatenate=True, token=f"nxr-{name}")
-            out[name] = ((S.LAYER, dim), res)
-            if dim == S.AREA:
-                coords[AREA_NAME] = (S.AREA, np.asarray(labels, dtype=str))
-            else:
-                coords[S.SITE] = labels
-    ds = xr.Dataset({k: xr.Variable(*v) for k, v in out.items()}, coords=coords)
-    ds.attrs["metrics"] = json.dumps(list(metrics))
-    return ds
+            out_areas[name] = ((S.LAYER, dim), res)
+            area_coords[dim] = np.asarray(labels, dtype=str) if dim == S.AREA else labels
+    return build_scores_tree(out, out_areas, layer_coords=layer_coords, neuron_coords=coords,
+                             area_coords=area_coords, attrs={"metrics": json.dumps(list(metrics))})
 
 
 def _ceiling_one_area(trials, method):
@@ -540,18 +529,12 @@ def _index_to_alpha(idx, alphas):
     return out
 
 
-def label_rsa(scores, name: str = S.RSA_R) -> xr.DataArray:
-    """``rsa_r`` (layer, area) with the area labels as its ``area`` index (from ``area_name``)."""
-    var = scores[name]
-    if AREA_NAME in scores.coords and S.AREA in var.dims:
-        var = var.assign_coords({S.AREA: np.asarray(scores[AREA_NAME].values)}).drop_vars(AREA_NAME, errors="ignore")
-    return var
-
-
-def count_nan_scores(ds: xr.Dataset) -> dict:
+def count_nan_scores(tree) -> dict:
     """Number of NaN scores per variable, and of all-NaN layers / neurons (computes)."""
     lazy = {}  # (variable, key) -> 0-d count; all computed in one pass over the data
-    for name, var in ds.data_vars.items():
+    nodes = tree.subtree if isinstance(tree, xr.DataTree) else [tree]
+    variables = {k: v for node in nodes for k, v in node.data_vars.items()}
+    for name, var in variables.items():
         if S.LAYER not in var.dims or var.dtype.kind != "f":
             continue
         isn = var.isnull()
@@ -628,25 +611,6 @@ def _part_attrs(part: Path) -> dict:
         return dict(_store.open_dataset(part).attrs)
 
 
-def _write_part(ds: xr.Dataset, path: Path):
-    """to_zarr into a temporary sibling; returns (delayed, tmp) — rename with os.replace when done."""
-    tmp = _store.tmp_sibling(path)
-    ds = _store._strip_encoding(ds)
-    for k in ds.data_vars:
-        ds[k] = ds[k].astype(np.float32)
-    # the chunks of scores.zarr (whole layer chunks of a model in one stored chunk): fewer, larger
-    # writes here and reads when assembling
-    chunks = {d: c for d, c in _SCORES_CHUNKS.items() if d in ds.dims}
-    for k in ds.data_vars:  # other dims (area, site) whole
-        v = ds[k].variable
-        ds[k] = v.chunk({d: chunks.get(d, -1) for d in v.dims})
-    enc = _store._encoding(ds, chunks)
-    with _WARNINGS_LOCK, warnings.catch_warnings():  # catch_warnings is process-wide: one thread at a time
-        warnings.simplefilter("ignore")
-        delayed = ds.to_zarr(tmp, mode="w", encoding=enc, consolidated=True, zarr_format=3, compute=False)
-    return delayed, tmp
-
-
 def score_study(study, metrics=("ridge", "rsa"), alpha=1.0, alphas=None, zscore: bool = True, models=None,
                 client=None, overwrite: bool = False, neuron_chunk: int = DEFAULT_NEURON_CHUNK,
                 layer_chunk: int = DEFAULT_LAYER_CHUNK, areas=None, rsa_method: str = "pearson",
@@ -678,10 +642,7 @@ def score_study(study, metrics=("ridge", "rsa"), alpha=1.0, alphas=None, zscore:
 
     log = log or (lambda msg: None)
     st = open_study(study)
-    metrics = tuple(dict.fromkeys(metrics))
-    unknown = [m for m in metrics if m not in METRIC_VARS]
-    if unknown:
-        raise NeuroxrError(f"unknown metric {unknown[0]!r}; choose from {list(METRIC_VARS)}")
+    metrics = check_metrics(metrics)
     alphas = _ridge.check_alphas(alpha if alphas is None else alphas)
     pls_opts = {**DEFAULT_PLS, **(pls_options or {})}
     resp = _load_responses(st.path)
@@ -757,9 +718,10 @@ MODELS_IN_FLIGHT = 2
 
 def _score_part(model, ds, part, client, progress, log, pool=None):
     """Compute one model's scores into a temporary store and move it to ``part``."""
+    names = sorted(k for node in ds.subtree for k in node.data_vars)
     log(f"{model}: scoring {ds.sizes.get(S.LAYER, 0)} layers x {ds.sizes.get(S.NEURON, 0)} neurons "
-        f"({', '.join(ds.data_vars)})")
-    delayed, tmp = _write_part(ds, part)
+        f"({', '.join(names)})")
+    delayed, tmp = write_scores(ds, part, compute=False)
     try:
         if pool is None:
             _compute(delayed, client, progress, what=f"scoring {model}")
@@ -905,25 +867,16 @@ def assemble_scores(study, settings: dict | None = None) -> Path:
     parts = sorted(p for p in parts_dir.glob("*.zarr") if not p.name.startswith("."))
     if not parts:
         raise MissingDataError(f"{parts_dir}: no scored models to assemble")
-    opened = [_store.open_dataset(p) for p in parts]
+    opened = [open_scores(p) for p in parts]
     if settings is None:
         settings = _store.read_settings(opened[-1])
-    keep = []
-    for p, ds in zip(parts, opened):
-        if _store.read_settings(ds) == settings:
-            keep.append(ds)
-    layer_ids = np.concatenate([np.asarray(ds[S.LAYER].values) for ds in keep])
+    keep = [t for t in opened if _store.read_settings(t) == settings]
+    layer_ids = np.concatenate([np.asarray(t[S.LAYER].values) for t in keep])
     uniq, counts = np.unique(layer_ids, return_counts=True)
     if (counts > 1).any():
         raise NeuroxrError(f"{parts_dir}: layer ids scored twice in different model stores: "
                            f"{uniq[counts > 1][:5].tolist()}; remove the duplicate features store")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        combined = xr.concat(keep, dim=S.LAYER, data_vars="minimal", coords="minimal", compat="override",
-                             join="outer", combine_attrs="drop")
-    inputs = {ds.attrs.get("model_store", str(i)): ds.attrs.get("features_fingerprint") for i, ds in enumerate(keep)}
-    combined.attrs.update(_store.provenance(settings, inputs))
+    inputs = {t.attrs.get("model_store", str(i)): t.attrs.get("features_fingerprint") for i, t in enumerate(keep)}
+    combined = concat_scores(keep, attrs=_store.provenance(settings, inputs))
     combined.attrs["nan_counts"] = json.dumps(count_nan_scores(combined))
-    chunks = _SCORES_CHUNKS
-    combined = combined.chunk({d: c for d, c in chunks.items() if d in combined.dims})
-    return _store.write_dataset(combined, st_path / S.SCORES_STORE, overwrite=True, chunks=chunks)
+    return replace_scores(combined, st_path / S.SCORES_STORE)
