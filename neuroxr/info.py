@@ -9,6 +9,8 @@ import pandas as pd
 
 from . import schema as S
 from .io.store import open_dataset
+from .mapping import open_scores
+from .stats import build_layer_frame
 
 _PROVENANCE = ("neuroxr_version", "created", "settings", "inputs")
 
@@ -37,12 +39,12 @@ def _counts(values) -> dict:
     return {str(v): int(c) for v, c in zip(vals, counts)}
 
 
-def _describe_store(path: Path, describe):
-    """``describe(ds)`` of the store at ``path``; None when absent, ``{"error": ...}`` when unreadable."""
+def _describe_store(path: Path, describe, opener=open_dataset):
+    """``describe(opener(path))``; None when the store is absent, ``{"error": ...}`` when unreadable."""
     if not path.exists():
         return None
     try:
-        ds = open_dataset(path)
+        ds = opener(path)
     except Exception as exc:  # a broken store is reported, not fatal for `info`
         return {"error": str(exc)}
     return describe(ds)
@@ -115,10 +117,12 @@ def _describe_features(fdir: Path) -> list[dict]:
     return out
 
 
-def _describe_scores(ds) -> dict:
-    models = sorted(set(np.asarray(ds["model"].values).astype(str))) if "model" in ds.coords else []
-    return {"variables": sorted(map(str, ds.data_vars)), "n_layers": int(ds.sizes.get(S.LAYER, 0)),
-            "models": models, "provenance": _provenance(ds)}
+def _describe_scores(tree) -> dict:
+    """Variables of every group, layers, model variants and provenance of a scores DataTree."""
+    variables = sorted(str(v) for node in tree.subtree for v in node.data_vars)
+    layers = build_layer_frame(tree) if variables else None
+    return {"variables": variables, "n_layers": 0 if layers is None else len(layers),
+            "models": [] if layers is None else sorted(set(layers[S.VARIANT])), "provenance": _provenance(tree)}
 
 
 def describe_study(study) -> dict:
@@ -137,7 +141,7 @@ def describe_study(study) -> dict:
             "responses": _describe_store(study / S.RESPONSES_STORE, _describe_responses),
             "rdms": _describe_store(study / S.RDMS_STORE, _describe_rdms),
             "features": _describe_features(study / S.FEATURES_DIR),
-            "scores": _describe_store(study / S.SCORES_STORE, _describe_scores)}
+            "scores": _describe_store(study / S.SCORES_STORE, _describe_scores, open_scores)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,7 +228,8 @@ def _format_features(features) -> list[str]:
 
 def _format_scores(sc) -> list[str]:
     return [f"scores.zarr: {', '.join(sc['variables'])} over {format_count(sc['n_layers'], 'layer')} of "
-            f"{format_count(len(sc['models']), 'model')} ({', '.join(sc['models'])})", *_fmt_prov(sc["provenance"])]
+            f"{format_count(len(sc['models']), 'model variant')} ({', '.join(sc['models'])})",
+            *_fmt_prov(sc["provenance"])]
 
 
 def format_study_description(info: dict) -> str:

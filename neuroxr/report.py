@@ -255,7 +255,7 @@ def _render(st, t, figs, headline, planted, title):
     n_layers = scores.sizes.get(S.LAYER, 0)
     n_neurons = scores.sizes.get(S.NEURON, 0)
     r = t["rankings"]
-    n_models = len(r[["model", "weights"]].drop_duplicates())
+    n_models = r[S.VARIANT].nunique()
     title = title or f"neuroxr report: {Path(st.path).resolve().name}"
     parts = [f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
 <style>

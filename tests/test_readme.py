@@ -86,18 +86,29 @@ def test_every_python_line_of_the_readme_runs(readme_values):
 
 
 def test_readme_max_table_matches_pandas(readme_values, demo_dir):
-    """The README's Max table: per model variant and area, the max over layers of the area mean."""
+    """The README's Max table: per model variant and area, the max over layers of the area mean,
+    so trained and random weights of one model are two rows."""
     got = _line(readme_values, 'st.scores.ridge_r.groupby("area").mean()')
-    scores = open_dataset(demo_dir / "neuroxr-demo" / "scores.zarr")
-    r = scores.ridge_r.transpose("layer", "neuron")
-    df = pd.DataFrame(np.asarray(r.values, float), index=np.asarray(r.model.values).astype(str),
+    assert got.dims == ("variant", "area")
+    root = xr.open_zarr(demo_dir / "neuroxr-demo" / "scores.zarr")  # plain xarray: the root group
+    r = root.ridge_r.transpose("layer", "neuron")
+    df = pd.DataFrame(np.asarray(r.values, float), index=np.asarray(r.variant.values).astype(str),
                       columns=np.asarray(r.area.values).astype(str))
-    area_mean = df.T.groupby(level=0).mean().T  # (layer, area), layers labelled by model
-    want = area_mean.groupby(level=0).max()
-    want = xr.DataArray(want.to_numpy(), dims=(got.dims[0], "area"),
-                        coords={got.dims[0]: want.index.to_numpy(), "area": want.columns.to_numpy()})
-    xr.testing.assert_allclose(got.reset_coords(drop=True).sortby(["area", got.dims[0]]),
-                               want.sortby(["area", got.dims[0]]).astype(got.dtype), rtol=1e-6)
+    want = df.T.groupby(level=0).mean().T.groupby(level=0).max()  # (layer, area) means, max per variant
+    want = xr.DataArray(want.to_numpy(), dims=("variant", "area"),
+                        coords={"variant": want.index.to_numpy(), "area": want.columns.to_numpy()})
+    xr.testing.assert_allclose(got.reset_coords(drop=True).sortby(["variant", "area"]),
+                               want.sortby(["variant", "area"]).astype(got.dtype), rtol=1e-6)
+
+
+def test_readme_rsa_line_selects_an_area_by_name(readme_values, demo_dir):
+    got = _line(readme_values, 'st.scores["areas"].rsa_r.sel(area="VISp")')
+    store = demo_dir / "neuroxr-demo" / "scores.zarr"
+    areas, root = xr.open_zarr(store, group="areas"), xr.open_zarr(store)  # plain xarray, group by group
+    want = areas.rsa_r.isel(area=list(np.asarray(areas.area.values).astype(str)).index("VISp"))
+    if "layer" not in want.indexes:  # stored once, at the root
+        want = want.assign_coords(layer=root["layer"].values)
+    xr.testing.assert_allclose(got.load().reset_coords(drop=True), want.load().reset_coords(drop=True))
 
 
 def test_readme_ingest_arrays_then_select_runs_on_the_shared_data(allen_visp_npz, tmp_path, capsys):

@@ -9,7 +9,7 @@ import pytest
 
 from neuroxr import schema as S
 from neuroxr import stats
-from neuroxr.io.store import write_dataset
+from neuroxr.mapping.tree import replace_scores
 from test_plots import check_png
 from test_stats import make_scores
 
@@ -17,7 +17,7 @@ from test_stats import make_scores
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     d = tmp_path_factory.mktemp("study")
-    write_dataset(make_scores(seed=5), d / S.SCORES_STORE)
+    replace_scores(make_scores(seed=5), d / S.SCORES_STORE)
     return d
 
 

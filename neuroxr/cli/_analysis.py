@@ -8,6 +8,7 @@ import pandas as pd
 from .. import pipeline, report, stats
 from ..cluster import client_from_args
 from ..info import format_count
+from ..mapping import METRICS
 from ._common import add_cluster_args, non_negative_int, positive_int
 
 
@@ -63,7 +64,7 @@ def register(sub) -> None:
                        description="Max over layers of the area-mean score per model and area, the overall "
                                    "ranking, bootstrapped 95% intervals; writes STUDY/reports/rankings.csv.")
     p.add_argument("study", help="study directory with scores.zarr")
-    p.add_argument("--metric", action="append", choices=["ridge", "srp-ridge", "pls", "rsa"],
+    p.add_argument("--metric", action="append", choices=stats.order_metrics(METRICS),
                    help="metric(s) to rank by (repeatable; default: all scored)")
     p.add_argument("--top", type=positive_int, default=10, help="rows printed (default 10)")
     _add_bootstrap_args(p)

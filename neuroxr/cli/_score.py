@@ -6,7 +6,7 @@ import sys
 
 from ..cluster import client_from_args
 from ..info import format_count
-from ..io.store import open_dataset
+from ..mapping import METRICS, open_scores
 from ..mapping import score as scoring
 from ._common import add_cluster_args, add_overwrite_arg, positive_int
 
@@ -25,7 +25,7 @@ def register(sub) -> None:
                     "(rsa_r), ridge on the sparse random projection (srp_ridge_r) and PLS (pls_r). Writes "
                     "STUDY/scores.zarr; rerunning resumes, and new models are appended.")
     p.add_argument("study", help="study directory")
-    p.add_argument("--metric", dest="metrics", action="append", choices=["ridge", "rsa", "srp-ridge", "pls"],
+    p.add_argument("--metric", dest="metrics", action="append", choices=list(METRICS),
                    help="metric to compute (repeatable; default: ridge and rsa)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--alpha", type=float, default=1.0, help="ridge penalty (default 1.0)")
@@ -71,8 +71,9 @@ def _run(args) -> int:
             pls_options=pls, backend=args.backend, progress=args.progress,
             log=lambda msg: print(f"neuroxr score: {msg}", file=sys.stderr),
         )
-    ds = open_dataset(path)
-    print(f"{path}: {format_count(ds.sizes.get('layer', 0), 'layer')}, "
-          f"{format_count(ds.sizes.get('neuron', 0), 'neuron')}, "
-          f"variables {list(ds.data_vars)}; NaN counts {ds.attrs.get('nan_counts', '{}')}")
+    tree = open_scores(path)
+    sizes = {d: n for node in tree.subtree for d, n in node.to_dataset(inherit=False).sizes.items()}
+    variables = [str(v) for node in tree.subtree for v in node.data_vars]
+    print(f"{path}: {format_count(sizes.get('layer', 0), 'layer')}, {format_count(sizes.get('neuron', 0), 'neuron')}, "
+          f"variables {variables}; NaN counts {tree.attrs.get('nan_counts', '{}')}")
     return 0

@@ -15,6 +15,7 @@ from ..features.extract import iter_layer_activations
 from ..features.zoo import load_model
 from ..io.store import open_dataset
 from ..mapping.score import score_layers
+from ..mapping.tree import concat_scores
 from ..responses import load_selected_responses, select_neurons
 from ..study import open_study
 from .config import PipelineSettings, given
@@ -82,8 +83,7 @@ def rescore_by_reliability(study, models=None, thresholds=stats.RELIABILITY_THRE
             if (mask & (areas == a)).sum() < 3:
                 mask &= areas != a
         sub = resp.isel({S.NEURON: np.flatnonzero(mask)})
-        parts = [score_layers(f, sub, tuple(metrics), alpha=alpha).compute() for f in feats]
-        return xr.concat(parts, dim=S.LAYER, coords="minimal", compat="override", join="outer")
+        return concat_scores([score_layers(f, sub, tuple(metrics), alpha=alpha).compute() for f in feats])
 
     return stats.rank_over_thresholds(scores_at, rel, thresholds, n_boot=n_boot, seed=seed, min_neurons=3)
 

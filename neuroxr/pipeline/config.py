@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MissingDataError, NeuroxrError
+from ..mapping import METRICS
 
-METRICS = ("ridge", "rsa", "srp-ridge", "pls")
 SOURCES = ("allen", "arrays", "simulate")
 KINDS = ("conwell2021", "prasad2022")
 
@@ -113,7 +113,7 @@ class ExtractSettings:
 class ScoreSettings:
     """``metrics`` and the keyword arguments of :func:`neuroxr.mapping.score.score_study`."""
 
-    metrics: list = _key(["ridge", "rsa"], "list[str]", choices=METRICS)
+    metrics: list = _key(["ridge", "rsa"], "list[str]", choices=METRICS.keys())
     alpha: float = _key(1.0, "float", above=0)
     alphas: list | None = _key(kind="list[float]", above=0)
     zscore: bool | None = _key(kind="bool")

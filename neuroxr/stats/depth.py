@@ -34,7 +34,7 @@ def summarize_best_depth(rankings: pd.DataFrame, metric: str | None = None, weig
     return pd.DataFrame(rows, columns=["metric", "area", "relative_depth", "median", "ci_low", "ci_high", "n"])
 
 
-def bin_depth_profile(scores: xr.Dataset, metrics=None, *, n_bins: int = 100, frac: float = 0.3,
+def bin_depth_profile(scores: xr.DataTree, metrics=None, *, n_bins: int = 100, frac: float = 0.3,
                       by_area: bool = False, exclude_families=("baseline",)) -> pd.DataFrame:
     """Score as a function of relative depth: means in ``n_bins`` bins and a lowess trend.
 

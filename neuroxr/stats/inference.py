@@ -14,6 +14,7 @@ import xarray as xr
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
+from .. import schema as S
 from .ranking import rank_models
 from .tables import ALL, CI_LEVEL, HIERARCHY, OVERALL, calc_layer_scores, list_metrics, order_groups, regression_metric
 
@@ -180,20 +181,20 @@ def calc_bootstrap_mean_ci(values, n_boot, seed):
 
 
 def _layer_agreement(scores, metric_a, metric_b):
-    """Per (model, weights, area): Spearman over layers of the two metrics' area-mean scores."""
+    """Per (model variant, area): Spearman over layers of the two metrics' area-mean scores."""
     lt = calc_layer_scores(scores, [metric_a, metric_b])
-    piv = lt.pivot_table(index=["model", "weights", "area", "layer"], columns="metric", values="score")
+    piv = lt.pivot_table(index=[S.VARIANT, "area", "layer"], columns="metric", values="score")
     per = []
-    for (model, weights, area), g in piv.groupby(level=[0, 1, 2]):
+    for (variant, area), g in piv.groupby(level=[0, 1]):
         if len(g) < 3:
             continue
         rho = sps.spearmanr(g[metric_a], g[metric_b]).statistic
         if np.isfinite(rho):
-            per.append((model, weights, area, rho))
-    return pd.DataFrame(per, columns=["model", "weights", "area", "rho"])
+            per.append((variant, area, rho))
+    return pd.DataFrame(per, columns=[S.VARIANT, "area", "rho"])
 
 
-def compare_metrics(scores: xr.Dataset, rankings: pd.DataFrame | None = None, metric_a: str | None = None,
+def compare_metrics(scores: xr.DataTree, rankings: pd.DataFrame | None = None, metric_a: str | None = None,
                     metric_b: str = "rsa", *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Agreement of two metrics (default: the regression metric and RSA).
 
@@ -210,8 +211,8 @@ def compare_metrics(scores: xr.Dataset, rankings: pd.DataFrame | None = None, me
     rows = []
     r = rankings[(rankings.area == ALL) & (rankings.family != "baseline")]
     for label, sub in [("all models", r), *[(w, g) for w, g in r.groupby("weights")]]:
-        a = sub[sub.metric == metric_a].set_index(["model", "weights"])["score"]
-        b = sub[sub.metric == metric_b].set_index(["model", "weights"])["score"]
+        a = sub[sub.metric == metric_a].set_index(S.VARIANT)["score"]
+        b = sub[sub.metric == metric_b].set_index(S.VARIANT)["score"]
         common = a.index.intersection(b.index)
         row = calc_spearman_row(a.loc[common], b.loc[common], analysis="metric_agreement_models",
                                 metric=f"{metric_a} vs {metric_b}", area=ALL, group=label)

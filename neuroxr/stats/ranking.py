@@ -18,14 +18,15 @@ import xarray as xr
 
 from .. import schema as S
 from ..errors import NeuroxrError
+from ..mapping import METRICS
 from ..runtime import quiet_warnings
 from .tables import (
-    ALL, CI_LEVEL, METRIC_VARS, OVERALL, build_layer_frame, check_metrics, group_matrix, neuron_groups,
-    order_groups, regression_metric, to_strings,
+    ALL, CI_LEVEL, OVERALL, build_layer_frame, check_metrics, get_score, group_matrix, neuron_groups,
+    order_groups, order_metrics, regression_metric, to_strings,
 )
 
 RANKING_COLUMNS = ["model", "weights", "area", "metric", "score", "best_layer", "relative_depth", "family",
-                   "depth", "ci_low", "ci_high", "n", "rank"]
+                   "depth", "ci_low", "ci_high", "n", "rank", S.VARIANT]
 
 
 def calc_percentile_ci(samples, axis=0):
@@ -115,14 +116,15 @@ def _variant_rows(boot, meta, groups, metric, base, idx, vals, counts, by):
 
 def _overall_rows(out, reg, all_boot, by, n_boot):
     """Metric ``overall``: per model variant the mean of its regression and RSA ``all`` scores."""
-    a = out[(out[by] == ALL) & (out.metric == reg)].set_index(["model", "weights"])
-    b = out[(out[by] == ALL) & (out.metric == "rsa")].set_index(["model", "weights"])
+    a = out[(out[by] == ALL) & (out.metric == reg)].set_index(S.VARIANT)
+    b = out[(out[by] == ALL) & (out.metric == "rsa")].set_index(S.VARIANT)
     rows = []
     for key in a.index.intersection(b.index):
         lo = hi = np.nan
-        if n_boot and (key + (reg,)) in all_boot and (key + ("rsa",)) in all_boot:
-            lo, hi = calc_percentile_ci((all_boot[key + (reg,)] + all_boot[key + ("rsa",)]) / 2)
-        rows.append({"model": key[0], "weights": key[1], "metric": OVERALL, by: ALL,
+        if n_boot and (key, reg) in all_boot and (key, "rsa") in all_boot:
+            lo, hi = calc_percentile_ci((all_boot[key, reg] + all_boot[key, "rsa"]) / 2)
+        rows.append({"model": a.loc[key, "model"], "weights": a.loc[key, "weights"], S.VARIANT: key,
+                     "metric": OVERALL, by: ALL,
                      "score": (a.loc[key, "score"] + b.loc[key, "score"]) / 2, "best_layer": "",
                      "relative_depth": np.nan, "family": a.loc[key, "family"], "depth": a.loc[key, "depth"],
                      "ci_low": lo, "ci_high": hi, "n": int(min(a.loc[key, "n"], b.loc[key, "n"]))})
@@ -132,7 +134,7 @@ def _overall_rows(out, reg, all_boot, by, n_boot):
 def _sort_ranking(out, groups, by):
     """Ranks within (metric, group), then rows ordered by metric, group (``all`` first) and rank."""
     out["rank"] = out.groupby(["metric", by])["score"].rank(ascending=False, method="min").astype(int)
-    metric_order = {m: i for i, m in enumerate([OVERALL, *METRIC_VARS])}
+    metric_order = {m: i for i, m in enumerate([OVERALL, *order_metrics(METRICS)])}
     grp_order = {g: i for i, g in enumerate([ALL, *groups])}
     out = out.sort_values(["metric", by, "rank"], key=lambda s: s.map(metric_order) if s.name == "metric"
                           else (s.map(grp_order) if s.name == by else s)).reset_index(drop=True)
@@ -149,13 +151,13 @@ def _spread(cols, M, N, groups, n_layers):
     return full, fulln
 
 
-def rank_models(scores: xr.Dataset, metrics=None, *, n_boot: int = 1000, seed: int = 0,
+def rank_models(scores: xr.DataTree, metrics=None, *, n_boot: int = 1000, seed: int = 0,
                 by: str = "area") -> pd.DataFrame:
     """Rank models by the maximum over layers of their group-mean score.
 
     Parameters
     ----------
-    scores : Dataset
+    scores : DataTree
         ``scores.zarr`` (see :func:`neuroxr.stats.calc_layer_scores`).
     metrics : list of str, optional
         ``ridge``, ``srp-ridge``, ``pls``, ``rsa`` (default: all present).
@@ -170,8 +172,8 @@ def rank_models(scores: xr.Dataset, metrics=None, *, n_boot: int = 1000, seed: i
     -------
     DataFrame
         Contract columns ``model, weights, area, metric, score, best_layer, relative_depth``
-        (the grouping column is named ``by``), then ``family, depth, ci_low, ci_high, n, rank``.
-        One row per (model, weights, metric, group), a row per (model, weights, metric) with
+        (the grouping column is named ``by``), then ``family, depth, ci_low, ci_high, n, rank,
+        variant``.  One row per (model variant, metric, group), a row per (variant, metric) with
         group ``all`` (max over layers of the mean over groups, interval bootstrapped across
         groups; with a single group, its own neuron interval), and with ``by == "area"`` and both
         a regression metric and ``rsa`` present, rows of metric ``overall`` (mean of the two ``all``
@@ -179,27 +181,28 @@ def rank_models(scores: xr.Dataset, metrics=None, *, n_boot: int = 1000, seed: i
     """
     metrics = check_metrics(scores, metrics)
     meta = build_layer_frame(scores)
-    mats = {m: group_matrix(scores, m, by) for m in metrics}
+    mats = {m: group_matrix(scores, m, by, meta.index) for m in metrics}
     mats = {m: v for m, v in mats.items() if v is not None}
     groups = order_groups([g for _, (cols, _, _) in mats.items() for g in cols], by)
-    neuron_vars = {m: scores[METRIC_VARS[m]] for m in mats if S.NEURON in scores[METRIC_VARS[m]].dims}
+    neuron_vars = {m: get_score(scores, m) for m in mats if METRICS[m].target == "neuron"}
     boot = _Bootstrap(n_boot, np.random.default_rng(seed), _draw_group_resamples(len(groups), n_boot, seed),
                       neuron_vars, {m: neuron_groups(scores, by) for m in neuron_vars})
     rows, all_boot = [], {}
     depth = meta["depth"].to_numpy(float)
-    keys = meta.groupby(["model", "weights"], sort=False).indices
+    variants = meta.groupby(S.VARIANT, sort=False).indices
     for metric, (cols, M, N) in mats.items():
         full, fulln = _spread(cols, M, N, groups, len(meta))
-        for (model, weights), idx in keys.items():
+        for variant, idx in variants.items():
             idx = idx[np.argsort(depth[idx], kind="stable")]
             if not np.isfinite(full[idx]).any():
                 continue
-            base = dict(model=model, weights=weights, metric=metric, family=meta["family"].iloc[idx[0]],
-                        depth=len(idx))
+            first = meta.iloc[idx[0]]
+            base = {"model": first["model"], "weights": first["weights"], S.VARIANT: variant, "metric": metric,
+                    "family": first["family"], "depth": len(idx)}
             got, samples = _variant_rows(boot, meta, groups, metric, base, idx, full[idx], fulln[idx], by)
             rows += got
             if samples is not None:
-                all_boot[(model, weights, metric)] = samples
+                all_boot[variant, metric] = samples
     out = pd.DataFrame(rows)
     if out.empty:
         raise NeuroxrError("scores.zarr holds no finite scores to rank")

@@ -24,7 +24,7 @@ def rank_over_thresholds(scores_at, reliability, thresholds=RELIABILITY_THRESHOL
     Parameters
     ----------
     scores_at : callable
-        ``scores_at(mask) -> Dataset``: scores recomputed on the neurons where ``mask`` (bool,
+        ``scores_at(mask) -> DataTree``: scores recomputed on the neurons where ``mask`` (bool,
         per neuron, aligned with ``reliability``) is True.
         :func:`neuroxr.pipeline.rescore_by_reliability` passes a function that calls the in-memory
         scoring API on the study's features.
@@ -36,7 +36,8 @@ def rank_over_thresholds(scores_at, reliability, thresholds=RELIABILITY_THRESHOL
     Returns
     -------
     DataFrame
-        ``threshold, n_neurons, model, weights, metric, area, score, ci_low, ci_high`` (area
+        ``threshold, n_neurons, model, weights, metric, area, score, ci_low, ci_high, best_layer,
+        relative_depth, family, variant`` (area
         ``all`` rows of :func:`neuroxr.stats.rank_models`, intervals bootstrapped across areas).
     """
     rel = np.asarray(getattr(reliability, "values", reliability), float)
@@ -54,7 +55,7 @@ def rank_over_thresholds(scores_at, reliability, thresholds=RELIABILITY_THRESHOL
         raise NeuroxrError(f"no reliability threshold in {list(thresholds)} keeps {min_neurons} neurons "
                            f"(max reliability {np.nanmax(rel) if rel.size else 'n/a'})")
     cols = ["threshold", "n_neurons", "model", "weights", "metric", "area", "score", "ci_low", "ci_high",
-            "best_layer", "relative_depth", "family"]
+            "best_layer", "relative_depth", "family", "variant"]
     return pd.concat(out, ignore_index=True)[cols]
 
 
