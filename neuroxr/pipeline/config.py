@@ -250,6 +250,8 @@ def _build_section(where, table, raw: dict):
         if key not in fields:
             raise ConfigError(f"{where}: [{table}] unknown key {key!r}{_suggest(key, fields)}; "
                               f"valid keys: {', '.join(fields)}")
+        if value is None and fields[key].default is None:  # a dict config may say "not set" explicitly
+            continue
         _check_value(where, table, key, value, fields[key].metadata)
     settings = cls(**copy.deepcopy(raw))
     if table == "ingest":
