@@ -125,3 +125,18 @@ def test_counts_are_pluralised():
     from neuroxr.info import format_count
 
     assert [format_count(n, "layer") for n in (0, 1, 2)] == ["0 layers", "1 layer", "2 layers"]
+
+
+def test_cli_stops_quietly_when_stdout_is_closed(monkeypatch, capsys):
+    """`neuroxr models | head`: the reader goes away; exit 141 and no traceback."""
+    import io
+
+    from neuroxr.cli import main
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    assert main(["models"]) == 141
+    assert "Traceback" not in capsys.readouterr().err

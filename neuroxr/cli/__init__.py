@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -45,6 +46,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("neuroxr: interrupted; finished units are kept, rerun the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of stdout has gone (`neuroxr models | head`): stop quietly
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, as a shell reports a writer killed by the signal
     except USER_ERRORS as exc:  # clear one-line errors, no bare traceback
         if getattr(args, "debug", False):
             raise
@@ -52,6 +56,15 @@ def main(argv=None) -> int:
         print(f"neuroxr {args.command}: error: {msg}", file=sys.stderr)
         return 2
     return int(rc or 0)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor
+        pass
 
 
 def _normalise_paths(args) -> None:
