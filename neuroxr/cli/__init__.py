@@ -3,6 +3,11 @@
 Each module ``neuroxr/cli/_<topic>.py`` defines ``register(subparsers)`` which adds its
 subcommands with ``parser.set_defaults(func=callable(args) -> int | None)``.  Modules are
 discovered automatically, so topics never edit a shared file.
+
+Every command builds the whole parser, so the topic modules import only argparse-level names at
+their top (the metric registry for ``choices``); each handler imports the library modules it calls
+inside the function.  Those are heavy optional imports (torch, sklearn, statsmodels, dask.distributed,
+matplotlib) and are allowed there: ``neuroxr --help`` then loads none of them.
 """
 from __future__ import annotations
 
@@ -14,7 +19,6 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 
 from ..errors import USER_ERRORS
-from ..io.store import resolve_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +73,8 @@ def _silence_stdout() -> None:
 
 def _normalise_paths(args) -> None:
     """``file://`` URLs given as STUDY (or ``--study``) become plain local paths, in one place."""
+    from ..io.store import resolve_path
+
     for name in ("study", "path", "studies"):
         val = getattr(args, name, None)
         if isinstance(val, str) and ":/" in val:

@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import json
 
-import pandas as pd
-
-from .. import pipeline, report, stats
-from ..cluster import client_from_args
-from ..info import format_count
 from ..mapping import METRICS
+from ..stats import order_metrics
 from ._common import add_cluster_args, non_negative_int, positive_int
 
 
 def _rank(args):
+    import pandas as pd
+
+    from .. import report, stats
+    from ..info import format_count
+
     path = report.write_rankings(args.study, args.metric or None, n_boot=args.n_boot, seed=args.seed)
     r = pd.read_csv(path)
     metric = stats.headline_metric(r)
@@ -24,12 +25,17 @@ def _rank(args):
 
 
 def _report(args):
+    from .. import report
+
     path = report.write_report(args.study, n_boot=args.n_boot, seed=args.seed)
     print(f"report: {path}")
     print(report.format_headline(json.loads((path.parent / "headline.json").read_text())))
 
 
 def _run(args):
+    from .. import pipeline
+    from ..cluster import client_from_args
+
     if args.check:
         missing = pipeline.check_pipeline(args.config, study=args.study)
         if missing:
@@ -45,6 +51,9 @@ def _run(args):
 
 
 def _demo(args):
+    from .. import pipeline
+    from ..cluster import client_from_args
+
     with client_from_args(args) as client:
         res = pipeline.run_demo(args.study, client=client, size=args.size, seed=args.seed)
     print(f"report: {res['report']}")
@@ -64,7 +73,7 @@ def register(sub) -> None:
                        description="Max over layers of the area-mean score per model and area, the overall "
                                    "ranking, bootstrapped 95% intervals; writes STUDY/reports/rankings.csv.")
     p.add_argument("study", help="study directory with scores.zarr")
-    p.add_argument("--metric", action="append", choices=stats.order_metrics(METRICS),
+    p.add_argument("--metric", action="append", choices=order_metrics(METRICS),
                    help="metric(s) to rank by (repeatable; default: all scored)")
     p.add_argument("--top", type=positive_int, default=10, help="rows printed (default 10)")
     _add_bootstrap_args(p)

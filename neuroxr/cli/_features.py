@@ -4,11 +4,7 @@ from __future__ import annotations
 import os
 import sys
 
-import pandas as pd
-
-from ..cluster import client_from_args
 from ..errors import NeuroxrError
-from ..features.zoo import list_models
 from ._common import add_cluster_args, add_overwrite_arg
 
 
@@ -31,6 +27,10 @@ def _print_to_pipe(text: str) -> None:
 
 
 def _models(args):
+    import pandas as pd
+
+    from ..features.zoo import list_models
+
     df = list_models(family=args.family, source=args.source, catalog=args.catalog)
     cols = [c for c in ("model", "family", "source", "input_size", "resize_size", "params", "top1", "cluster")
             if c in df]
@@ -45,6 +45,7 @@ def _models(args):
 
 
 def _extract(args):
+    from ..cluster import client_from_args
     from ..features.extract import extract_features, import_features  # torch
 
     if args.features:

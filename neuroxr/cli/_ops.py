@@ -4,13 +4,13 @@ from __future__ import annotations
 import json
 import sys
 
-from ..info import format_count
-from ..io import integrity
-from ..io.store import clean_stale, resolve_path
-from ..study import open_study
-
 
 def _cmd_verify(args) -> int:
+    from ..info import format_count
+    from ..io import integrity
+    from ..io.store import clean_stale, resolve_path
+    from ..study import open_study
+
     if args.store:
         problems = [p for s in args.store for p in integrity.verify_store(s)]
     else:

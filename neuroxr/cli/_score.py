@@ -4,10 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cluster import client_from_args
-from ..info import format_count
-from ..mapping import METRICS, open_scores
-from ..mapping import score as scoring
+from ..mapping import METRICS
 from ._common import add_cluster_args, add_overwrite_arg, positive_int
 
 
@@ -60,6 +57,11 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
+    from ..cluster import client_from_args
+    from ..info import format_count
+    from ..mapping import open_scores
+    from ..mapping import score as scoring
+
     pls = dict(scoring.DEFAULT_PLS, kind=args.pls_splits, n_components=args.pls_components)
     pls["n_splits"] = args.pls_n_splits or (5 if args.pls_splits == "kfold" else 100)
     with client_from_args(args) as client:

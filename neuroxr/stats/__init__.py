@@ -15,27 +15,35 @@ tables: one row per result, with the test, the statistic, the p value, the effec
 """
 from __future__ import annotations
 
-from .depth import bin_depth_profile, summarize_best_depth
-from .inference import (
-    STAT_COLUMNS, adjust_bonferroni, calc_bootstrap_mean_ci, calc_hedges_g, calc_spearman_row, compare_family,
-    compare_metrics, compare_trained_random, correlate_depth, correlate_model_properties, make_tidy,
-)
-from .ranking import (
-    RANKING_COLUMNS, calc_percentile_ci, headline_metric, pick_depth_metric, rank_models, select_ranking,
-)
-from .rescore import RELIABILITY_THRESHOLDS, measure_method_tradeoff, rank_over_thresholds
-from .tables import (
-    ALL, CI_LEVEL, HIERARCHY, OVERALL, build_layer_frame, calc_layer_scores, check_metrics, get_score,
-    list_metrics, neuron_groups, order_groups, order_metrics, regression_metric, to_strings,
-)
-from .taskonomy import summarize_taskonomy
+import importlib
 
-__all__ = [
-    "ALL", "CI_LEVEL", "HIERARCHY", "OVERALL", "RANKING_COLUMNS", "RELIABILITY_THRESHOLDS", "STAT_COLUMNS",
-    "adjust_bonferroni", "bin_depth_profile", "build_layer_frame", "calc_bootstrap_mean_ci", "calc_hedges_g",
-    "calc_layer_scores", "calc_percentile_ci", "calc_spearman_row", "check_metrics", "compare_family",
-    "compare_metrics", "compare_trained_random", "correlate_depth", "correlate_model_properties", "get_score",
-    "headline_metric", "list_metrics", "make_tidy", "measure_method_tradeoff", "neuron_groups", "order_groups",
-    "order_metrics", "pick_depth_metric", "rank_models", "rank_over_thresholds", "regression_metric",
-    "select_ranking", "summarize_best_depth", "summarize_taskonomy", "to_strings",
-]
+#: public names and the submodule that defines each: a submodule is imported on first use, so that
+#: ``neuroxr.stats.tables`` (light: numpy, pandas, xarray) does not pull in scipy, statsmodels and sklearn
+_LAZY = {
+    **dict.fromkeys(["bin_depth_profile", "summarize_best_depth"], "depth"),
+    **dict.fromkeys(["STAT_COLUMNS", "adjust_bonferroni", "calc_bootstrap_mean_ci", "calc_hedges_g",
+                     "calc_spearman_row", "compare_family", "compare_metrics", "compare_trained_random",
+                     "correlate_depth", "correlate_model_properties", "make_tidy"], "inference"),
+    **dict.fromkeys(["RANKING_COLUMNS", "calc_percentile_ci", "headline_metric", "pick_depth_metric",
+                     "rank_models", "select_ranking"], "ranking"),
+    **dict.fromkeys(["RELIABILITY_THRESHOLDS", "measure_method_tradeoff", "rank_over_thresholds"], "rescore"),
+    **dict.fromkeys(["ALL", "CI_LEVEL", "HIERARCHY", "OVERALL", "build_layer_frame", "calc_layer_scores",
+                     "check_metrics", "get_score", "list_metrics", "neuron_groups", "order_groups",
+                     "order_metrics", "regression_metric", "to_strings"], "tables"),
+    "summarize_taskonomy": "taskonomy",
+}
+_SUBMODULES = frozenset(_LAZY.values())
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*_LAZY, *_SUBMODULES])
