@@ -1,6 +1,7 @@
 """What is in a study: :func:`describe_study` (a dict) and :func:`format_study_description` (text)."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -8,11 +9,59 @@ import numpy as np
 import pandas as pd
 
 from . import schema as S
+from .errors import NeuroxrError
 from .io.store import open_dataset
 from .mapping import open_scores
 from .stats import build_layer_frame
 
 _PROVENANCE = ("neuroxr_version", "created", "settings", "inputs")
+
+
+class StaleScoresError(NeuroxrError):
+    """``scores.zarr`` was computed from features that were re-extracted (or removed) since."""
+
+
+def fingerprint_features(ds) -> str:
+    """The features fingerprint that scoring records per model (``scores.zarr`` attribute ``inputs``):
+    sha256 of the features store's provenance attributes, layer ids and variable names (16 hex).
+    The recipe is :mod:`neuroxr.mapping.score`'s; tests check that the two agree."""
+    attrs = {k: ds.attrs[k] for k in sorted(ds.attrs) if k in ("created", "settings", "inputs", "neuroxr_version")}
+    parts = [json.dumps(attrs, sort_keys=True, default=str),
+             json.dumps([str(x) for x in np.asarray(ds[S.LAYER].values)]), json.dumps(sorted(ds.data_vars))]
+    return hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
+
+
+def find_stale_scores(study) -> dict[str, str]:
+    """{model: why} for every model whose features store differs from the one its scores were
+    computed from (by the recorded fingerprints, not by file times); {} when all are current or
+    the scores record no fingerprints."""
+    study = Path(study)
+    try:
+        raw = open_scores(study / S.SCORES_STORE).attrs.get("inputs", "{}")
+        inputs = json.loads(raw) if isinstance(raw, str) else dict(raw)
+    except (OSError, ValueError, KeyError):  # no or unreadable scores: the caller's own error says so
+        return {}
+    stale = {}
+    for model, recorded in sorted(inputs.items()):
+        if not isinstance(recorded, str):
+            continue
+        path = study / S.FEATURES_DIR / f"{model}.zarr"
+        if not path.exists():
+            stale[model] = f"its features store {path} is gone"
+        elif fingerprint_features(open_dataset(path, chunks={})) != recorded:
+            stale[model] = f"features/{model}.zarr was extracted again after scoring"
+    return stale
+
+
+def check_scores_current(study) -> None:
+    """Raise :class:`StaleScoresError` (one line naming the models and what to run) when
+    ``scores.zarr`` is older than its features (see :func:`find_stale_scores`)."""
+    stale = find_stale_scores(study)
+    if stale:
+        first, why = next(iter(stale.items()))
+        more = f" (and {format_count(len(stale) - 1, 'more model')}: {', '.join(list(stale)[1:])})" if len(stale) > 1 else ""
+        raise StaleScoresError(f"{Path(study) / S.SCORES_STORE}: scores of {first} are older than its features "
+                               f"({why}){more}; run `neuroxr score {study}` first")
 
 
 def format_count(n: int, noun: str) -> str:

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from . import stats
+from .mapping.tree import label_weights
 
 TRAINED, RANDOM = "#c0392b", "#2e6fba"  # red and blue, as in the study
 FAMILY_COLORS = {"cnn": "#4c72b0", "transformer": "#dd8452", "mlp-mixer": "#8172b3", "taskonomy": "#55a868",
@@ -33,7 +34,11 @@ def _label(metric):
 
 
 def _model_label(row):
-    return f"{row.model} ({row.weights})" if row.weights not in ("trained",) else str(row.model)
+    """``alexnet`` (trained), ``alexnet (random)``, ``alexnet (3f2a9c1b04de)`` (a checkpoint's sha256,
+    12 hex digits); a baseline by its name alone."""
+    if row.weights == "trained" or getattr(row, "family", None) == stats.BASELINE:
+        return str(row.model)
+    return f"{row.model} ({label_weights(row.weights)})"
 
 
 def save_figure(fig: Figure, path) -> Path:
@@ -61,9 +66,14 @@ def plot_rankings(rankings: pd.DataFrame, metric: str | None = None, area: str =
                     ecolor="black", elinewidth=0.8, capsize=2)
     ax.set_yticks(y, [_model_label(row) for row in r.itertuples()], fontsize=8)
     ax.axvline(0, color="black", lw=0.6)
+    base = r[r.family == stats.BASELINE]
+    if len(base):
+        ax.axvline(base.score.max(), color=FAMILY_COLORS["baseline"], lw=0.9, ls="--",
+                   label=f"best baseline ({base.model.iloc[0]})")
     ax.set_xlabel(_label(metric))
     ax.set_title(f"Model ranking: {metric}, area {area}" + ("" if len(r) < top else f" (top {top})"))
     handles = [_patch(FAMILY_COLORS[f], f) for f in FAMILY_COLORS if f in set(r.family)]
+    handles += [h for h in ax.get_lines() if not h.get_label().startswith("_")]
     if handles:
         ax.legend(handles=handles, fontsize=8, loc="lower right", frameon=False)
     ax.grid(axis="x", alpha=0.3)
@@ -124,10 +134,16 @@ def plot_trained_vs_random(rankings: pd.DataFrame, metric: str | None = None, ar
 
 
 def plot_depth(best_depth: pd.DataFrame, profile: pd.DataFrame | None = None) -> Figure:
-    """Left: relative depth of the best layer per area (mean, 95% interval). Right: score against
-    relative depth in bins with the lowess trend, trained (red) and random (blue)."""
-    fig = _fig(10 if profile is not None and len(profile) else 5, 4)
-    ax = fig.add_subplot(1, 2 if profile is not None and len(profile) else 1, 1)
+    """Left: relative depth of the best layer per area (mean, 95% interval; left out with one area,
+    where it would be a single point). Right: score against relative depth in bins with the lowess
+    trend, trained (red) and random (blue)."""
+    has_profile = profile is not None and len(profile)
+    if has_profile and best_depth.area.nunique() < 2:
+        fig = _fig(5, 4)
+        _plot_depth_profile(fig.add_subplot(), profile)
+        return fig
+    fig = _fig(10 if has_profile else 5, 4)
+    ax = fig.add_subplot(1, 2 if has_profile else 1, 1)
     b = best_depth
     x = np.arange(len(b))
     ax.errorbar(x, b.relative_depth, yerr=[np.nan_to_num(b.relative_depth - b.ci_low),
@@ -139,22 +155,26 @@ def plot_depth(best_depth: pd.DataFrame, profile: pd.DataFrame | None = None) ->
     ax.set_ylabel("relative depth of the best layer")
     ax.set_title(f"Where in depth ({b.metric.iloc[0] if len(b) else ''})")
     ax.grid(alpha=0.3)
-    if profile is not None and len(profile):
-        ax2 = fig.add_subplot(1, 2, 2)
-        metric = stats.pick_depth_metric(profile)
-        p = profile[(profile.metric == metric) & (profile.area == stats.ALL)]
-        for w, g in p.groupby("weights"):
-            color = TRAINED if w == "trained" else RANDOM if w == "random" else "#555555"
-            ax2.scatter(g.bin_center, g.score, s=8, color=color, alpha=0.35)
-            g = g.sort_values("bin_center")
-            ax2.plot(g.bin_center, g.lowess, color=color, lw=2, label=f"{w} (lowess)")
-        ax2.set_xlim(0, 1)
-        ax2.set_xlabel("relative depth (100 bins)")
-        ax2.set_ylabel(_label(metric).replace(" Max", ""))
-        ax2.set_title("Score against relative depth")
-        ax2.legend(frameon=False, fontsize=8)
-        ax2.grid(alpha=0.3)
+    if has_profile:
+        _plot_depth_profile(fig.add_subplot(1, 2, 2), profile)
     return fig
+
+
+def _plot_depth_profile(ax2, profile: pd.DataFrame) -> None:
+    """Score against relative depth in bins with the lowess trend, on ``ax2``."""
+    metric = stats.pick_depth_metric(profile)
+    p = profile[(profile.metric == metric) & (profile.area == stats.ALL)]
+    for w, g in p.groupby("weights"):
+        color = TRAINED if w == "trained" else RANDOM if w == "random" else "#555555"
+        ax2.scatter(g.bin_center, g.score, s=8, color=color, alpha=0.35)
+        g = g.sort_values("bin_center")
+        ax2.plot(g.bin_center, g.lowess, color=color, lw=2, label=f"{label_weights(w)} (lowess)")
+    ax2.set_xlim(0, 1)
+    ax2.set_xlabel("relative depth (100 bins)")
+    ax2.set_ylabel(_label(metric).replace(" Max", ""))
+    ax2.set_title("Score against relative depth")
+    ax2.legend(frameon=False, fontsize=8)
+    ax2.grid(alpha=0.3)
 
 
 def plot_taskonomy(summary: pd.DataFrame, metric: str | None = None, by: str = "area") -> Figure:

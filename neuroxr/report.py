@@ -20,11 +20,14 @@ import pandas as pd
 from . import plots, stats
 from . import schema as S
 from .catalogs import read_catalog
-from .info import format_count
+from .info import check_scores_current, format_count
+from .mapping.tree import label_weights
 from .study import open_study
 
 RELIABILITY_CSV = "reliability_sweep.csv"
 TRADEOFF_CSV = "method_tradeoff.csv"
+#: the (model, weights) variants a pipeline run skipped and why, written by :mod:`neuroxr.pipeline`
+NOT_RUN_JSON = "not_run.json"
 
 
 def _reports(study) -> Path:
@@ -47,6 +50,7 @@ def write_rankings(study, metrics=None, *, n_boot: int = 1000, seed: int = 0) ->
     ``family, depth, ci_low, ci_high, n, rank`` (see :func:`neuroxr.stats.rank_models`).
     """
     st = open_study(study)
+    check_scores_current(study)
     rankings = stats.rank_models(st.scores, metrics, n_boot=n_boot, seed=seed)
     out = _reports(study)
     return _write_csv(rankings, out / S.RANKINGS_CSV)
@@ -104,12 +108,21 @@ def _planted_html(planted: dict, rankings: pd.DataFrame, best_depth: pd.DataFram
             f"<th>generating model's best layer</th><th>best layer, mean over models</th></tr>{rows}</table>")
 
 
-def summarize_headline(rankings: pd.DataFrame, best_depth: pd.DataFrame | None = None) -> dict:
-    """Top model of the headline ranking and the best relative depth per area."""
-    metric = stats.headline_metric(rankings)
-    top = stats.select_ranking(rankings, metric).iloc[0]
-    out = {"metric": metric, "top_model": str(top.model), "top_weights": str(top.weights),
-           "top_score": float(top.score), "top_ci": [float(top.ci_low), float(top.ci_high)]}
+def read_not_run(study) -> list[dict]:
+    """The variants a pipeline run skipped (``reports/not_run.json``: model, weights, reason), or []."""
+    path = Path(study) / S.REPORTS_DIR / NOT_RUN_JSON
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def summarize_headline(rankings: pd.DataFrame, best_depth: pd.DataFrame | None = None,
+                       not_run: list | None = None) -> dict:
+    """The verdict of the headline ranking (:func:`neuroxr.stats.judge_ranking`: ``top_*`` name
+    the highest-scoring model, ``supported`` says whether it beats zero and the baselines beyond
+    its interval), the best relative depth per area and what was not run."""
+    verdict = stats.judge_ranking(rankings)
+    out = {"metric": verdict["metric"], "top_model": verdict["best_model"], "top_weights": verdict["best_weights"],
+           "top_score": verdict["best_score"], "top_ci": verdict["best_ci"], "supported": verdict["supported"],
+           "verdict": verdict["text"], "not_run": list(not_run or [])}
     if best_depth is not None and len(best_depth):
         out["depth_metric"] = str(best_depth.metric.iloc[0])
         out["best_relative_depth"] = {str(a): float(d) for a, d in zip(best_depth.area, best_depth.relative_depth)}
@@ -117,19 +130,21 @@ def summarize_headline(rankings: pd.DataFrame, best_depth: pd.DataFrame | None =
 
 
 def format_headline(h: dict) -> str:
-    """One or two lines of text for the terminal."""
-    lo, hi = h["top_ci"]
-    ci = f", 95% CI {lo:.3f}..{hi:.3f}" if np.isfinite(lo) else ""
-    s = f"top model ({h['metric']}): {h['top_model']} ({h['top_weights']}), score {h['top_score']:.3f}{ci}"
+    """A few lines of text for the terminal: the verdict, the best depth per area, what was not run."""
+    s = h["verdict"]
     if "best_relative_depth" in h:
         s += "\nbest relative depth per area (" + h["depth_metric"] + "): " + ", ".join(
             f"{a} {d:.2f}" for a, d in h["best_relative_depth"].items())
+    if h.get("not_run"):
+        s += f"\nnot run ({len(h['not_run'])}): " + "; ".join(
+            f"{x['model']} ({x['weights']}): {x['reason']}" for x in h["not_run"])
     return s
 
 
 def compute_analyses(study, *, n_boot: int = 1000, seed: int = 0) -> dict:
     """Every table of the report as DataFrames (keys are the CSV names without ``.csv``)."""
     st = open_study(study)
+    check_scores_current(study)
     scores = st.scores
     metrics = stats.list_metrics(scores)
     t = {}
@@ -169,8 +184,9 @@ def compute_analyses(study, *, n_boot: int = 1000, seed: int = 0) -> dict:
 
 def _figures(t: dict) -> dict:
     r = t["rankings"]
-    figs = {"rankings": plots.plot_rankings(r),
-            "area_heatmap": plots.plot_area_heatmap(r)}
+    figs = {"rankings": plots.plot_rankings(r)}
+    if r.loc[r.area != stats.ALL, "area"].nunique() > 1:  # one area: the heatmap would be one column
+        figs["area_heatmap"] = plots.plot_area_heatmap(r)
     if {"trained", "random"} <= set(r.weights):
         figs["trained_vs_random"] = plots.plot_trained_vs_random(r)
     if len(t["best_depth"]):
@@ -201,6 +217,15 @@ _CAPTIONS = {
     "method_tradeoff": "Mean leave-one-out Pearson r against compute time for no reduction, PCA and sparse random "
                        "projection at several sizes, with ridge and PLS, measured by neuroxr on this machine.",
 }
+
+
+def format_ranking_table(rankings: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
+    """The headline ranking as the report and ``neuroxr rank`` print it: checkpoint weights by the
+    first 12 hex digits of their sha256, no weights for baselines (they have none to vary)."""
+    top = stats.select_ranking(rankings, metric or stats.headline_metric(rankings))
+    top = top[["rank", "model", "weights", "family", "score", "ci_low", "ci_high"]].copy()
+    top["weights"] = ["" if f == stats.BASELINE else label_weights(w) for w, f in zip(top.weights, top.family)]
+    return top
 
 
 def _table_html(df: pd.DataFrame, max_rows: int = 25) -> str:
@@ -239,7 +264,7 @@ def write_report(study, *, n_boot: int = 1000, seed: int = 0, title: str | None 
     figs = _figures(t)
     for name, fig in figs.items():
         plots.save_figure(fig, out / f"{name}.png")
-    headline = summarize_headline(t["rankings"], t["best_depth"])
+    headline = summarize_headline(t["rankings"], t["best_depth"], read_not_run(study))
     (out / "headline.json").write_text(json.dumps(headline, indent=2))
     planted = read_planted(study)
     page = _render(st, t, figs, headline, planted, title)
@@ -273,6 +298,11 @@ code{{background:#f4f4f4;padding:0 3px}}
 Generated {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} by neuroxr.</p>
 <div class="headline"><b>Headline.</b> {e(format_headline(headline)).replace(chr(10), '<br>')}</div>
 """]
+    if headline.get("not_run"):
+        items = "".join(f"<li><b>{e(x['model'])}</b> ({e(x['weights'])}): {e(x['reason'])}</li>"
+                        for x in headline["not_run"])
+        parts.append(f"<h2>Not run</h2><p>These model variants were skipped (rerun the pipeline once their "
+                     f"weights are in place):</p><ul class='not-run'>{items}</ul>")
     if planted:
         parts.append(_planted_html(planted, r, t["best_depth"]))
     order = ["rankings", "area_heatmap", "trained_vs_random", "depth", "taskonomy", "taskonomy_cre_line",
@@ -288,8 +318,7 @@ Generated {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} by 
         parts.append(f'<figure><img src="{name}.png" alt="{name}"><figcaption>{_CAPTIONS.get(name, "")}'
                      f'</figcaption></figure>')
         if name == "rankings":
-            top = stats.select_ranking(r, stats.headline_metric(r))
-            parts.append(_table_html(top[["rank", "model", "weights", "family", "score", "ci_low", "ci_high"]], 15))
+            parts.append(_table_html(format_ranking_table(r), 15))
         if name == "depth":
             parts.append(_table_html(t["best_depth"]))
     stat = t["statistics"]
@@ -298,7 +327,7 @@ Generated {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} by 
                      "family of tests, effect size, n, 95% interval); full table in <a href='statistics.csv'>"
                      "statistics.csv</a>.</p>")
         cols = ["analysis", "test", "metric", "area", "group", "statistic", "p", "p_bonferroni", "effect_size",
-                "effect_size_name", "n", "ci_low", "ci_high"]
+                "effect_size_name", "n", "ci_low", "ci_high", "note"]
         parts.append(_table_html(stat[cols], 60))
     parts.append("<h2>Tables</h2><ul>")
     for name in sorted(t):

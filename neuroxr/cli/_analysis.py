@@ -17,11 +17,11 @@ def _rank(args):
     path = report.write_rankings(args.study, args.metric or None, n_boot=args.n_boot, seed=args.seed)
     r = pd.read_csv(path)
     metric = stats.headline_metric(r)
-    top = stats.select_ranking(r, metric).head(args.top)
+    top = report.format_ranking_table(r, metric).head(args.top)
     print(f"wrote {path} ({format_count(len(r), 'row')})")
-    print(f"top {len(top)} by {metric} (area all):")
-    print(top[["rank", "model", "weights", "family", "score", "ci_low", "ci_high"]].to_string(index=False,
-                                                                                            float_format="%.4f"))
+    print(f"verdict: {stats.judge_ranking(r, metric)['text']}")
+    print(f"highest {len(top)} by {metric} (area all):")
+    print(top.to_string(index=False, float_format="%.4f"))
 
 
 def _report(args):
@@ -44,7 +44,8 @@ def _run(args):
         print("everything the pipeline needs is in place")
         return 0
     with client_from_args(args) as client:
-        res = pipeline.run_pipeline(args.config, study=args.study, client=client, force=args.force or ())
+        res = pipeline.run_pipeline(args.config, study=args.study, client=client, force=args.force or (),
+                                    strict=args.strict)
     print(f"report: {res['report']}")
     if res.get("headline"):
         print(res["headline"])
@@ -95,6 +96,9 @@ def register(sub) -> None:
     p.add_argument("--study", default=None, help="study directory (default: the config's [study] dir)")
     p.add_argument("--check", action="store_true",
                    help="only list what is missing (data, weights, packages) and exit 1 if anything is")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse to start when any trained weights are missing (default: skip those model "
+                        "variants and list them as not run in the summary and the report)")
     p.add_argument("--force", action="append", metavar="STAGE",
                    choices=["ingest", "select", "extract", "score", "sweep", "tradeoff", "report"],
                    help="redo a stage even if its output exists (repeatable)")

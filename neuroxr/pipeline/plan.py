@@ -115,13 +115,26 @@ def _missing_inputs(settings: PipelineSettings, study: Path) -> list[str]:
 
 def check_settings(settings: PipelineSettings, study: Path) -> list[str]:
     """Everything checked settings need that is not here (see :func:`neuroxr.pipeline.check_pipeline`)."""
-    missing = _missing_inputs(settings, study) + _missing_weights(settings, study)
+    blocking, weights = split_missing(settings, study)
+    return blocking + [w["reason"] for w in weights]
+
+
+def split_missing(settings: PipelineSettings, study: Path) -> tuple[list[str], list[dict]]:
+    """What is missing, split into what stops a run (input data, unknown models, packages: one
+    line each) and the weights of model variants a run can skip (dicts ``model, weights, reason``)."""
+    blocking = _missing_inputs(settings, study)
+    weights = []
+    for model, w, reason in _missing_weights(settings, study):
+        if w is None:
+            blocking.append(reason)
+        else:
+            weights.append({"model": model, "weights": w, "reason": reason})
     for pkg in settings.study.requires:
         try:
             importlib.import_module(pkg)
         except ImportError:
-            missing.append(f"Python package {pkg!r} is not installed: pip install {pkg}")
-    return missing
+            blocking.append(f"Python package {pkg!r} is not installed: pip install {pkg}")
+    return blocking, weights
 
 
 def _torch_hub_checkpoints() -> Path:
@@ -157,9 +170,10 @@ def _missing_trained(model, row, hub, hf) -> str | None:
     return None
 
 
-def _missing_weights(settings: PipelineSettings, study) -> list[str]:
-    """Trained weights the [extract] table needs that are not in the local caches (no imports of
-    torch or timm, no network: file and directory checks only)."""
+def _missing_weights(settings: PipelineSettings, study) -> list[tuple]:
+    """(model, weights, reason) for the weights the [extract] table needs that are not in the local
+    caches (no imports of torch or timm, no network: file and directory checks only); weights None
+    for a model that is not in the catalog."""
     out = []
     pairs = list_model_variants(settings)
     if not pairs:
@@ -172,17 +186,17 @@ def _missing_weights(settings: PipelineSettings, study) -> list[str]:
             continue
         row = rows.get(model)
         if row is None:
-            out.append(f"model {model!r} is not in catalogs/models.csv (nor taskonomy.csv): check the name "
-                       f"(see catalogs/models.csv and catalogs/taskonomy.csv)")
+            out.append((model, None, f"model {model!r} is not in catalogs/models.csv (nor taskonomy.csv): check "
+                                     f"the name (see catalogs/models.csv and catalogs/taskonomy.csv)"))
             continue
         if weights == "random" or row.get("family") == "baseline":
             continue
         if weights != "trained":
             p = settings.path(weights)
             if not p.exists():
-                out.append(f"{model}: weights file {p} does not exist")
+                out.append((model, weights, f"{model}: weights file {p} does not exist"))
             continue
         problem = _missing_trained(model, row, hub, hf)
         if problem:
-            out.append(problem)
+            out.append((model, weights, problem))
     return out

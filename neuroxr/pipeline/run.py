@@ -10,10 +10,10 @@ from pathlib import Path
 from .. import schema as S
 from ..domains import pipeline as domains_pipeline
 from ..errors import MissingDataError, NeuroxrError
-from ..report import format_headline, read_planted, write_rankings, write_report
+from ..report import NOT_RUN_JSON, format_headline, read_planted, write_rankings, write_report
 from .analyses import run_sweep, run_tradeoff
 from .config import is_domains_config, load_settings, read_config
-from .plan import check_settings
+from .plan import check_settings, split_missing
 from .stages import run_extract, run_ingest, run_score, run_select
 
 #: the built-in demo (``pipelines/demo.toml`` holds the same settings; a test checks they agree)
@@ -76,7 +76,21 @@ def _run_domains(cfg, study) -> dict:
     return {**res, "report": rep.get("index", rep) if isinstance(rep, dict) else rep, "headline": ""}
 
 
-def run_pipeline(config, study=None, client=None, *, force=(), log=None) -> dict:
+def _plan_run(settings, study, strict, log) -> list[dict]:
+    """The variants to skip for missing weights (see :func:`split_missing`), written to
+    ``reports/not_run.json``; raise when input data are missing, or anything is with ``strict``."""
+    blocking, weights = split_missing(settings, study)
+    if blocking or (strict and weights):
+        missing = blocking + [w["reason"] for w in weights]
+        raise MissingDataError("this pipeline cannot run; missing:\n  - " + "\n  - ".join(missing))
+    for w in weights:
+        log(f"not run: {w['model']} ({w['weights']}): {w['reason']}")
+    (study / S.REPORTS_DIR).mkdir(parents=True, exist_ok=True)
+    (study / S.REPORTS_DIR / NOT_RUN_JSON).write_text(json.dumps(weights, indent=1))
+    return weights
+
+
+def run_pipeline(config, study=None, client=None, *, force=(), log=None, strict: bool = False) -> dict:
     """Run a pipeline config: ingest -> select -> extract -> score -> rank -> (sweep, tradeoff) -> report.
 
     Parameters
@@ -91,12 +105,15 @@ def run_pipeline(config, study=None, client=None, *, force=(), log=None) -> dict
         Stages to redo even when their output exists.
     log : callable, optional
         Progress messages (default: stderr).
+    strict : bool
+        Refuse to start when any trained weights are missing (default: run without those model
+        variants, listing them as not run in the summary and the report).
 
     Returns
     -------
     dict
         ``study``, ``report`` (path of index.html), ``rankings`` (path), ``headline`` (text),
-        ``seconds`` per stage.
+        ``not_run`` (dicts ``model, weights, reason``), ``seconds`` per stage.
     """
     log = log or _log_default
     cfg = read_config(config)
@@ -105,11 +122,7 @@ def run_pipeline(config, study=None, client=None, *, force=(), log=None) -> dict
     settings = load_settings(cfg)
     study = _study_dir(settings, study)
     force = set(force or ())
-    missing = check_settings(settings, study)
-    if missing:
-        raise MissingDataError("this pipeline cannot run; missing:\n  - " + "\n  - ".join(missing))
-    study.mkdir(parents=True, exist_ok=True)
-    (study / S.REPORTS_DIR).mkdir(exist_ok=True)
+    not_run = _plan_run(settings, study, strict, log)
     seconds = {}
 
     def stage(name, fn, *a, **kw):
@@ -120,7 +133,8 @@ def run_pipeline(config, study=None, client=None, *, force=(), log=None) -> dict
 
     stage("ingest", run_ingest, settings, study, log, force)
     stage("select", run_select, settings, study, log, force)
-    stage("extract", run_extract, settings, study, log, force, client)
+    stage("extract", run_extract, settings, study, log, force, client,
+          [(w["model"], w["weights"]) for w in not_run])
     stage("score", run_score, settings, study, log, force, client)
     n_boot = settings.report.n_boot
     bseed = settings.report.seed if settings.report.seed is not None else settings.study.seed
@@ -133,7 +147,7 @@ def run_pipeline(config, study=None, client=None, *, force=(), log=None) -> dict
     index = stage("report", write_report, study, n_boot=n_boot, seed=bseed)
     headline = json.loads((index.parent / "headline.json").read_text())
     return {"study": study, "report": index, "rankings": rankings, "headline": format_headline(headline),
-            "headline_data": headline, "seconds": seconds}
+            "headline_data": headline, "not_run": not_run, "seconds": seconds}
 
 
 def run_demo(study="neuroxr-demo", client=None, *, size: str = "full", seed: int = 0, log=None) -> dict:

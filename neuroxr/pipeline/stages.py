@@ -86,10 +86,12 @@ def run_select(settings: PipelineSettings, study: Path, log, force) -> None:
     log(f"select: {int(np.asarray(s).sum())} of {len(s)} neurons kept ({want})")
 
 
-def run_extract(settings: PipelineSettings, study: Path, log, force, client) -> None:
-    """Extract every (model, weights) variant of [extract] that is not extracted yet."""
+def run_extract(settings: PipelineSettings, study: Path, log, force, client, skip=()) -> None:
+    """Extract every (model, weights) variant of [extract] that is not extracted yet, but those in
+    ``skip`` ((model, weights) pairs whose weights are missing)."""
     ex = settings.extract
-    pairs = list_model_variants(settings)
+    skip = set(skip)
+    pairs = [p for p in list_model_variants(settings) if p not in skip]
     if not pairs:
         return
     done = set() if "extract" in force else list_done_variants(study)

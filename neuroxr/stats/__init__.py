@@ -12,6 +12,7 @@ tables: one row per result, with the test, the statistic, the p value, the effec
 - :mod:`.depth`: the best layer's relative depth per area, score against relative depth.
 - :mod:`.taskonomy`: Taskonomy encoders by task cluster.
 - :mod:`.rescore`: rankings at rising reliability thresholds, the method trade-off.
+- :mod:`.verdict`: :func:`judge_ranking`, whether any model beats zero and the baselines.
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ _LAZY = {
                      "check_metrics", "get_score", "list_metrics", "neuron_groups", "order_groups",
                      "order_metrics", "regression_metric", "to_strings"], "tables"),
     "summarize_taskonomy": "taskonomy",
+    **dict.fromkeys(["BASELINE", "judge_ranking"], "verdict"),
+    **dict.fromkeys(["MIN_MODELS", "mark_too_few"], "inference"),
 }
 _SUBMODULES = frozenset(_LAZY.values())
 

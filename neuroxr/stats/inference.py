@@ -19,15 +19,38 @@ from .ranking import rank_models
 from .tables import ALL, CI_LEVEL, HIERARCHY, OVERALL, calc_layer_scores, list_metrics, order_groups, regression_metric
 
 STAT_COLUMNS = ["analysis", "test", "metric", "area", "group", "estimate", "statistic", "p",
-                "p_bonferroni", "effect_size", "effect_size_name", "n", "ci_low", "ci_high"]
+                "p_bonferroni", "effect_size", "effect_size_name", "n", "ci_low", "ci_high", "note"]
+#: tests over fewer models (or model variants) than this are reported as not meaningful
+MIN_MODELS = 5
+#: the inferential columns blanked on a row over too few models (``estimate`` and ``n`` stay)
+_INFERENTIAL = ["statistic", "p", "p_bonferroni", "effect_size", "ci_low", "ci_high"]
+
+
+def mark_too_few(table: pd.DataFrame, min_models: int = MIN_MODELS) -> pd.DataFrame:
+    """Rows over fewer than ``min_models`` models get NaN statistics and a ``note`` saying so.
+
+    The count of models is the row's ``n_models`` where it has one (tests over (model, area)
+    pairs), else its ``n``.
+    """
+    table = table.copy()
+    count = table["n"] if "n_models" not in table else table["n_models"].fillna(table["n"])
+    few = pd.to_numeric(count, errors="coerce") < min_models
+    if few.any():
+        table.loc[few, _INFERENTIAL] = np.nan
+        table.loc[few, "note"] = [f"fewer than {min_models} models ({int(k)}): not meaningful"
+                                  for k in count[few]]
+    return table
 
 
 def make_tidy(rows) -> pd.DataFrame:
-    """A statistics table of ``rows`` (dicts) with every column of :data:`STAT_COLUMNS` first."""
+    """A statistics table of ``rows`` (dicts) with every column of :data:`STAT_COLUMNS` first;
+    rows over fewer than :data:`MIN_MODELS` models are marked (:func:`mark_too_few`)."""
     df = pd.DataFrame(rows)
     for c in STAT_COLUMNS:
         if c not in df:
-            df[c] = np.nan
+            df[c] = "" if c == "note" else np.nan
+    df["note"] = df["note"].fillna("")
+    df = mark_too_few(df) if len(df) else df
     return df[STAT_COLUMNS + [c for c in df.columns if c not in STAT_COLUMNS]]
 
 
@@ -226,7 +249,8 @@ def compare_metrics(scores: xr.DataTree, rankings: pd.DataFrame | None = None, m
         rows.append(dict(analysis="metric_agreement_layers", test="mean Spearman over layers",
                          metric=f"{metric_a} vs {metric_b}", area=area, group="per model",
                          estimate=sub["rho"].mean(), statistic=sub["rho"].mean(), effect_size=sub["rho"].mean(),
-                         effect_size_name="mean_spearman_rho", n=len(sub), ci_low=lo, ci_high=hi))
+                         effect_size_name="mean_spearman_rho", n=len(sub), n_models=sub[S.VARIANT].nunique(),
+                         ci_low=lo, ci_high=hi))
     return make_tidy(rows)
 
 
@@ -243,7 +267,7 @@ def correlate_depth(rankings: pd.DataFrame, metrics=None, weights: str | None = 
             r = r[r.weights == weights]
         pos = r.area.map({a: i for i, a in enumerate(HIERARCHY)})
         row = calc_spearman_row(pos, r.relative_depth, analysis="depth_gradient", metric=metric, area="hierarchy",
-                                group="area order vs best relative depth")
+                                group="area order vs best relative depth", n_models=r[S.VARIANT].nunique())
         if row:
             rows.append(row)
     return adjust_bonferroni(make_tidy(rows))
