@@ -71,6 +71,16 @@ def test_without_baselines_the_reference_is_zero_and_without_intervals_no_verdic
     assert v0["supported"] is None and "no verdict" in v0["text"]
 
 
+def test_headline_without_intervals_falls_back_to_a_metric_with_them():
+    # one area: the overall row has no interval (it would resample one area), ridge's has the neuron one
+    r = pd.concat([_rankings([("alexnet", "random", "cnn", 0.02, np.nan, np.nan)]),
+                   _rankings([("alexnet", "random", "cnn", 0.01, -0.02, 0.04)]).assign(metric="ridge")])
+    v = stats.judge_ranking(r)
+    assert v["metric"] == "ridge" and v["supported"] is False
+    assert v["text"] == ("no model scores above zero beyond its 95% interval (ridge); highest: alexnet (random) "
+                         "0.010, 95% CI -0.020..0.040")
+
+
 # --------------------------------------------------------------------------------------------
 # statistics over fewer than 5 models
 # --------------------------------------------------------------------------------------------

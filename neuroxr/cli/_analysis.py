@@ -16,10 +16,11 @@ def _rank(args):
 
     path = report.write_rankings(args.study, args.metric or None, n_boot=args.n_boot, seed=args.seed)
     r = pd.read_csv(path)
-    metric = stats.headline_metric(r)
+    verdict = stats.judge_ranking(r)  # the headline metric, or the first one with intervals
+    metric = verdict["metric"]
     top = report.format_ranking_table(r, metric).head(args.top)
     print(f"wrote {path} ({format_count(len(r), 'row')})")
-    print(f"verdict: {stats.judge_ranking(r, metric)['text']}")
+    print(f"verdict: {verdict['text']}")
     print(f"highest {len(top)} by {metric} (area all):")
     print(top.to_string(index=False, float_format="%.4f"))
 

@@ -13,6 +13,19 @@ from .ranking import headline_metric, select_ranking
 from .tables import ALL
 
 BASELINE = "baseline"
+#: the metrics a verdict falls back to, in order, when the headline metric has no intervals (the
+#: ``overall`` row of a one-area study: its interval would resample a single area)
+FALLBACK_METRICS = ("srp-ridge", "ridge", "pls", "rsa")
+
+
+def _judged_metric(rankings: pd.DataFrame, area: str) -> str:
+    """The headline metric, or the first of :data:`FALLBACK_METRICS` whose models have intervals."""
+    first = headline_metric(rankings)
+    for m in (first, *FALLBACK_METRICS):
+        r = select_ranking(rankings, m, area)
+        if np.isfinite(r.loc[r.family != BASELINE, "ci_low"].to_numpy(float)).any():
+            return m
+    return first
 
 
 def _label(row) -> str:
@@ -28,7 +41,8 @@ def _interval(row) -> str:
 
 
 def judge_ranking(rankings: pd.DataFrame, metric: str | None = None, area: str = ALL) -> dict:
-    """The verdict of one ranking (default: the headline metric, area ``all``).
+    """The verdict of one ranking (default: the headline metric, area ``all``; when its models have
+    no intervals, the first of :data:`FALLBACK_METRICS` whose models have them).
 
     A model (any family but ``baseline``) *beats the reference* when the lower end of its 95%
     interval is above ``max(0, best baseline score)``.
@@ -42,7 +56,7 @@ def judge_ranking(rankings: pd.DataFrame, metric: str | None = None, area: str =
         ``best_weights``, ``best_score``, ``best_ci`` (the highest-scoring model) and ``text``: one
         line saying the verdict.
     """
-    metric = metric or headline_metric(rankings)
+    metric = metric or _judged_metric(rankings, area)
     r = select_ranking(rankings, metric, area)
     models = r[r.family != BASELINE]
     bases = r[r.family == BASELINE]
