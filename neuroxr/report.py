@@ -182,9 +182,10 @@ def compute_analyses(study, *, n_boot: int = 1000, seed: int = 0) -> dict:
     return t
 
 
-def _figures(t: dict) -> dict:
+def _figures(t: dict, metric: str) -> dict:
+    """The report's figures; the ranking is drawn by ``metric`` (the verdict's)."""
     r = t["rankings"]
-    figs = {"rankings": plots.plot_rankings(r)}
+    figs = {"rankings": plots.plot_rankings(r, metric)}
     if r.loc[r.area != stats.ALL, "area"].nunique() > 1:  # one area: the heatmap would be one column
         figs["area_heatmap"] = plots.plot_area_heatmap(r)
     if {"trained", "random"} <= set(r.weights):
@@ -261,10 +262,10 @@ def write_report(study, *, n_boot: int = 1000, seed: int = 0, title: str | None 
     for name, df in t.items():
         if name not in ("reliability_sweep", "method_tradeoff"):
             _write_csv(df, out / f"{name}.csv")
-    figs = _figures(t)
+    headline = summarize_headline(t["rankings"], t["best_depth"], read_not_run(study))
+    figs = _figures(t, headline["metric"])
     for name, fig in figs.items():
         plots.save_figure(fig, out / f"{name}.png")
-    headline = summarize_headline(t["rankings"], t["best_depth"], read_not_run(study))
     (out / "headline.json").write_text(json.dumps(headline, indent=2))
     planted = read_planted(study)
     page = _render(st, t, figs, headline, planted, title)
@@ -315,10 +316,14 @@ Generated {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} by 
             continue
         if name in heads:
             parts.append(f"<h2>{heads[name]}</h2>")
-        parts.append(f'<figure><img src="{name}.png" alt="{name}"><figcaption>{_CAPTIONS.get(name, "")}'
+        caption = _CAPTIONS.get(name, "")
+        if name == "depth" and t["best_depth"].area.nunique() < 2:  # one area: only the profile is drawn
+            caption = caption[caption.index("Right: ") + len("Right: "):]
+            caption = caption[0].upper() + caption[1:]
+        parts.append(f'<figure><img src="{name}.png" alt="{name}"><figcaption>{caption}'
                      f'</figcaption></figure>')
         if name == "rankings":
-            parts.append(_table_html(format_ranking_table(r), 15))
+            parts.append(_table_html(format_ranking_table(r, headline["metric"]), 15))
         if name == "depth":
             parts.append(_table_html(t["best_depth"]))
     stat = t["statistics"]
