@@ -1,7 +1,6 @@
 """The analyses that rescore a study: the reliability threshold curve and the method trade-off."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
