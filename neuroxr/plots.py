@@ -61,9 +61,9 @@ def plot_rankings(rankings: pd.DataFrame, metric: str | None = None, area: str =
               for f, w in zip(r.family, r.weights)]
     ax.barh(y, r.score, color=colors)
     ok = r.ci_low.notna().to_numpy()
-    if ok.any():
-        ax.errorbar(r.score[ok], y[ok], xerr=[(r.score - r.ci_low)[ok], (r.ci_high - r.score)[ok]], fmt="none",
-                    ecolor="black", elinewidth=0.8, capsize=2)
+    if ok.any():  # the interval as it is (a bootstrapped max over layers may lie above the observed max)
+        ax.hlines(y[ok], r.ci_low[ok], r.ci_high[ok], color="black", lw=0.8)
+        ax.plot(np.r_[r.ci_low[ok], r.ci_high[ok]], np.r_[y[ok], y[ok]], "|", color="black", ms=5)
     ax.set_yticks(y, [_model_label(row) for row in r.itertuples()], fontsize=8)
     ax.axvline(0, color="black", lw=0.6)
     base = r[r.family == stats.BASELINE]
@@ -119,8 +119,8 @@ def plot_trained_vs_random(rankings: pd.DataFrame, metric: str | None = None, ar
         xs = np.array([x[models.index(m)] for m in have]) + dx
         s = df.loc[have, "score"].to_numpy(float)
         lo, hi = df.loc[have, "ci_low"].to_numpy(float), df.loc[have, "ci_high"].to_numpy(float)
-        ax.errorbar(xs, s, yerr=[np.nan_to_num(s - lo), np.nan_to_num(hi - s)], fmt="o", color=color, label=label,
-                    ms=5, capsize=2, lw=1)
+        ax.plot(xs, s, "o", color=color, label=label, ms=5)
+        ax.vlines(xs, lo, hi, color=color, lw=1)  # NaN ends draw nothing; no end is clipped to the point
     for m in models:
         if m in u.index:
             ax.plot([x[models.index(m)] - 0.12, x[models.index(m)] + 0.12], [t.loc[m, "score"], u.loc[m, "score"]],

@@ -61,7 +61,7 @@ def test_trained_red_random_blue(tables, tmp_path):
     fig = plots.plot_trained_vs_random(tables["rankings"], "ridge")
     ax = fig.axes[0]
     handles, labels = ax.get_legend_handles_labels()
-    colors = {lab: to_rgb(h[0].get_color()) for h, lab in zip(handles, labels)}
+    colors = {lab: to_rgb(h.get_color()) for h, lab in zip(handles, labels)}
     assert colors["trained"] == to_rgb(plots.TRAINED) and colors["random"] == to_rgb(plots.RANDOM)
     r, _, b = to_rgb(plots.TRAINED)
     assert r > b  # red

@@ -318,3 +318,47 @@ def test_visp_study_verdict_says_no_model_beats_zero(allen_visp_npz, tmp_path):
     assert not (repo / "studies" / "visp" / "reports" / "area_heatmap.png").exists()  # one area
     st = pd.read_csv(repo / "studies" / "visp" / "reports" / "statistics.csv", keep_default_na=False)
     assert (st.note.str.startswith("fewer than 5 models") == (st.statistic == "")).all()
+
+
+def test_areas_in_hierarchy_order_whatever_the_stored_order(tmp_path):
+    """Stored alphabetically (VISal, VISam, VISl, VISp, VISpm, VISrl), reported as VISp, VISl, VISal,
+    VISpm, VISrl, VISam."""
+    import xarray as xr
+
+    from neuroxr.report import compute_analyses
+
+    tree = make_scores(seed=4, n_neurons=60)
+    root = tree.to_dataset(inherit=False)
+    root = root.isel(neuron=np.argsort(root.area.values, kind="stable"))
+    areas = tree["areas"].to_dataset(inherit=False)
+    areas = areas.isel(area=np.argsort(areas.area.values))
+    assert list(pd.unique(root.area.values)) == sorted(S.AREAS) == list(areas.area.values)
+    replace_scores(xr.DataTree.from_dict({"/": root, "areas": areas}), tmp_path / S.SCORES_STORE)
+    t = compute_analyses(tmp_path, n_boot=20)
+    for metric in ("ridge", "rsa"):
+        r = t["rankings"][(t["rankings"].metric == metric) & (t["rankings"].area != "all")]
+        assert list(pd.unique(r.area)) == list(S.AREAS)
+    assert list(t["best_depth"].area) == list(S.AREAS)
+
+
+def test_one_area_study_has_no_single_point_panels(tmp_path):
+    from neuroxr import plots
+    from neuroxr.report import write_report
+
+    tree = make_scores(seed=6, n_neurons=30)
+    root = tree.to_dataset(inherit=False).assign_coords(area=("neuron", np.full(30, "VISp")))
+    replace_scores(xr_tree({"/": root}), tmp_path / S.SCORES_STORE)
+    index = write_report(tmp_path, n_boot=20)
+    pngs = {p.name for p in index.parent.glob("*.png")}
+    assert "area_heatmap.png" not in pngs and "depth.png" in pngs
+    best = pd.read_csv(index.parent / "best_depth.csv")
+    prof = pd.read_csv(index.parent / "depth_profile.csv")
+    assert list(best.area) == ["VISp"]
+    assert len(plots.plot_depth(best, prof).axes) == 1  # the profile alone, no one-point panel
+    assert "Left: " not in index.read_text()
+
+
+def xr_tree(groups):
+    import xarray as xr
+
+    return xr.DataTree.from_dict(groups)
