@@ -20,6 +20,7 @@ __all__ = [
     "RDM_KINDS",
     "COMPARISONS",
     "calc_rdm",
+    "corr_to_rdm",
     "compare_rdms",
     "upper_triangle",
     "calc_spearman_brown",
@@ -29,7 +30,8 @@ __all__ = [
 
 
 # --- RDMs -------------------------------------------------------------------------------------
-def _corr_to_rdm(C):
+def corr_to_rdm(C):
+    """Correlation matrices from covariances C (..., n, n) -> RDMs ``1 - r`` (zero diagonal, NaN rows for zero variance)."""
     d = np.sqrt(np.diagonal(C, axis1=-2, axis2=-1))
     with np.errstate(invalid="ignore", divide="ignore"):
         R = C / (d[..., :, None] * d[..., None, :])
@@ -47,7 +49,7 @@ def _rdm_from_features(X, **_):
     X = np.asarray(X, dtype=np.float64)
     Xc = X - X.mean(axis=-1, keepdims=True)
     C = Xc @ np.swapaxes(Xc, -1, -2)
-    return _corr_to_rdm(C)
+    return corr_to_rdm(C)
 
 
 def _rdm_from_gram(K, *, feature_sum=None, n_features=None, **_):
@@ -58,7 +60,7 @@ def _rdm_from_gram(K, *, feature_sum=None, n_features=None, **_):
     s = np.asarray(feature_sum, dtype=np.float64)
     p = np.asarray(n_features, dtype=np.float64)
     C = K - s[..., :, None] * s[..., None, :] / p[..., None, None]
-    return _corr_to_rdm(C)
+    return corr_to_rdm(C)
 
 
 def _rdm_from_responses(Y, **_):

@@ -168,3 +168,28 @@ def test_property_loo_equals_sklearn_and_is_equivariant(n, p, log_alpha, seed, o
     # permuting images permutes predictions
     perm = rng.permutation(n)
     np.testing.assert_allclose(ridge.fit_ridge_loo(K[np.ix_(perm, perm)], Y[perm], alpha), got[perm], atol=1e-8)
+
+
+def test_estimator_predicts_like_sklearn_ridge():
+    """Fitted on all images, RidgeLOO predicts new samples as scikit-learn's Ridge (z-scored, per-target alpha)."""
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+
+    X, Y = _data(25, 12, seed=4)
+    Xt = np.random.default_rng(5).standard_normal((7, 12))
+    est = ridge.RidgeLOO(alphas=(0.1, 10.0)).fit(X, Y)
+    for j in range(Y.shape[1]):
+        ref = make_pipeline(StandardScaler(), Ridge(alpha=float(est.alpha_[j]))).fit(X, Y[:, j])
+        np.testing.assert_allclose(est.predict(Xt)[:, j], ref.predict(Xt), atol=1e-9)
+    raw = ridge.RidgeLOO(alphas=(2.0,), zscore=False).fit(X, Y[:, 0])
+    np.testing.assert_allclose(raw.predict(Xt), Ridge(alpha=2.0).fit(X, Y[:, 0]).predict(Xt), atol=1e-9)
+    pre = ridge.RidgeLOO(alphas=(2.0,), zscore=False, kernel="precomputed").fit(X @ X.T, Y)
+    np.testing.assert_allclose(pre.predict(Xt @ X.T), Ridge(alpha=2.0).fit(X, Y).predict(Xt), atol=1e-9)
+    assert est.get_params() == {"alphas": (0.1, 10.0), "zscore": True, "kernel": "linear", "backend": "numpy"}
+
+
+def test_estimator_passes_sklearn_checks():
+    from sklearn.utils.estimator_checks import check_estimator
+
+    # every check applies (none is listed as an expected failure)
+    check_estimator(ridge.RidgeLOO())

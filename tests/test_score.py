@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from neuroxr import schema as S
 from neuroxr.errors import MissingDataError, NeuroxrError, SettingsMismatchError
 from neuroxr.io import store
-from neuroxr.mapping import open_scores, score
+from neuroxr.mapping import graph, kernels, open_scores, score
 
 AREAS = ("VISp", "VISl")
 
@@ -131,7 +131,7 @@ def test_score_layers_raw_features_and_alpha_grid():
 @pytest.mark.parametrize("redo", [1e-6, 2.0])
 def test_direct_and_algebraic_pearson_paths_agree(monkeypatch, redo):
     """redo=2: every neuron takes the direct (centred prediction) path; both match scikit-learn."""
-    monkeypatch.setattr(score, "_REDO_RTOL", redo)
+    monkeypatch.setattr(kernels, "REDO_RTOL", redo)
     Xs, Y = make_data(seed=3)
     grid = (1e-2, 1.0, 1e5)
     ds = score.score_layers(make_features(Xs), make_responses(Y), ("ridge",), alphas=grid).compute()
@@ -307,7 +307,7 @@ def test_crash_while_scoring_leaves_no_half_written_part(tmp_path, monkeypatch):
     root = write_study(tmp_path / "st", {"a": make_features(Xs, model="a")}, Y)
     score.score_study(root, metrics=("ridge",))
     store.write_dataset(make_features(Xs, model="b"), root / "features" / "b.zarr")
-    real = score._block_loo_scores
+    real = graph._loo_scores
     calls = {"n": 0}
 
     def flaky(R, Yb, n_out):
@@ -316,13 +316,13 @@ def test_crash_while_scoring_leaves_no_half_written_part(tmp_path, monkeypatch):
             raise KeyboardInterrupt("killed")
         return real(R, Yb, n_out)
 
-    monkeypatch.setattr(score, "_block_loo_scores", flaky)
+    monkeypatch.setattr(graph, "_loo_scores", flaky)
     with pytest.raises(KeyboardInterrupt):
         score.score_study(root, metrics=("ridge",), layer_chunk=1, neuron_chunk=4)
     assert not (root / "scores.parts" / "b.zarr").exists()
     sc = store.open_dataset(root / "scores.zarr")
     assert set(sc.model.values) == {"a"}  # the old store is intact
-    monkeypatch.setattr(score, "_block_loo_scores", real)
+    monkeypatch.setattr(graph, "_loo_scores", real)
     sc = store.open_dataset(score.score_study(root, metrics=("ridge",)))
     assert set(sc.model.values) == {"a", "b"}
     assert sorted(p.name for p in (root / "scores.parts").iterdir() if not p.name.startswith(".")) == \
