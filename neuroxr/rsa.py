@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import NeuroxrError
+from .mapping.kernels import calc_pearson, split_trial_means
+from .responses import draw_split_keys
 
 __all__ = [
     "RDM_KINDS",
@@ -108,19 +110,9 @@ def upper_triangle(rdm):
 
 
 # --- comparisons ------------------------------------------------------------------------------
-def _standardise_rows(v):
-    vc = v - v.mean(axis=-1, keepdims=True)
-    nrm = np.sqrt((vc * vc).sum(axis=-1, keepdims=True))
-    scale = np.abs(v).max(axis=-1, keepdims=True) if v.shape[-1] else 1.0
-    const = nrm <= 1e-12 * scale * np.sqrt(v.shape[-1])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = vc / nrm
-    return np.where(const, np.nan, out)
-
-
 def _pairwise_pearson(a, b):
     """a (A, m), b (B, m) -> (A, B); NaN where a vector is constant or has NaN."""
-    return np.clip(_standardise_rows(a) @ _standardise_rows(b).T, -1.0, 1.0)
+    return calc_pearson(a, b, pairwise=True)
 
 
 def _rank(v):
@@ -226,7 +218,8 @@ def split_trials(trials, *, seed: int | None = None):
         NaN where an image had fewer trials.
     seed : int, optional
         ``None``: odd/even split of each (neuron, image)'s valid trials in recorded order.
-        An int: a random split of the valid trials (same seed, same split).
+        An int: a random split of the valid trials, drawn by
+        :func:`neuroxr.responses.draw_split_keys` (the split-half reliability's rule).
 
     Returns
     -------
@@ -234,19 +227,8 @@ def split_trials(trials, *, seed: int | None = None):
         NaN where a half has no trial.
     """
     t = np.asarray(trials, dtype=np.float64)
-    valid = np.isfinite(t)
-    if seed is None:
-        order = np.cumsum(valid, axis=-1) - 1
-    else:
-        rng = np.random.default_rng(seed)
-        key = np.where(valid, rng.random(t.shape[-1])[None, None, :], np.inf)
-        order = np.argsort(np.argsort(key, axis=-1), axis=-1)
-    in_a = valid & (order % 2 == 0)
-    in_b = valid & (order % 2 == 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        a = np.where(in_a, t, 0).sum(-1) / in_a.sum(-1)
-        b = np.where(in_b, t, 0).sum(-1) / in_b.sum(-1)
-    return a, b
+    keys = None if seed is None else draw_split_keys(1, t.shape[1], t.shape[2], seed)[0]
+    return split_trial_means(t, keys)
 
 
 def calc_rdm_noise_ceiling(trials, groups, *, method: str = "pearson", n_splits: int = 1, seed: int = 0):

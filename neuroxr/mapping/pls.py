@@ -31,6 +31,8 @@ import warnings
 import numpy as np
 
 from ..errors import NeuroxrError
+from ..responses import draw_split_keys
+from .kernels import calc_pearson, split_trial_means
 
 __all__ = [
     "make_splits",
@@ -92,8 +94,6 @@ def calc_pearson_columns(a, b) -> np.ndarray:
     NaN where either column is constant (or has a non-finite value).  A 1-D input counts as one
     column.  The computation is :func:`neuroxr.mapping.ridge.calc_pearson`.
     """
-    from .ridge import calc_pearson
-
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.ndim == 1:
@@ -125,8 +125,9 @@ def split_trial_halves(trials, kind: str = "even_odd", seed: int = 0) -> tuple[n
     trials : array (neuron, image, trial)
         NaN where an image had fewer trials.
     kind : {"even_odd", "random"}
-        ``"even_odd"``: trials 0, 2, 4, ... vs 1, 3, 5, ... (as domain_rep); ``"random"``: a
-        random half of the trial slots (one permutation for all neurons and images).
+        ``"even_odd"``: the available trials 1st, 3rd, 5th, ... vs 2nd, 4th, ... (as domain_rep);
+        ``"random"``: random halves drawn by :func:`neuroxr.responses.draw_split_keys` (see
+        :func:`neuroxr.mapping.kernels.split_trial_means`).
 
     Returns
     -------
@@ -136,21 +137,13 @@ def split_trial_halves(trials, kind: str = "even_odd", seed: int = 0) -> tuple[n
     t = np.asarray(trials, dtype=np.float64)
     if t.ndim != 3:
         raise NeuroxrError(f"split_trial_halves: trials must be (neuron, image, trial), got shape {t.shape}")
-    n = t.shape[2]
-    if n < 2:
+    if t.shape[2] < 2:
         raise NeuroxrError("split_trial_halves: need at least 2 trials per image to split them in halves")
-    if kind == "even_odd":
-        i1, i2 = np.arange(0, n, 2), np.arange(1, n, 2)
-    elif kind == "random":
-        perm = np.random.default_rng(seed).permutation(n)
-        i1, i2 = np.sort(perm[: n // 2]), np.sort(perm[n // 2:])
-    else:
+    if kind not in ("even_odd", "random"):
         raise NeuroxrError(f"split_trial_halves: kind={kind!r} is not one of 'even_odd', 'random'")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices -> NaN
-        y1 = np.nanmean(t[:, :, i1], axis=2).T
-        y2 = np.nanmean(t[:, :, i2], axis=2).T
-    return y1, y2
+    keys = draw_split_keys(1, t.shape[1], t.shape[2], seed)[0] if kind == "random" else None
+    y1, y2 = split_trial_means(t, keys)
+    return y1.T, y2.T
 
 
 def _check_xy(X, Y, name="Y"):
