@@ -13,6 +13,7 @@ leading axes; verb-first names and dispatch by dict, in the style of rsatoolbox.
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import kendalltau, rankdata
 
 from .errors import NeuroxrError
 from .mapping.kernels import calc_pearson, split_trial_means
@@ -116,8 +117,6 @@ def _pairwise_pearson(a, b):
 
 
 def _rank(v):
-    from scipy.stats import rankdata
-
     out = rankdata(v, axis=-1, method="average").astype(np.float64)
     return np.where(np.isnan(v).any(axis=-1, keepdims=True), np.nan, out)
 
@@ -137,8 +136,6 @@ def _pairwise_kendall_tau_a(a, b):
     From scipy's O(m log m) tau-b: ``tau_a = tau_b sqrt((n0 - n1)(n0 - n2)) / n0`` with ``n0``
     the number of pairs and ``n1``, ``n2`` the pairs tied in each vector.
     """
-    from scipy.stats import kendalltau
-
     A, m = a.shape
     B = b.shape[0]
     out = np.full((A, B), np.nan)

@@ -17,9 +17,11 @@ import dask
 import dask.array as da
 import numpy as np
 
+from .. import rsa
 from ..errors import NeuroxrError
 from ..runtime import single_threaded_blas
 from . import kernels
+from .pls import calc_pls_layer_scores
 from .ridge import get_solver
 
 __all__ = ["layer_chunked", "ridge_scores", "srp_grams", "model_rdms", "neural_rdms", "rsa_scores",
@@ -39,9 +41,19 @@ _operators = _blocked(lambda K, alphas, backend, solver: get_solver(solver).oper
 _loo_scores = _blocked(lambda R, Y, n_out: kernels.calc_loo_scores(R, Y, n_out))
 _zscored_grams = _blocked(kernels.calc_zscored_grams)
 _raw_grams = _blocked(kernels.calc_raw_grams)
-_model_rdms = _blocked(kernels.calc_model_rdms)
-_rsa = _blocked(kernels.calc_rsa_scores)
-_pls = _blocked(kernels.calc_pls_scores)
+_pls = _blocked(calc_pls_layer_scores)
+
+
+@_blocked
+def _model_rdms(K, fsum, p):
+    # fsum arrives as (L, n, 1) and p as (L, 1, 1) (broadcast against K's chunks)
+    return rsa.calc_rdm(np.asarray(K, dtype=np.float64), "gram", feature_sum=np.asarray(fsum, dtype=np.float64)[..., 0],
+                        n_features=np.asarray(p, dtype=np.float64)[:, 0, 0])
+
+
+@_blocked
+def _rsa(model_rdms, neural_rdms, method):
+    return np.atleast_2d(rsa.compare_rdms(model_rdms, neural_rdms, method, pairwise=True))
 
 
 def layer_chunked(arr, layer_chunk: int):
@@ -94,8 +106,6 @@ def neural_rdms(Y, labels, groups, source="responses"):
 
     The image-by-image covariance of each group's pattern is a reduction over neuron chunks.
     """
-    from ..rsa import corr_to_rdm
-
     rdms = []
     for g in groups:
         idx = np.flatnonzero(labels == g)
@@ -106,7 +116,7 @@ def neural_rdms(Y, labels, groups, source="responses"):
         Ya = Y[:, idx].astype(np.float64)
         Yc = Ya - Ya.mean(axis=1, keepdims=True)
         C = (Yc @ Yc.T).rechunk(-1)
-        rdms.append(C.map_blocks(corr_to_rdm, dtype=np.float64))
+        rdms.append(C.map_blocks(rsa.corr_to_rdm, dtype=np.float64))
     return da.stack(rdms, axis=0)
 
 
@@ -126,10 +136,8 @@ def pls_scores(srp, Y, splits, n_components: int):
 
 
 def _ceiling(trials, method):
-    from ..rsa import calc_rdm_noise_ceiling
-
     t = np.asarray(trials, dtype=np.float64)
-    _, ceiling, _ = calc_rdm_noise_ceiling(t, np.zeros(t.shape[0], dtype=int), method=method)
+    _, ceiling, _ = rsa.calc_rdm_noise_ceiling(t, np.zeros(t.shape[0], dtype=int), method=method)
     return ceiling
 
 

@@ -9,22 +9,24 @@ chunks.
   leave-one-out ridge residual operators ``R`` from a Gram matrix (see :mod:`neuroxr.mapping.ridge`).
 - :func:`calc_loo_residuals` (predictions) and :func:`calc_loo_scores` (Pearson r, blocked for
   thousands of neurons) from ``R``.
-- :func:`calc_zscored_grams`, :func:`calc_raw_grams`, :func:`calc_model_rdms`,
-  :func:`calc_rsa_scores`, :func:`calc_pls_scores`, :func:`split_trial_means`.
+- :func:`calc_zscored_grams`, :func:`calc_raw_grams`, :func:`split_trial_means`.
+
+RDMs and their comparisons are in :mod:`neuroxr.rsa`, PLS in :mod:`neuroxr.mapping.pls` (both
+plain-array modules too, using :func:`calc_pearson`).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import NeuroxrError
-from ..runtime import quiet_warnings
 from .backend import get_backend
+from .gram import calc_zscored_gram
 
 __all__ = [
     "CONSTANT_LAYER_RTOL", "CONSTANT_COLUMN_RTOL", "REDO_RTOL",
     "calc_pearson", "decompose_gram", "calc_residual_operator", "find_constant_layers",
     "calc_residual_operators", "calc_loo_residuals", "calc_loo_scores", "calc_zscored_grams",
-    "calc_raw_grams", "calc_model_rdms", "calc_rsa_scores", "calc_pls_scores", "split_trial_means",
+    "calc_raw_grams", "split_trial_means",
 ]
 
 #: relative size under which K' counts as zero (a constant layer)
@@ -228,8 +230,6 @@ def calc_loo_scores(R, Y, n_out: int = 1, col_block=None, redo_rtol: float | Non
 # --- Gram matrices of projected features ------------------------------------------------------
 def calc_zscored_grams(X):
     """X (L, n, c) -> Z Z^T (L, n, n), Z z-scored per component over images (ddof=0, StandardScaler's rule)."""
-    from .gram import calc_zscored_gram
-
     X = np.asarray(X)
     n = X.shape[1]
     return np.stack([calc_zscored_gram(x, n_threads=1) for x in X]) if X.shape[0] else np.zeros((0, n, n))
@@ -239,35 +239,6 @@ def calc_raw_grams(X):
     """X (L, n, c) -> X X^T (L, n, n)."""
     X = np.asarray(X, dtype=np.float64)
     return X @ np.swapaxes(X, -1, -2)
-
-
-# --- RSA --------------------------------------------------------------------------------------
-def calc_model_rdms(K, fsum, p):
-    """Raw Grams K (L, n, n), feature sums (L, n, 1), feature counts (L, 1, 1) -> RDMs (L, n, n)."""
-    from ..rsa import calc_rdm
-
-    return calc_rdm(np.asarray(K, dtype=np.float64), "gram", feature_sum=np.asarray(fsum, dtype=np.float64)[..., 0],
-                    n_features=np.asarray(p, dtype=np.float64)[:, 0, 0])
-
-
-def calc_rsa_scores(model_rdms, neural_rdms, method):
-    """Model RDMs (L, n, n) against neural RDMs (G, n, n) -> (L, G)."""
-    from ..rsa import compare_rdms
-
-    return np.atleast_2d(compare_rdms(model_rdms, neural_rdms, method, pairwise=True))
-
-
-# --- PLS --------------------------------------------------------------------------------------
-def calc_pls_scores(X, Y, splits, n_components):
-    """One layer X (n, c), Y (n, N) -> mean held-out Pearson r over ``splits`` (N,); NaN for a constant layer."""
-    from .pls import cross_validated_pls
-
-    X = np.asarray(X, dtype=np.float64)
-    if not np.isfinite(X).all() or np.ptp(X, axis=0).max(initial=0) == 0:
-        return np.full(Y.shape[1], np.nan)
-    r = cross_validated_pls(X, np.asarray(Y, dtype=np.float64), splits, n_components=n_components)
-    with quiet_warnings(RuntimeWarning):
-        return np.nanmean(r, axis=0)
 
 
 # --- split halves of trials -------------------------------------------------------------------

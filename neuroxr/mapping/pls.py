@@ -30,7 +30,9 @@ import warnings
 
 import numpy as np
 
+from .. import rsa
 from ..errors import NeuroxrError
+from ..runtime import quiet_warnings
 from ..responses import draw_split_keys
 from .kernels import calc_pearson, split_trial_means
 
@@ -41,6 +43,7 @@ __all__ = [
     "calc_pearson_columns",
     "calc_spearman_brown",
     "split_trial_halves",
+    "calc_pls_layer_scores",
 ]
 
 
@@ -110,11 +113,9 @@ def calc_spearman_brown(r) -> np.ndarray:
 
     :func:`neuroxr.rsa.calc_spearman_brown` with the undefined range set to NaN.
     """
-    from ..rsa import calc_spearman_brown as _spearman_brown
-
     r = np.asarray(r, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(r > -1.0, _spearman_brown(r), np.nan)
+        return np.where(r > -1.0, rsa.calc_spearman_brown(r), np.nan)
 
 
 def split_trial_halves(trials, kind: str = "even_odd", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -323,3 +324,16 @@ def calc_pls_consistency(X, Y1, Y2, splits, n_components: int = 25, scale: bool 
     if return_parts:
         return c, {"r": r, "mapping_r": mr, "response_r": rr}
     return c
+
+
+def calc_pls_layer_scores(X, Y, splits, n_components: int) -> np.ndarray:
+    """One layer ``X (image, feature)``, ``Y (image, neuron)`` -> mean held-out r over ``splits`` (neuron,).
+
+    A layer with non-finite or constant features scores NaN.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if not np.isfinite(X).all() or np.ptp(X, axis=0).max(initial=0) == 0:
+        return np.full(Y.shape[1], np.nan)
+    r = cross_validated_pls(X, np.asarray(Y, dtype=np.float64), splits, n_components=n_components)
+    with quiet_warnings(RuntimeWarning):
+        return np.nanmean(r, axis=0)

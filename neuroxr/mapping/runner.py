@@ -33,6 +33,8 @@ import dask
 import numpy as np
 import xarray as xr
 import zarr
+from dask.diagnostics import ProgressBar
+from tqdm.auto import tqdm
 
 from .. import schema as S
 from ..cluster import gather
@@ -158,8 +160,6 @@ def compute_scores(obj, *, client=None, progress: bool = False, what: str = "sco
     with single_threaded_blas():
         kw = {} if _other_scheduler() else {"scheduler": "threads", "num_workers": available_cores()}
         if progress:
-            from dask.diagnostics import ProgressBar
-
             with ProgressBar():
                 return dask.compute(obj, **kw)[0]
         return dask.compute(obj, **kw)[0]
@@ -338,8 +338,6 @@ def score_study(study, metrics=("ridge", "rsa"), alpha=1.0, alphas=None, zscore:
     -------
     Path of ``scores.zarr``.
     """
-    from tqdm.auto import tqdm
-
     log = log or (lambda msg: None)
     st = open_study(study)
     metrics = check_metrics(metrics)

@@ -14,6 +14,7 @@ so ``ridge_r.groupby("area").mean().groupby("variant").max()`` is the paper's Ma
 from __future__ import annotations
 
 import re
+import shutil
 import warnings
 
 import dask
@@ -169,8 +170,6 @@ def replace_scores(tree: xr.DataTree, path, *, chunks: dict = SCORES_CHUNKS):
         replace_store(tmp, path)
     finally:
         if tmp.exists():
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
     return resolve_path(path)
 
