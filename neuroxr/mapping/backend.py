@@ -80,8 +80,7 @@ class TorchBackend:
 
     def asarray(self, x, dtype=None):
         t = self.torch
-        return t.as_tensor(np.asarray(x) if not isinstance(x, t.Tensor) else x,
-                           dtype=t.float64, device=self.device)
+        return t.as_tensor(np.asarray(x) if not isinstance(x, t.Tensor) else x).to(self.device, t.float64)
 
     def to_numpy(self, x):
         return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
@@ -156,6 +155,8 @@ def get_backend(backend="numpy"):
     """The backend object for ``backend`` (a name of :data:`BACKENDS` or a backend object)."""
     if not isinstance(backend, str):
         return backend
+    if backend.startswith("torch:") and backend not in BACKENDS:  # any torch device, e.g. "torch:cuda:1"
+        return _make_torch(backend.split(":", 1)[1])
     if backend not in BACKENDS:
         raise NeuroxrError(f"unknown array backend {backend!r}; choose one of {sorted(BACKENDS)}")
     try:
