@@ -24,7 +24,7 @@ from . import kernels
 from .pls import calc_pls_layer_scores
 from .ridge import get_solver
 
-__all__ = ["layer_chunked", "ridge_scores", "srp_grams", "model_rdms", "neural_rdms", "rsa_scores",
+__all__ = ["layer_chunked", "ridge_scores", "ridge_r", "ridge_r_alpha", "srp_grams", "model_rdms", "neural_rdms", "rsa_scores",
            "pls_scores", "rdm_ceilings", "alphas_of"]
 
 
@@ -75,6 +75,17 @@ def ridge_scores(K, Y, alphas, backend="numpy", solver="eigen"):
     res = da.blockwise(_loo_scores, "kln", R, "laij", Y, "jn", n_out=n_out, new_axes={"k": n_out},
                        dtype=np.float64, concatenate=True, token="nxr-ridge-scores")
     return res[0], (res[1] if n_out > 1 else None)
+
+
+def ridge_r(K, Y, alphas, backend="numpy", solver="eigen"):
+    """:func:`ridge_scores` without the alpha choice: r dask (layer, neuron)."""
+    return ridge_scores(K, Y, alphas, backend, solver)[0]
+
+
+def ridge_r_alpha(K, Y, alphas, backend="numpy", solver="eigen"):
+    """:func:`ridge_scores` with each neuron's chosen alpha: (r, alpha) dask (layer, neuron)."""
+    r, idx = ridge_scores(K, Y, alphas, backend, solver)
+    return r, alphas_of(idx, alphas)
 
 
 def alphas_of(idx, alphas):

@@ -79,33 +79,35 @@ def _plain(values):
     return arr
 
 
+def _plain_coords(obj, dim):
+    """``obj`` with its coords along ``dim`` (and the index) as plain arrays (see :func:`_plain`)."""
+    return obj.assign_coords({c: (v.dims, _plain(v.values)) for c, v in obj.coords.items() if v.dims == (dim,)})
+
+
 def _responses_inputs(responses, features, neuron_chunk, source, responses_source):
-    """(Y dask (image, neuron), area labels, trials, neuron coords) of the aligned responses."""
+    """(Y DataArray (image, neuron) on dask with the neuron coords, area labels, trials) of the aligned responses."""
     resp = _responses_array(responses)
     resp = _align_images(features[S.IMAGE].values, resp, source, responses_source)
-    Ydata = resp.transpose(S.IMAGE, S.NEURON).data
+    Yda = resp.transpose(S.IMAGE, S.NEURON)
     nchunk = min(int(neuron_chunk), max(1, resp.sizes[S.NEURON]))
-    if isinstance(Ydata, da.Array):
-        Y = Ydata.rechunk({0: -1, 1: nchunk})
+    if isinstance(Yda.data, da.Array):
+        Y = Yda.data.rechunk({0: -1, 1: nchunk})
     else:
         # name=False: a random key instead of hashing every response (30 ms at 60,000 neurons)
-        Y = da.from_array(np.asarray(Ydata), chunks=(-1, nchunk), name=False)
-    coords = {S.NEURON: _plain(resp[S.NEURON].values)}
-    coords.update({c: (S.NEURON, _plain(v.values)) for c, v in resp.coords.items()
-                   if c not in (S.NEURON, S.IMAGE) and v.dims == (S.NEURON,)})
+        Y = da.from_array(np.asarray(Yda.data), chunks=(-1, nchunk), name=False)
+    Y = _plain_coords(Yda.copy(data=Y), S.NEURON).drop_vars(S.IMAGE)
     trials = None
     if isinstance(responses, xr.Dataset) and S.TRIALS in responses:
         tr = responses[S.TRIALS].transpose(S.NEURON, S.IMAGE, S.TRIAL)
         trials = tr.sel({S.IMAGE: resp[S.IMAGE].values}).data
     labels = np.asarray(resp[S.AREA].values).astype(str) if S.AREA in resp.coords else None
-    return Y, labels, trials, coords
+    return Y, labels, trials
 
 
-def _layer_coords(features):
-    out = {S.LAYER: _plain(features[S.LAYER].values)}
-    out.update({c: (S.LAYER, _plain(v.values)) for c, v in features.coords.items()
-                if c != S.LAYER and v.dims == (S.LAYER,)})
-    return out
+def _site_rdms(rdms, features, source):
+    r = (rdms if isinstance(rdms, xr.DataArray) else rdms[S.RDM]).transpose(S.SITE, S.IMAGE, S.IMAGE_J)
+    r = _align_images(features[S.IMAGE].values, r, source, "rdms.zarr")
+    return r.sel({S.IMAGE_J: features[S.IMAGE].values}) if S.IMAGE_J in r.coords else r
 
 
 def score_layers(features: xr.Dataset, responses=None, metrics=("ridge", "rsa"), *, alpha=1.0, alphas=None,
@@ -166,22 +168,19 @@ def score_layers(features: xr.Dataset, responses=None, metrics=("ridge", "rsa"),
     if responses is None and (needs_resp or rdms is None):
         raise MissingDataError(f"metrics {needs_resp or ['rsa']} need responses (neuron, image); "
                                "ingest them (`neuroxr ingest`)" + ("" if needs_resp else " or neural RDMs"))
+    features = _plain_coords(features, S.LAYER)
     inp = ScoringInputs(features, alphas=alphas, zscore=zscore, backend=backend, solver=solver,
                         layer_chunk=int(layer_chunk), areas=areas, rsa_method=rsa_method,
                         pls_options={**DEFAULT_PLS, **(pls_options or {})}, source=source,
                         responses_source=responses_source)
-    neuron_coords = {}
     if responses is not None:
-        inp.Y, inp.labels, inp.trials, neuron_coords = _responses_inputs(responses, features, neuron_chunk, source,
-                                                                         responses_source)
+        inp.Y, inp.labels, inp.trials = _responses_inputs(responses, features, neuron_chunk, source, responses_source)
     if rdms is not None:
-        r = (rdms if isinstance(rdms, xr.DataArray) else rdms[S.RDM]).transpose(S.SITE, S.IMAGE, S.IMAGE_J)
-        inp.rdms = _align_images(features[S.IMAGE].values, r, source, "rdms.zarr")
-    neuron, area, area_coords = {}, {}, {}
+        inp.rdms = _site_rdms(rdms, features, source)
+    neuron, area = {}, {}
     for m in metrics:
         built = METRICS[m].build(inp)
         neuron.update(built.neuron)
         area.update(built.area)
-        area_coords.update(built.area_coords)
-    return build_scores_tree(neuron, area, layer_coords=_layer_coords(features), neuron_coords=neuron_coords,
-                             area_coords=area_coords, attrs={"metrics": json.dumps(list(metrics))})
+    layer_coords = features.drop_vars([c for c in features.coords if features[c].dims != (S.LAYER,)]).coords
+    return build_scores_tree(neuron, area, layer_coords=layer_coords, attrs={"metrics": json.dumps(list(metrics))})

@@ -101,15 +101,16 @@ def metric_of_variable(variable: str) -> str | None:
 
 @dataclass
 class ScoringInputs:
-    """What a metric's ``build`` gets: one model's features and the (aligned) responses.
+    """What a metric's ``build`` gets: one model's features and the (aligned) responses, labelled.
 
-    ``features`` is the features Dataset (layer chunks of ``layer_chunk``); ``Y`` the dask
-    responses (image, neuron) chunked over neurons, ``labels`` the neurons' areas, ``trials``
-    (neuron, image, trial) or None; ``rdms`` ingested neural RDMs (site, image, image_j) or None.
+    ``features`` is the features Dataset; ``Y`` the responses DataArray (image, neuron),
+    dask-chunked over neurons, with the neuron coords; ``labels`` the neurons' areas (neuron,);
+    ``trials`` (neuron, image, trial) or None; ``rdms`` ingested neural RDMs (site, image, image_j)
+    or None.
     """
 
     features: xr.Dataset
-    Y: da.Array | None = None
+    Y: xr.DataArray | None = None
     labels: np.ndarray | None = None
     trials: object = None
     rdms: xr.DataArray | None = None
@@ -125,30 +126,38 @@ class ScoringInputs:
     responses_source: str = "responses"
 
     def need(self, name: str, metric: str, how: str = "re-extract the features with `neuroxr extract`"):
-        """The features variable ``name`` as a dask array chunked over layers (layer first)."""
+        """The features variable ``name`` (layer first), dask-chunked over layers."""
         if name not in self.features:
             raise MissingDataError(f"{self.source}: no variable {name!r} (found {list(self.features.data_vars)}) "
                                    f"needed by {metric}; {how}")
         var = self.features[name]
-        order = [S.LAYER] + [d for d in (S.IMAGE, S.IMAGE_J, S.COMPONENT) if d in var.dims]
-        return graph.layer_chunked(var.transpose(*order).data, self.layer_chunk)
+        var = var.transpose(S.LAYER, *[d for d in (S.IMAGE, S.IMAGE_J, S.COMPONENT) if d in var.dims])
+        return var.copy(data=graph.layer_chunked(var.data, self.layer_chunk))
 
 
 @dataclass
 class Built:
-    """A metric's lazy results: ``{name: (dims, dask)}`` per group and the area-group coords."""
+    """A metric's lazy, labelled results: ``{name: DataArray}`` for the root and the ``areas`` group."""
 
     neuron: dict = field(default_factory=dict)
     area: dict = field(default_factory=dict)
-    area_coords: dict = field(default_factory=dict)
 
 
-def _ridge_vars(name: str, K, inp: ScoringInputs) -> dict:
-    r, idx = graph.ridge_scores(K, inp.Y, inp.alphas, inp.backend, inp.solver)
-    out = {name: (NEURON_DIMS, r)}
-    if idx is not None:
-        out[name.replace("_r", "_alpha")] = (NEURON_DIMS, graph.alphas_of(idx, inp.alphas))
-    return out
+def apply(fn, *args, core, out, **kwargs):
+    """``xr.apply_ufunc`` on dask arrays as they are (``dask="allowed"``): names to axes, and back."""
+    return xr.apply_ufunc(fn, *args, input_core_dims=core, output_core_dims=out, dask="allowed", kwargs=kwargs)
+
+
+GRAM_DIMS = [S.IMAGE, S.IMAGE_J]
+RESP_DIMS = [S.IMAGE, S.NEURON]
+
+
+def _ridge_vars(name: str, K: xr.DataArray, inp: ScoringInputs) -> dict:
+    kw = dict(alphas=inp.alphas, backend=inp.backend, solver=inp.solver)
+    if len(inp.alphas) == 1:
+        return {name: apply(graph.ridge_r, K, inp.Y, core=[GRAM_DIMS, RESP_DIMS], out=[[S.NEURON]], **kw)}
+    r, alpha = apply(graph.ridge_r_alpha, K, inp.Y, core=[GRAM_DIMS, RESP_DIMS], out=[[S.NEURON]] * 2, **kw)
+    return {name: r, name.replace("_r", "_alpha"): alpha}
 
 
 def build_ridge(inp: ScoringInputs) -> Built:
@@ -160,50 +169,57 @@ SRP_HOW = "extract it with `neuroxr extract --srp` (the sparse random projection
 
 
 def build_srp_ridge(inp: ScoringInputs) -> Built:
-    K = graph.srp_grams(inp.need(S.SRP, "srp-ridge", SRP_HOW), inp.zscore)
+    srp = inp.need(S.SRP, "srp-ridge", SRP_HOW)
+    K = apply(graph.srp_grams, srp, core=[[S.IMAGE, S.COMPONENT]], out=[GRAM_DIMS], zscore=inp.zscore)
     return Built(neuron=_ridge_vars("srp_ridge_r", K, inp))
 
 
 def build_pls(inp: ScoringInputs) -> Built:
     srp = inp.need(S.SRP, "pls", SRP_HOW)
     o = {**DEFAULT_PLS, **inp.pls_options}
-    splits = make_splits(srp.shape[1], kind=o["kind"], n_splits=o["n_splits"], test_size=o["test_size"], seed=o["seed"])
-    return Built(neuron={"pls_r": (NEURON_DIMS, graph.pls_scores(srp, inp.Y, splits, o["n_components"]))})
+    splits = make_splits(srp.sizes[S.IMAGE], kind=o["kind"], n_splits=o["n_splits"], test_size=o["test_size"],
+                         seed=o["seed"])
+    r = apply(graph.pls_scores, srp, inp.Y, core=[[S.IMAGE, S.COMPONENT], RESP_DIMS], out=[[S.NEURON]],
+              splits=splits, n_components=o["n_components"])
+    return Built(neuron={"pls_r": r})
 
 
-def _site_rdms(inp: ScoringInputs):
-    r = inp.rdms.transpose(S.SITE, S.IMAGE, S.IMAGE_J)
-    images = inp.features[S.IMAGE].values
-    r = r.sel({S.IMAGE: images, **({S.IMAGE_J: images} if S.IMAGE_J in r.coords else {})})
-    rd = r.data if isinstance(r.data, da.Array) else da.from_array(np.asarray(r.values))
-    return np.asarray(r[S.SITE].values), rd.rechunk(-1)
+def _areas_used(inp: ScoringInputs) -> list:
+    if inp.labels is None:
+        raise S.SchemaError(f"{inp.responses_source}: neuron coordinate 'area' is missing; rsa needs it")
+    present = set(inp.labels)
+    if inp.areas is not None:
+        return list(inp.areas)
+    return [a for a in S.AREAS if a in present] + sorted(present - set(S.AREAS))
+
+
+def _compare(model, neural, dim, method):
+    return apply(graph.rsa_scores, model, neural, core=[GRAM_DIMS, [dim] + GRAM_DIMS], out=[[dim]], method=method)
 
 
 def build_rsa(inp: ScoringInputs) -> Built:
     K, fs = inp.need("gram", "rsa"), inp.need("feature_sum", "rsa")
     if "n_features" not in inp.features.coords:
         raise MissingDataError(f"{inp.source}: no layer coordinate 'n_features' needed by rsa")
-    model = graph.model_rdms(K, fs, inp.features["n_features"].values)
+    model = apply(graph.model_rdms, K, fs, core=[GRAM_DIMS, [S.IMAGE]], out=[GRAM_DIMS],
+                  n_features=inp.features["n_features"].values)
     out = Built()
     if inp.Y is not None:
-        if inp.labels is None:
-            raise S.SchemaError(f"{inp.responses_source}: neuron coordinate 'area' is missing; rsa needs it")
-        present = set(inp.labels)
-        use = list(inp.areas) if inp.areas is not None else \
-            [a for a in S.AREAS if a in present] + sorted(present - set(S.AREAS))
-        neural = graph.neural_rdms(inp.Y, inp.labels, use, inp.responses_source)
-        out.area[S.RSA_R] = (AREA_DIMS, graph.rsa_scores(model, neural, inp.rsa_method))
-        out.area_coords[S.AREA] = np.asarray(use, dtype=str)
+        use = _areas_used(inp)
+        area = {S.AREA: np.asarray(use, dtype=str)}
+        neural = xr.DataArray(graph.neural_rdms(inp.Y.data, inp.labels, use, inp.responses_source),
+                              dims=[S.AREA] + GRAM_DIMS, coords=area)
+        out.area[S.RSA_R] = _compare(model, neural, S.AREA, inp.rsa_method)
         if inp.trials is not None:
-            out.area["rsa_ceiling"] = ((S.AREA,), graph.rdm_ceilings(inp.trials, inp.labels, use, inp.rsa_method))
+            out.area["rsa_ceiling"] = xr.DataArray(graph.rdm_ceilings(inp.trials, inp.labels, use, inp.rsa_method),
+                                                   dims=[S.AREA], coords=area)
     if inp.rdms is not None:
-        sites, rd = _site_rdms(inp)
+        sites = inp.rdms.copy(data=da.asarray(inp.rdms.data).rechunk(-1)).drop_vars(GRAM_DIMS, errors="ignore")
         if inp.Y is None:  # ingested RDMs alone: each site takes the place of an area
-            out.area[S.RSA_R] = (AREA_DIMS, graph.rsa_scores(model, rd, inp.rsa_method))
-            out.area_coords[S.AREA] = np.asarray([str(s) for s in sites], dtype=str)
+            sites = sites.rename({S.SITE: S.AREA}).assign_coords({S.AREA: sites[S.SITE].values.astype(str)})
+            out.area[S.RSA_R] = _compare(model, sites, S.AREA, inp.rsa_method)
         else:
-            out.area["rsa_site_r"] = ((S.LAYER, S.SITE), graph.rsa_scores(model, rd, inp.rsa_method))
-            out.area_coords[S.SITE] = sites
+            out.area["rsa_site_r"] = _compare(model, sites, S.SITE, inp.rsa_method)
     return out
 
 
