@@ -95,35 +95,6 @@ def _features_fingerprint(ds: xr.Dataset) -> str:
 
 
 def _study_settings(metrics, alphas, zscore, rsa_method, pls_opts, areas, resp, has_rdms, nan_layers):
-    settings = {
-        "metrics": sorted(metrics),
-        "alphas": [float(a) for a in alphas],
-        "zscore": bool(zscore),
-    }
-    if "rsa" in metrics:
-        settings["rsa_method"] = rsa_method
-        settings["areas"] = None if areas is None else [str(a) for a in areas]
-        settings["neural_rdms"] = bool(has_rdms)
-    if "pls" in metrics:
-        settings["pls"] = dict(pls_opts)
-    settings["nan_layers"] = nan_layers
-    if resp is not None:
-        settings["neurons"] = _store.hash_array(np.asarray(resp[S.NEURON].values))
-        settings["n_neurons"] = int(resp.sizes[S.NEURON])
-        settings["responses"] = _store.hash_array(resp[S.MEAN].data)
-    return settings
-
-
-def _features_fingerprint(ds: xr.Dataset) -> str:
-    h = hashlib.sha256()
-    attrs = {k: ds.attrs[k] for k in sorted(ds.attrs) if k in ("created", "settings", "inputs", "neuroxr_version")}
-    h.update(json.dumps(attrs, sort_keys=True, default=str).encode())
-    h.update(json.dumps([str(x) for x in np.asarray(ds[S.LAYER].values)]).encode())
-    h.update(json.dumps(sorted(ds.data_vars)).encode())
-    return h.hexdigest()[:16]
-
-
-def _study_settings(metrics, alphas, zscore, rsa_method, pls_opts, areas, resp, has_rdms, nan_layers):
     settings = {"metrics": sorted(metrics), "alphas": [float(a) for a in alphas], "zscore": bool(zscore)}
     if "rsa" in metrics:
         settings.update(rsa_method=rsa_method, areas=None if areas is None else [str(a) for a in areas],
