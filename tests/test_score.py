@@ -406,3 +406,13 @@ def test_string_coords_of_extract_stores_open_after_scoring(tmp_path):
     root = write_study(tmp_path / "st", {"m": feats}, Y)
     sc = store.open_dataset(score.score_study(root, metrics=("ridge",)))
     assert sc.model.dtype.kind == "U" and list(sc.layer_name.values) == list(Xs)
+
+
+def test_torch_backend_scores_like_sklearn():
+    pytest.importorskip("torch")
+    Xs, Y = make_data(seed=9)
+    ds = score.score_layers(make_features(Xs), make_responses(Y), ("ridge",), alphas=(0.5, 20.0), backend="torch")
+    ds = ds.compute()
+    for i, X in enumerate(Xs.values()):
+        want = [sklearn_loo_r(X, Y[:, [j]], ds.ridge_alpha[i, j].item())[0] for j in range(Y.shape[1])]
+        np.testing.assert_allclose(ds.ridge_r[i].values, want, atol=1e-8)

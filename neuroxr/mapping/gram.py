@@ -9,7 +9,7 @@ the number of features.
 How it is fast
 --------------
 Forming ``Z Z^T`` costs ``n^2 p`` multiply-adds (SYRK); everything else is ``O(n p)`` but,
-done as separate NumPy passes (cast to float64, mean, centre, variance, scale), it used to
+done as separate NumPy passes (cast to float64, mean, centre, variance, scale), it would
 cost more than the product itself.  On the CPU one compiled kernel (Numba, when installed)
 reads each float32 chunk twice while it sits in cache: the first pass gathers the
 per-feature sums (shifted by the first image, for stability), the second writes the z-scores (and, when the raw Gram is wanted, the float64 copy) into a reused
