@@ -1,7 +1,6 @@
 """score_layers / score_study: exact against scikit-learn and scipy, lazy, resumable, crash-safe."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import dask

@@ -125,7 +125,8 @@ def score_layers(features: xr.Dataset, responses=None, metrics=("ridge", "rsa"),
         ``n_features`` for ``rsa``; ``srp`` (layer, image, component) for ``srp-ridge`` and ``pls``.
     responses : DataArray (neuron, image) or Dataset with ``mean``, optional
         The (selected) neurons; neuron coords (``area``, ...) are copied to the result.
-    metrics : sequence of {"ridge", "rsa", "srp-ridge", "pls"}
+    metrics : sequence of str
+        Names of :data:`neuroxr.mapping.metrics.METRICS` ("ridge", "rsa", "srp-ridge", "pls", ...).
     alpha : float
         Ridge penalty (> 0).
     alphas : sequence of float, optional
