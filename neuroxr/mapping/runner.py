@@ -163,15 +163,23 @@ class _Job:
 
 
 def _run_local(jobs, progress):
-    """Compute the jobs ``MODELS_IN_FLIGHT`` at a time, each batch one ``dask.compute``."""
+    """Compute the jobs ``MODELS_IN_FLIGHT`` at a time, each batch one ``dask.compute``.
+
+    A model whose set-up fails stops the run: the batch set up so far is discarded whole.
+    """
     batch = []
-    for job in jobs:
-        batch.append(job)
-        if len(batch) == MODELS_IN_FLIGHT:
+    try:
+        for job in jobs:
+            batch.append(job)
+            if len(batch) == MODELS_IN_FLIGHT:
+                _finish_batch(batch, progress)
+                batch = []
+        if batch:
             _finish_batch(batch, progress)
             batch = []
-    if batch:
-        _finish_batch(batch, progress)
+    finally:
+        for j in batch:
+            _discard(j.tmp)
 
 
 def _finish_batch(batch, progress):
