@@ -1,6 +1,7 @@
 """score_layers / score_study: exact against scikit-learn and scipy, lazy, resumable, crash-safe."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import dask
@@ -415,3 +416,21 @@ def test_torch_backend_scores_like_sklearn():
     for i, X in enumerate(Xs.values()):
         want = [sklearn_loo_r(X, Y[:, [j]], ds.ridge_alpha[i, j].item())[0] for j in range(Y.shape[1])]
         np.testing.assert_allclose(ds.ridge_r[i].values, want, atol=1e-8)
+
+
+def test_parts_in_an_older_layout_are_rescored(tmp_path):
+    """A part without the tree layout (no 'variant', rsa_r at the root) is scored again, not assembled."""
+    Xs, Y = make_data()
+    root = write_study(tmp_path / "st", {"m": make_features(Xs)}, Y)
+    want = open_scores(score.score_study(root)).load()
+    part = root / "scores.parts" / "m.zarr"
+    flat = xr.open_zarr(part).load().drop_vars("variant")
+    flat["rsa_r"] = want["areas"].rsa_r.reset_coords(drop=True).drop_vars("area")
+    shutil.rmtree(part)
+    flat.to_zarr(part, zarr_format=3)
+    with pytest.raises(SettingsMismatchError, match="older neuroxr"):
+        score.assemble_scores(root)
+    logs = []
+    got = open_scores(score.score_study(root, log=logs.append))
+    assert [m for m in logs if "scoring" in m]
+    xr.testing.assert_identical(got["areas"].rsa_r.load(), want["areas"].rsa_r)

@@ -118,6 +118,15 @@ def _part_attrs(part: Path) -> dict:
         return dict(open_scores(part).attrs)
 
 
+def _has_tree_layout(store: Path) -> bool:
+    """True if ``store`` holds scores in the DataTree layout (a ``variant`` layer coord at the root)."""
+    try:
+        with quiet_warnings():
+            return S.VARIANT in set(zarr.open_group(str(store), mode="r").array_keys())
+    except Exception:  # unreadable metadata: rescored
+        return False
+
+
 def compute_scores(obj, *, client=None, progress: bool = False, what: str = "scoring"):
     """Compute a lazy result of :func:`score_layers` (or any delayed write of it).
 
@@ -258,7 +267,7 @@ def _models_to_score(st, models, parts_dir):
 
 def _is_done(part: Path, settings: dict, fingerprint: str, overwrite: bool) -> bool:
     """True if ``part`` holds these settings' scores of these features (other settings: refused unless overwrite)."""
-    if not part.exists():
+    if not part.exists() or not _has_tree_layout(part):
         return False
     attrs = _part_attrs(part)
     try:
@@ -343,6 +352,10 @@ def assemble_scores(study, settings: dict | None = None) -> Path:
     parts = sorted(p for p in parts_dir.glob("*.zarr") if not p.name.startswith("."))
     if not parts:
         raise MissingDataError(f"{parts_dir}: no scored models to assemble")
+    old = [p.name for p in parts if not _has_tree_layout(p)]
+    if old:
+        raise SettingsMismatchError(f"{parts_dir}: {old} hold scores in the layout of an older neuroxr (no 'areas' "
+                                    "group, no 'variant'); rescore them (`neuroxr score STUDY`, or --overwrite)")
     opened = [open_scores(p) for p in parts]
     if settings is None:
         settings = _store.read_settings(opened[-1])
