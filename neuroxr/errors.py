@@ -20,6 +20,11 @@ class MissingDataError(NeuroxrError, FileNotFoundError):
     """A file, store or weight that a step needs is not there."""
 
 
+class InvalidArgumentError(NeuroxrError, ValueError):
+    """An argument is out of range or of the wrong kind; the message names it and the valid values."""
+
+
 USER_ERRORS = (NeuroxrError, SchemaError, FileNotFoundError, FileExistsError, ValueError, KeyError)
 
-__all__ = ["NeuroxrError", "StoreExistsError", "SettingsMismatchError", "MissingDataError", "SchemaError"]
+__all__ = ["NeuroxrError", "StoreExistsError", "SettingsMismatchError", "MissingDataError", "InvalidArgumentError",
+           "SchemaError"]

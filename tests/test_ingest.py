@@ -8,7 +8,7 @@ import xarray as xr
 
 from neuroxr.cli import main
 from neuroxr.errors import StoreExistsError
-from neuroxr.io import arrays
+from neuroxr.io import arrays, store
 from neuroxr.io.arrays import build_responses_dataset, ingest_arrays, ingest_rdms, read_brainio_assembly
 from neuroxr.io.store import open_dataset
 from neuroxr.schema import SchemaError
@@ -236,7 +236,7 @@ def test_existing_store_is_kept_when_writing_fails(files, monkeypatch):
     ingest_arrays(study, images=files / "img.npy", responses=files / "resp.npy")
     before = open_dataset(study / "stimuli.zarr")["pixels"].values
     calls = []
-    real = arrays._store.write_dataset
+    real = store.start_write
 
     def flaky(ds, path, **kw):  # the second store fails half-way
         calls.append(path)
@@ -244,7 +244,7 @@ def test_existing_store_is_kept_when_writing_fails(files, monkeypatch):
             raise OSError("disk full")
         return real(ds, path, **kw)
 
-    monkeypatch.setattr(arrays._store, "write_dataset", flaky)
+    monkeypatch.setattr(store, "start_write", flaky)
     np.save(files / "img2.npy", np.zeros((10, 6, 6), "f4"))
     with pytest.raises(OSError):
         ingest_arrays(study, images=files / "img2.npy", responses=files / "resp.npy", overwrite=True)

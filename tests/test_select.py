@@ -12,7 +12,7 @@ from neuroxr.cli import main
 from neuroxr.io.arrays import build_responses_dataset, ingest_arrays
 from neuroxr.io.store import open_dataset
 from neuroxr.responses import (
-    calc_splithalf_reliability, load_selected_responses, select_neurons, sweep_reliability,
+    calc_splithalf_reliability, load_selected_responses, select_neurons, count_reliable_neurons,
 )
 from neuroxr.schema import SchemaError
 
@@ -86,7 +86,7 @@ def test_cre_lines_as_comma_string(ds_meta):
 def test_sweep_matches_pandas(ds_meta):
     ds, meta = ds_meta
     th = [0.0, 0.25, 0.5, 0.8, 0.95]
-    got = sweep_reliability(ds, th, cre_lines="excitatory")
+    got = count_reliable_neurons(ds, th, cre_lines="excitatory")
     exc = meta[meta.cre_line.str.split("-").str[0].isin(EXCITATORY)]
     for t in th:
         sub = exc[exc.splithalf_r >= t]

@@ -45,7 +45,10 @@ import urllib.request
 import warnings
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from ..errors import NeuroxrError
+from . import allen
 
 DEFAULT_BASE_URL = "https://allen-brain-observatory.s3.us-west-2.amazonaws.com/visual-coding-2p"
 #: AllenSDK's RMA API, asked for a file's well-known-file download link when the bucket lacks it
@@ -135,8 +138,6 @@ def download_file(url, dest, *, size=None, md5=None, retries=5, timeout=60, prog
     DownloadError
         The server kept failing; the partial file is kept for the next run.
     """
-    from tqdm.auto import tqdm
-
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -370,8 +371,6 @@ def fetch_allen(cache_dir, containers=None, areas=None, cre_lines=None, base_url
         After trying every file, listing those that failed (verified files are kept; a file that
         failed verification is not).
     """
-    from . import allen
-
     base_url = base_url.rstrip("/")
     root = Path(cache_dir).expanduser()
     root.mkdir(parents=True, exist_ok=True)
@@ -420,8 +419,6 @@ def fetch_allen(cache_dir, containers=None, areas=None, cre_lines=None, base_url
         if sel.empty:
             raise DownloadError(f"no {session} experiment in {cache.path('EXPERIMENTS')} matches areas={areas}, "
                                 f"cre_lines={cre_lines}, containers={containers}")
-        from tqdm.auto import tqdm
-
         for eid in tqdm(list(sel.index), desc="experiments", unit="exp", disable=not progress):
             get("EXPERIMENT_DATA", int(eid))
             if events:
