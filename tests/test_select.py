@@ -12,7 +12,7 @@ from neuroxr.cli import main
 from neuroxr.io.arrays import build_responses_dataset, ingest_arrays
 from neuroxr.io.store import open_dataset
 from neuroxr.responses import (
-    calc_splithalf_reliability, load_selected_responses, select_neurons, count_reliable_neurons,
+    calc_splithalf_reliability, count_reliable_neurons, load_selected_responses, select_neurons,
 )
 from neuroxr.schema import SchemaError
 
@@ -130,7 +130,13 @@ def test_select_command_stores_reliability_and_selection(tmp_path, rng, capsys):
     np.testing.assert_array_equal(ds["selected"].values, want)
     crit = json.loads(ds["selected"].attrs["criteria"])
     assert crit["min_reliability"] == 0.6 and crit["cre_lines"] == "excitatory"
-    assert f"selected {want.sum()} of {n_neu}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"selected {want.sum()} of {n_neu} neurons; criteria: split-half reliability >= 0.6" in out
+    assert "excitatory cre lines" in out and "not running-modulated" in out
+    for area in ("VISp", "VISam"):  # one readable line per area: selected of total, counted by pandas
+        got, total = int(want[meta.area == area].sum()), int((meta.area == area).sum())
+        assert any(line.split()[:4] == [area, str(got), "of", str(total)] for line in out.splitlines()), out
+    assert "{" not in out and "}" not in out  # no raw dict
     # the trials survive the rewrite, and no temporary store is left
     np.testing.assert_allclose(ds["trials"].values, trials.transpose(1, 0, 2).astype("f4"))
     assert not [p for p in study.iterdir() if p.name.startswith(".")]

@@ -25,7 +25,7 @@ from numpy.lib import format as npf
 from ..errors import NeuroxrError
 from ..schema import SchemaError
 
-#: cgroup filesystem root (a parameter of the functions below, so tests can fake one)
+#: cgroup filesystem root read when no ``cgroup_root`` is passed to the functions below
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 #: share of the available memory one array read may take
 ALLOCATION_FRACTION = 0.8
@@ -99,24 +99,49 @@ def _read_int(path: Path) -> int | None:
         return None
 
 
-def cgroup_memory_available(root: Path = CGROUP_ROOT) -> int | None:
-    """Bytes this cgroup may still allocate (limit minus usage), or None without a limit.
+_V2_FILES = ("memory.max", "memory.current")
+_V1_FILES = ("memory.limit_in_bytes", "memory.usage_in_bytes")
 
-    Reads cgroup v2 (``memory.max``, ``memory.current``) or v1 (``memory/memory.limit_in_bytes``,
-    ``memory/memory.usage_in_bytes``; v1's "no limit" is a huge number, treated as none).
+
+def _own_cgroups(proc_file: Path) -> tuple[str, str]:
+    """This process's cgroup paths from ``/proc/self/cgroup``: (v2 ``0::PATH``, v1 ``N:memory:PATH``)."""
+    v2 = v1 = ""
+    try:
+        lines = proc_file.read_text().splitlines()
+    except OSError:
+        return v2, v1
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) == 3 and parts[0] == "0" and parts[1] == "":
+            v2 = parts[2].strip().lstrip("/")
+        elif len(parts) == 3 and "memory" in parts[1].split(","):
+            v1 = parts[2].strip().lstrip("/")
+    return v2, v1
+
+
+def _limit_in(directory: Path, files: tuple[str, str]) -> int | None:
+    limit = _read_int(directory / files[0])
+    if limit is None or limit >= 1 << 60:  # v1 writes "no limit" as a huge number
+        return None
+    return max(0, limit - (_read_int(directory / files[1]) or 0))
+
+
+def cgroup_memory_available(root: Path | None = None, proc_file: Path = Path("/proc/self/cgroup")) -> int | None:
+    """Bytes this process's cgroup may still allocate (limit minus usage), or None without a limit.
+
+    Reads cgroup v2 (``ROOT/PATH/memory.max``, ``memory.current``) and v1
+    (``ROOT/memory/PATH/memory.limit_in_bytes``, ``memory.usage_in_bytes``), in the process's own
+    cgroup (``PATH`` from ``proc_file``) and at the root (a container's own view); the smallest applies.
     """
-    root = Path(root)
-    for limit_file, usage_file in (("memory.max", "memory.current"),
-                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
-        limit = _read_int(root / limit_file)
-        if limit is None or limit >= 1 << 60:
-            continue
-        usage = _read_int(root / usage_file) or 0
-        return max(0, limit - usage)
-    return None
+    root = Path(CGROUP_ROOT if root is None else root)
+    v2, v1 = _own_cgroups(proc_file)
+    candidates = [(root / v2, _V2_FILES), (root, _V2_FILES),
+                  (root / "memory" / v1, _V1_FILES), (root / "memory", _V1_FILES)]
+    found = [v for v in (_limit_in(d, f) for d, f in candidates) if v is not None]
+    return min(found) if found else None
 
 
-def available_memory(cgroup_root: Path = CGROUP_ROOT) -> int:
+def available_memory(cgroup_root: Path | None = None) -> int:
     """Bytes this process may allocate: the host's available memory, capped by the cgroup's."""
     host = int(psutil.virtual_memory().available)
     cg = cgroup_memory_available(cgroup_root)
@@ -124,7 +149,7 @@ def available_memory(cgroup_root: Path = CGROUP_ROOT) -> int:
 
 
 def check_allocation(nbytes: int, what: str, *, fraction: float = ALLOCATION_FRACTION,
-                     cgroup_root: Path = CGROUP_ROOT) -> None:
+                     cgroup_root: Path | None = None) -> None:
     """Raise :class:`InputTooLargeError` if ``nbytes`` exceed ``fraction`` of :func:`available_memory`.
 
     Called with the size a file header claims, before anything is read, hashed or allocated.
@@ -150,7 +175,7 @@ def check_cast(before: np.ndarray, after: np.ndarray, name, source, offset=None)
         idx = _first(lost)
         shown = idx if not offset else tuple(i + o for i, o in zip(idx, offset))
         raise SchemaError(
-            f"{where(source)}variable {name!r} holds {before[idx]!r} at index {shown}, beyond float32's range "
+            f"{where(source)}variable {name!r} holds {before[idx].item()!r} at index {shown}, beyond float32's range "
             f"(+-{_FLOAT32_MAX:.4g}); the stores keep float32: rescale the values (e.g. to other units)"
         )
 
@@ -165,7 +190,7 @@ def check_values(x: np.ndarray, name, source, *, allow_nan: bool, offset=None) -
         what = "infinite" if allow_nan else "non-finite"
         raise SchemaError(
             f"{where(source)}variable {name!r} has {int(bad.sum())} {what} values (first at index {shown}: "
-            f"{x[idx]!r}); clean or drop them before ingesting"
+            f"{x[idx].item()!r}); clean or drop them before ingesting"
         )
 
 
@@ -173,7 +198,8 @@ def _cast_block(block, name, source, allow_nan, block_info=None):
     loc = (block_info or {}).get(0, {}).get("array-location")
     offset = tuple(lo for lo, _ in loc) if loc else None
     check_values(np.asarray(block), name, source, allow_nan=allow_nan, offset=offset)
-    out = np.asarray(block, dtype=np.float32)
+    with np.errstate(over="ignore"):  # overflow is reported by check_cast, naming the value
+        out = np.asarray(block, dtype=np.float32)
     check_cast(np.asarray(block), out, name, source, offset)
     return out
 

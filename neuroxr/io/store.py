@@ -260,9 +260,10 @@ class StoreTransaction:
 
     def commit(self) -> list[Path]:
         check_writable(self.staged, self.overwrite)
-        done = replace_stores({p: w.tmp for p, w in self.staged.items()})
-        self.staged = {}
-        return done
+        # from here the temporaries belong to the journal: an interrupted commit is finished by
+        # the next open, so they must survive any clean-up of this transaction
+        staged, self.staged = self.staged, {}
+        return replace_stores({p: w.tmp for p, w in staged.items()})
 
     def discard(self) -> None:
         for pending in self.staged.values():
