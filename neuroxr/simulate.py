@@ -45,7 +45,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 import skimage.data
 from scipy.stats import f as fdist
 from skimage.color import rgb2gray
@@ -243,6 +242,32 @@ def simulate_study(
         model, weights seed and the layer driving each area.
     """
     study = Path(study)
+    _check_sizes(n_images, neurons_per_area, n_trials, image_size)
+    store.check_writable([study / S.STIMULI_STORE, study / S.RESPONSES_STORE], overwrite)
+    rng = np.random.default_rng([seed, 2])
+    pixels = simulate_images(n_images, image_size, seed)
+    layers, kernels = _layer_kernels(model, weights_seed, pixels, batch_size)
+    drive = choose_driving_layers(layers)
+    area_of = np.repeat(np.asarray(S.AREAS), neurons_per_area)
+    mean = _area_means(rng, kernels, drive, neurons_per_area, n_images)
+    trials, rho, meta = _trials_and_metadata(rng, mean, n_trials, area_of)
+    ids = 600_000_000 + np.sort(rng.choice(10 * len(area_of), size=len(area_of), replace=False)).astype(np.int64)
+    settings = {"seed": int(seed), "n_images": int(n_images), "neurons_per_area": int(neurons_per_area),
+                "n_trials": int(n_trials), "image_size": int(image_size), "model": model,
+                "weights_seed": int(weights_seed)}
+    attrs = store.provenance(settings, {"simulation": "neuroxr.simulate"})
+    attrs["simulation"] = json.dumps(_ground_truth(model, weights_seed, seed, layers, drive), sort_keys=True)
+    attrs["source"] = "simulate"
+    rds = build_responses_dataset(trials=trials, neuron_ids=ids, meta=meta, source="simulation", attrs=attrs)
+    rds["target_reliability"] = (S.NEURON, rho.astype(np.float32))
+    rds["target_reliability"].attrs["description"] = "reliability the trial noise was set for (ground truth)"
+    sds = build_stimuli_dataset(pixels, source="simulation", attrs=dict(attrs))
+    out = {S.STIMULI_STORE: sds, S.RESPONSES_STORE: rds}
+    check_study(study, out, overwrite)
+    return write_study(study, out, overwrite)
+
+
+def _check_sizes(n_images, neurons_per_area, n_trials, image_size) -> None:
     for name, val in (("n_images", n_images), ("neurons_per_area", neurons_per_area),
                       ("image_size", image_size)):
         if int(val) < 1:
@@ -251,27 +276,26 @@ def simulate_study(
         raise InvalidArgumentError(f"n_images must be >= 8 for reliabilities and scores to mean anything, got {n_images}")
     if int(n_trials) < 4:
         raise InvalidArgumentError(f"n_trials must be >= 4 (split halves need trials), got {n_trials}")
-    store.check_writable([study / S.STIMULI_STORE, study / S.RESPONSES_STORE], overwrite)
-    rng = np.random.default_rng([seed, 2])
-    pixels = simulate_images(n_images, image_size, seed)
-    layers, kernels = _layer_kernels(model, weights_seed, pixels, batch_size)
-    drive = choose_driving_layers(layers)
-    n_layers = len(layers)
 
-    areas = list(S.AREAS)
-    n = neurons_per_area * len(areas)
-    area_of = np.repeat(np.asarray(areas), neurons_per_area)
-    mean = np.empty((n, n_images))
+
+def _area_means(rng, kernels, drive, neurons_per_area: int, n_images: int) -> np.ndarray:
+    """Mean responses (neuron, image): each area's neurons read out its driving layer (step 3)."""
+    mean = np.empty((neurons_per_area * len(drive), n_images))
     for a, li in enumerate(drive):
         u = _draw_gp(rng, kernels[li], neurons_per_area).T  # (neuron, image)
         u = u / max(float(u.std()), 1e-12)  # one scale per area
         offset = rng.uniform(-0.5, 1.0, size=(neurons_per_area, 1))
         gain = rng.lognormal(0.0, 0.5, size=(neurons_per_area, 1))
         mean[a * neurons_per_area:(a + 1) * neurons_per_area] = gain * _softplus(u + offset, 3.0)
+    return mean
+
+
+def _trials_and_metadata(rng, mean: np.ndarray, n_trials: int, area_of: np.ndarray):
+    """``(trials float32, target reliability, metadata)`` (steps 4 and 5), drawn in this order."""
+    n, n_images = mean.shape
     # trial noise for a target reliability rho: var_s / (var_s + sigma^2 / T) = rho
     rho = np.clip(rng.beta(1.5, 1.0, size=n), 0.01, 0.99)
-    var_s = mean.var(1)
-    sigma = np.sqrt(n_trials * var_s * (1 - rho) / rho)
+    sigma = np.sqrt(n_trials * mean.var(1) * (1 - rho) / rho)
     trials = mean[:, :, None] + sigma[:, None, None] * rng.normal(size=(n, n_images, n_trials))
     # a few images shown 1-3 times fewer (the same for all neurons of a container)
     container, cre, depth = _containers(rng, n, area_of)
@@ -285,37 +309,27 @@ def simulate_study(
     running = rng.random(n) < 0.15
     p_run[running] = rng.uniform(0, 0.05, size=int(running.sum()))
     p_run[rng.random(n) < 0.10] = np.nan
-    p_image = _anova_p(trials.astype(np.float64))
-
-    ids = 600_000_000 + np.sort(rng.choice(10 * n, size=n, replace=False)).astype(np.int64)
     meta = pd.DataFrame({
         "area": area_of, "cre_line": cre, "depth_um": depth, "container": container,
-        "p_run_mod": p_run, "p_image": p_image,
+        "p_run_mod": p_run, "p_image": _anova_p(trials.astype(np.float64)),
     })
+    return trials, rho, meta
+
+
+def _ground_truth(model, weights_seed, seed, layers, drive) -> dict:
+    """The ``simulation`` attribute: generating model, weights seed and each area's layer."""
+    n_layers = len(layers)
     area_layers = {
         area: {"layer_name": layers[li][0], "module_type": layers[li][1], "depth": int(li),
                "relative_depth": float(li / max(n_layers - 1, 1))}
-        for area, li in zip(areas, drive)
+        for area, li in zip(S.AREAS, drive)
     }
-    sim = {
+    return {
         "model": model, "weights": "random", "weights_seed": int(weights_seed), "seed": int(seed),
-        "area_layers": area_layers, "n_layers": n_layers, "layers": [l for l, _ in layers],
+        "area_layers": area_layers, "n_layers": n_layers, "layers": [name for name, _ in layers],
         "target_reliability": "Beta(1.5, 1) clipped to [0.01, 0.99]", "rectifier": "softplus(beta=3)",
         "readout": "Gaussian random linear readout of per-image-centred activations, drawn via the image kernel",
     }
-    settings = {"seed": int(seed), "n_images": int(n_images), "neurons_per_area": int(neurons_per_area),
-                "n_trials": int(n_trials), "image_size": int(image_size), "model": model,
-                "weights_seed": int(weights_seed)}
-    attrs = store.provenance(settings, {"simulation": "neuroxr.simulate"})
-    attrs["simulation"] = json.dumps(sim, sort_keys=True)
-    attrs["source"] = "simulate"
-    rds = build_responses_dataset(trials=trials, neuron_ids=ids, meta=meta, source="simulation", attrs=attrs)
-    rds["target_reliability"] = (S.NEURON, rho.astype(np.float32))
-    rds["target_reliability"].attrs["description"] = "reliability the trial noise was set for (ground truth)"
-    sds = build_stimuli_dataset(pixels, source="simulation", attrs=dict(attrs))
-    out = {S.STIMULI_STORE: sds, S.RESPONSES_STORE: rds}
-    check_study(study, out, overwrite)
-    return write_study(study, out, overwrite)
 
 
 def read_simulation(study) -> dict:

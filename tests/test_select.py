@@ -137,7 +137,8 @@ def test_select_command_stores_reliability_and_selection(tmp_path, rng, capsys):
         got, total = int(want[meta.area == area].sum()), int((meta.area == area).sum())
         assert any(line.split()[:4] == [area, str(got), "of", str(total)] for line in out.splitlines()), out
     assert "{" not in out and "}" not in out  # no raw dict
-    # the trials survive the rewrite, and no temporary store is left
+    # the trials and the store's provenance survive the rewrite, and no temporary store is left
+    assert ds.attrs["source"] == "arrays" and "trials" in json.loads(ds.attrs["inputs"])
     np.testing.assert_allclose(ds["trials"].values, trials.transpose(1, 0, 2).astype("f4"))
     assert not [p for p in study.iterdir() if p.name.startswith(".")]
     sub = load_selected_responses(study)

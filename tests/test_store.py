@@ -9,7 +9,7 @@ import pytest
 import xarray as xr
 
 from neuroxr.errors import MissingDataError, SettingsMismatchError, StoreExistsError
-from neuroxr.io import store
+from neuroxr.io import integrity, store
 
 
 def _ds(seed=0):
@@ -149,9 +149,12 @@ def test_kill_between_the_two_replaces_is_rolled_forward(tmp_path, monkeypatch):
     monkeypatch.setattr(journal, "_finish_entry", real)
     assert len(calls) == 2  # the kill happened between the two replaces
     # on disk right now: a is new, b old, and the journal says what is left to do
-    assert [p for p in _hidden(tmp_path) if p.startswith(".neuroxr-journal-")]
+    journals = [tmp_path / p for p in _hidden(tmp_path) if p.startswith(".neuroxr-journal-")]
+    assert len(journals) == 1
+    found = {(p.store, p.kind) for p in integrity.verify_study(tmp_path)}
+    assert (str(journals[0]), "stale") in found and not any(k == "stale" and ".tmp-" in s for s, k in found)
     # clean-up never removes what the journal names: it finishes the change instead
-    assert store.clean_stale(tmp_path) == []
+    assert store.clean_stale(tmp_path) == journals
     _assert_state(tmp_path, 1)
     assert _hidden(tmp_path) == []
 

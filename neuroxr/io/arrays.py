@@ -9,8 +9,15 @@ dispatch) and the format readers :mod:`~neuroxr.io.npy`, :mod:`~neuroxr.io.table
 from __future__ import annotations
 
 from .brainio import read_brainio_assembly
-from .builders import (RESPONSES_CHUNKS, STIMULI_CHUNKS, build_rdms_dataset, build_responses_dataset,
-                       build_stimuli_dataset, rechunk_responses, write_responses_dataset)
+from .builders import (
+                       RESPONSES_CHUNKS,
+                       STIMULI_CHUNKS,
+                       build_rdms_dataset,
+                       build_responses_dataset,
+                       build_stimuli_dataset,
+                       rechunk_responses,
+                       write_responses_dataset,
+)
 from .formats import parse_source, read_array, read_ids, read_rdms
 from .ingest import ingest_arrays, ingest_rdms
 from .tables import read_neuron_table

@@ -28,8 +28,17 @@ import xarray as xr
 from .. import schema as S
 from ..schema import SchemaError
 from . import store
-from .builders import (align_meta, build_rdms_dataset, build_responses_dataset, build_stimuli_dataset,
-                       check_ids, check_numeric, meta_coords, rechunk_responses, store_chunks)
+from .builders import (
+    align_meta,
+    build_rdms_dataset,
+    build_responses_dataset,
+    build_stimuli_dataset,
+    check_ids,
+    check_numeric,
+    meta_coords,
+    rechunk_responses,
+    store_chunks,
+)
 from .formats import input_entry, parse_source, read_array, read_ids, read_rdms
 from .labelled import as_labelled, store_shape
 from .tables import normalise_meta, read_neuron_table

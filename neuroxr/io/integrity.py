@@ -18,6 +18,7 @@ variable or chunk is broken.  Here:
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import warnings
@@ -31,6 +32,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.storage import LocalStore, WrapperStore
 
 from ..errors import NeuroxrError
+from . import journal
 from .paths import owner_alive, resolve_path
 
 #: problems that make a store untrustworthy (the others are warnings)
@@ -264,10 +266,12 @@ def find_stores(study) -> list[Path]:
 
 
 def find_stale(study) -> list[Path]:
-    """Temporary stores (``.NAME.tmp-*``, ``.NAME.old-*``) left by killed runs, anywhere in the study."""
+    """Temporary stores (``.NAME.tmp-*``, ``.NAME.old-*``) and unfinished transaction journals
+    left by killed runs, anywhere in the study."""
     root = resolve_path(getattr(study, "path", study))
     out = []
-    for dirpath, dirnames, _ in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root):
+        out.extend(Path(dirpath) / f for f in filenames if fnmatch.fnmatch(f, journal.JOURNAL_GLOB))
         for d in list(dirnames):
             if d.startswith(".") and (".tmp-" in d or ".old-" in d):
                 out.append(Path(dirpath) / d)
@@ -275,6 +279,14 @@ def find_stale(study) -> list[Path]:
             elif d.endswith(".zarr"):
                 dirnames.remove(d)
     return sorted(out)
+
+
+def _journal_problem(p: Path) -> Problem:
+    if journal.in_progress(p):
+        return Problem(str(p), None, None, "in-progress", f"{p}: a change of several stores is being committed")
+    return Problem(str(p), None, None, "stale",
+                   f"{p}: a change of several stores was interrupted; `neuroxr verify --clean`, or the next "
+                   f"step that opens the study, finishes it (every new store is complete)")
 
 
 def verify_study(study, *, progress=None) -> list[Problem]:
@@ -288,6 +300,13 @@ def verify_study(study, *, progress=None) -> list[Problem]:
     """
     problems = []
     for p in find_stale(study):
+        if p.is_file():
+            problems.append(_journal_problem(p))
+            continue
+        if p in journal.journalled_paths(p.parent):
+            problems.append(Problem(str(p), None, None, "in-progress",
+                                    f"{p}: part of a transaction named by a journal in {p.parent} (kept)"))
+            continue
         if owner_alive(p, 6 * 3600):
             problems.append(Problem(str(p), None, None, "in-progress",
                                     f"{p}: being written by a running neuroxr process (left alone)"))

@@ -122,7 +122,8 @@ def commit(directory: Path, entries: list[dict]) -> list[Path]:
             _ACTIVE.discard(journal)
 
 
-def _in_progress(journal: Path, max_foreign_age: float) -> bool:
+def in_progress(journal: Path, max_foreign_age: float = 6 * 3600) -> bool:
+    """True while the process that wrote ``journal`` may still be committing it."""
     with _LOCK:
         if journal in _ACTIVE:
             return True
@@ -140,12 +141,13 @@ def find_journals(directory) -> list[Path]:
 def recover(directory, *, max_foreign_age: float = 6 * 3600) -> list[Path]:
     """Roll forward the unfinished journals in ``directory`` (not those of running writers).
 
-    Returns the stores put in place.
+    Returns the journals finished (and removed).
     """
     done = []
     for journal in find_journals(directory):
-        if not _in_progress(journal, max_foreign_age):
-            done.extend(roll_forward(journal))
+        if not in_progress(journal, max_foreign_age):
+            roll_forward(journal)
+            done.append(journal)
     return done
 
 
@@ -162,4 +164,4 @@ def journalled_paths(directory) -> set[Path]:
 
 
 __all__ = ["TransactionError", "common_directory", "write_journal", "roll_forward", "commit", "recover",
-           "find_journals", "journalled_paths", "JOURNAL_GLOB"]
+           "find_journals", "journalled_paths", "in_progress", "JOURNAL_GLOB"]

@@ -30,6 +30,7 @@ import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
+import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from ..errors import MissingDataError, NeuroxrError, SettingsMismatchError, StoreExistsError
@@ -286,12 +287,17 @@ def append_variables(path, new: xr.Dataset) -> None:
     """Add or replace the variables of ``new`` in the Zarr store ``path``, atomically.
 
     The store is copied to a temporary sibling (compressed chunks, no re-encoding), the
-    variables are written into the copy and the copy replaces the store.
+    variables are written into the copy and the copy replaces the store.  The store's attributes
+    (provenance, ...) are kept; those of ``new`` are added.
     """
     path = resolve_path(path)
     tmp = tmp_sibling(path)
     try:
         shutil.copytree(path, tmp)
+        with WARNINGS_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kept = dict(zarr.open_group(str(tmp), mode="r").attrs)
+        new = new.assign_attrs({**kept, **new.attrs})
         enc = {k: {"compressors": default_compressors()} for k in new.variables
                if new[k].dtype.kind not in "OUS" and k not in new.dims and not (tmp / k).exists()}
         with WARNINGS_LOCK, warnings.catch_warnings():
@@ -336,7 +342,7 @@ def open_dataset(path, *, chunks="auto", name: str | None = None) -> xr.Dataset:
 
 
 def clean_stale(directory, *, max_foreign_age: float = 6 * 3600) -> list[Path]:
-    """Remove temporary stores left by a killed run (``.*.tmp-*`` and ``.*.old-*``).
+    """Remove temporary stores left by a killed run (``.*.tmp-*`` and ``.*.old-*``); returns what went.
 
     Interrupted transactions in ``directory`` are finished first (:func:`neuroxr.io.journal.recover`),
     and nothing a journal still names is removed.  Temporaries of writers that are still running
@@ -347,7 +353,7 @@ def clean_stale(directory, *, max_foreign_age: float = 6 * 3600) -> list[Path]:
     directory = resolve_path(directory)
     if not directory.exists():
         return removed
-    journal.recover(directory, max_foreign_age=max_foreign_age)
+    removed.extend(journal.recover(directory, max_foreign_age=max_foreign_age))
     keep = journal.journalled_paths(directory)
     for p in list(directory.glob(".*.tmp-*")) + list(directory.glob(".*.old-*")):
         if p in keep or owner_alive(p, max_foreign_age):

@@ -10,11 +10,30 @@ a handful of its file layouts, not its code).
 """
 from __future__ import annotations
 
-from .cache import (DEFAULT_SESSION, MANIFEST_DEFAULTS, AllenCache, AllenCacheError, AllenDataWarning,
-                    open_allen_cache, read_cell_metadata, read_experiments, read_manifest, select_experiments)
+from .cache import (
+                    DEFAULT_SESSION,
+                    MANIFEST_DEFAULTS,
+                    AllenCache,
+                    AllenCacheError,
+                    AllenDataWarning,
+                    open_allen_cache,
+                    read_cell_metadata,
+                    read_experiments,
+                    read_manifest,
+                    select_experiments,
+)
 from .ingest import ingest_allen
-from .nwb import (RESPONSES, calc_trial_responses, group_trials, read_events_shape, read_natural_scenes,
-                  read_session_type, read_stimulus_table, scan_experiment, window_operator)
+from .nwb import (
+                    RESPONSES,
+                    calc_trial_responses,
+                    group_trials,
+                    read_events_shape,
+                    read_natural_scenes,
+                    read_session_type,
+                    read_stimulus_table,
+                    scan_experiment,
+                    window_operator,
+)
 
 __all__ = [
     "AllenCache", "AllenCacheError", "AllenDataWarning", "open_allen_cache", "read_manifest", "read_experiments",

@@ -14,8 +14,16 @@ from ... import schema as S
 from ...errors import InvalidArgumentError, MissingDataError, NeuroxrError
 from .. import store
 from ..builders import build_responses_dataset
-from .cache import (DEFAULT_SESSION, AllenCache, AllenCacheError, open_allen_cache, read_cell_metadata,
-                    read_experiments, select_experiments, warn)
+from .cache import (
+    DEFAULT_SESSION,
+    AllenCache,
+    AllenCacheError,
+    open_allen_cache,
+    read_cell_metadata,
+    read_experiments,
+    select_experiments,
+    warn,
+)
 from .nwb import NS_TEMPLATE, RESPONSES, Experiment, calc_trial_responses, read_natural_scenes, scan_experiment
 
 _NEURON_COLUMNS = ("area", "cre_line", "depth_um", "container", "experiment", "p_run_mod", "p_image")
