@@ -214,3 +214,34 @@ def test_sigkill_during_ingest_overwrite_leaves_a_whole_study(tmp_path):
     np.testing.assert_array_equal(resp["mean"].values, new_resp.T)
     np.testing.assert_array_equal(stim["pixels"].values, new_img)
     assert [p for p in integrity.verify_study(study) if p.is_error or p.kind == "stale"] == []
+
+
+# --------------------------------------------------------------------------- errors, not tracebacks
+def test_disk_full_names_the_store_and_replaces_nothing(tmp_path, monkeypatch):
+    import errno
+
+    from neuroxr.errors import StoreWriteError
+
+    store.write_dataset(_ds(0), tmp_path / "a.zarr")
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(xr.Dataset, "to_zarr", full)
+    with pytest.raises(StoreWriteError, match=r"a\.zarr: no space left on the device .* GiB are free"):
+        store.write_dataset(_ds(1), tmp_path / "a.zarr", overwrite=True)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(store.open_dataset(tmp_path / "a.zarr")["ridge_r"].values, _ds(0)["ridge_r"].values)
+    assert _hidden(tmp_path) == []
+
+
+def test_study_under_a_file_and_truncated_metadata_are_named(tmp_path):
+    from neuroxr.errors import NeuroxrError, StoreWriteError
+
+    (tmp_path / "f").write_text("not a directory")
+    with pytest.raises(StoreWriteError, match=r"f/study/a\.zarr: cannot be written, \S*/f is a file"):
+        store.write_dataset(_ds(0), tmp_path / "f" / "study" / "a.zarr")
+    path = store.write_dataset(_ds(0), tmp_path / "b.zarr")
+    (path / "zarr.json").write_text("")
+    with pytest.raises(NeuroxrError, match=r"b\.zarr: cannot be read as a Zarr store.*neuroxr verify"):
+        store.open_dataset(path)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
@@ -33,10 +34,10 @@ import xarray as xr
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
-from ..errors import MissingDataError, NeuroxrError, SettingsMismatchError, StoreExistsError
+from ..errors import MissingDataError, NeuroxrError, SettingsMismatchError, StoreExistsError, StoreWriteError
 from ..runtime import WARNINGS_LOCK
 from . import journal
-from .integrity import open_checked_store
+from .integrity import ChunkCorruptError, open_checked_store
 from .paths import exchange_dirs, old_sibling, owner_alive, resolve_path, tmp_sibling
 
 
@@ -126,6 +127,26 @@ def check_writable(paths, overwrite: bool) -> None:
             raise StoreExistsError(f"{p} already exists; pass --overwrite (overwrite=True) to replace it")
 
 
+def make_parent(path: Path) -> None:
+    """Create the directory of the store ``path``; a path under a file is a :class:`StoreWriteError`."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (NotADirectoryError, FileExistsError):
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
+        raise StoreWriteError(f"{path}: cannot be written, {blocker} is a file, not a directory; "
+                              f"choose another study directory") from None
+
+
+def disk_full(path: Path, nbytes: int) -> StoreWriteError:
+    """The error of a write that ran out of space: the store, about how much it needs, what is free."""
+    free = shutil.disk_usage(path.parent).free
+    return StoreWriteError(
+        f"{path}: no space left on the device while writing it (it needs up to {nbytes / 2**30:.3g} GiB "
+        f"uncompressed, {free / 2**30:.3g} GiB are free); free space or use another study directory. "
+        f"Nothing was replaced"
+    )
+
+
 @dataclass
 class PendingWrite:
     """A store being written into the temporary sibling ``tmp`` of ``path``.
@@ -154,7 +175,7 @@ def start_write(ds: xr.Dataset, path, *, chunks: dict | None = None, compute: bo
     caller to compute (scoring runs many of them on one cluster).  On failure the temporary is removed.
     """
     path = resolve_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     pending = PendingWrite(path, tmp_sibling(path))
     try:
         ds = strip_encoding(ds)
@@ -162,6 +183,11 @@ def start_write(ds: xr.Dataset, path, *, chunks: dict | None = None, compute: bo
             warnings.simplefilter("ignore")  # zarr 3: string dtypes and consolidated metadata are not in the spec yet
             pending.delayed = ds.to_zarr(pending.tmp, mode="w", encoding=store_encoding(ds, chunks),
                                          consolidated=True, zarr_format=3, compute=compute)
+    except OSError as exc:
+        pending.discard()
+        if exc.errno == errno.ENOSPC:
+            raise disk_full(path, int(ds.nbytes)) from None
+        raise
     except BaseException:
         pending.discard()
         raise
@@ -330,8 +356,8 @@ def open_dataset(path, *, chunks="auto", name: str | None = None) -> xr.Dataset:
         warnings.simplefilter("ignore")
         try:
             ds = xr.open_zarr(open_checked_store(path), chunks=chunks, consolidated=True)
-        except Exception:
-            ds = xr.open_zarr(open_checked_store(path), chunks=chunks, consolidated=False)
+        except Exception:  # noqa: BLE001 - no or damaged consolidated metadata: read the arrays' own
+            ds = _open_unconsolidated(path, chunks)
     # coordinates are small: load them so labelled queries (groupby("area")) work at once;
     # all in one synchronous pass here (a scheduler run per coordinate cost ~5 ms each)
     names = [k for k in ds.coords if ds[k].chunks is not None]
@@ -339,6 +365,17 @@ def open_dataset(path, *, chunks="auto", name: str | None = None) -> xr.Dataset:
         return ds
     loaded = dask.compute(*[ds[k].variable for k in names], scheduler="synchronous")
     return ds.assign_coords(dict(zip(names, loaded)))
+
+
+def _open_unconsolidated(path: Path, chunks) -> xr.Dataset:
+    try:
+        return xr.open_zarr(open_checked_store(path), chunks=chunks, consolidated=False)
+    except NeuroxrError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - truncated zarr.json, not a store, ...: named, not a traceback
+        raise ChunkCorruptError(
+            f"{path}: cannot be read as a Zarr store ({type(exc).__name__}: {exc}); check it with "
+            f"`neuroxr verify`, then rerun the step that wrote it with --overwrite", str(path)) from None
 
 
 def clean_stale(directory, *, max_foreign_age: float = 6 * 3600) -> list[Path]:

@@ -130,14 +130,19 @@ def open_allen_cache(cache) -> AllenCache:
     )
 
 
+def require_downloaded(path: Path, what: str, hint: str = "") -> Path:
+    """``path`` if it exists, else :class:`MissingDataError` naming it (and a partial download)."""
+    if not path.exists():
+        partial = " (a partial download is there)" if path.with_name(path.name + ".part").exists() else ""
+        raise MissingDataError(f"{path} ({what}) is not downloaded{partial}; run `neuroxr fetch allen "
+                               f"{path.parent}` to get it{hint}")
+    return path
+
+
 def _read_json(path, what, keep=None):
     """Records of a cache JSON file; with ``keep``, objects keep only those keys (the full
     ``cell_specimens.json`` has ~100 metrics per cell: this keeps memory to what is used)."""
-    path = Path(path)
-    if not path.exists():
-        part = path.with_name(path.name + ".part")
-        hint = " (a partial download is there: rerun `neuroxr fetch allen` to finish it)" if part.exists() else ""
-        raise MissingDataError(f"{path} ({what}) does not exist{hint}; run `neuroxr fetch allen {path.parent}`")
+    path = require_downloaded(Path(path), what)
     try:
         hook = None if keep is None else (lambda pairs: {k: v for k, v in pairs if k in keep or k == "msg"})
         with open(path) as f:
@@ -277,4 +282,4 @@ def select_experiments(cache, session=DEFAULT_SESSION, areas=None, cre_lines=Non
 
 
 __all__ = ["AllenCache", "AllenCacheError", "AllenDataWarning", "open_allen_cache", "read_manifest", "read_experiments",
-           "read_cell_metadata", "select_experiments", "match_cre", "warn", "DEFAULT_SESSION", "MANIFEST_DEFAULTS"]
+           "read_cell_metadata", "select_experiments", "match_cre", "warn", "require_downloaded", "DEFAULT_SESSION", "MANIFEST_DEFAULTS"]

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from ...errors import InvalidArgumentError, MissingDataError
+from ...errors import InvalidArgumentError
 from ...schema import SchemaError
 from ..npy import iter_npz_rows, read_npz_shape
-from .cache import DEFAULT_SESSION, AllenCache, AllenCacheError, warn
+from .cache import DEFAULT_SESSION, AllenCache, AllenCacheError, require_downloaded, warn
 
 NATURAL_SCENES = "natural_scenes"
 PIPELINE = "processing/brain_observatory_pipeline"
@@ -35,11 +35,7 @@ RESPONSES = ("events", "dff")
 
 # --------------------------------------------------------------------------- one NWB file
 def _h5(path):
-    path = Path(path)
-    if not path.exists():
-        part = path.with_name(path.name + ".part")
-        hint = "a partial download is there; " if part.exists() else ""
-        raise MissingDataError(f"{path} is not downloaded ({hint}run `neuroxr fetch allen` to get it)")
+    path = require_downloaded(Path(path), "NWB file")
     try:
         return h5py.File(path, "r")
     except OSError as exc:
@@ -248,11 +244,7 @@ def scan_experiment(cache: AllenCache, experiment_id: int, response="events", se
                 raise AllenCacheError(f"{nwb}: {DFF_DATA} cannot be read ({exc}); re-download the file") from None
         tshape = tuple(tmpl.shape)
     if response == "events":
-        if not events.exists():
-            part = events.with_name(events.name + ".part")
-            raise MissingDataError(f"{events} is not downloaded ({'partial download present; ' if part.exists() else ''}"
-                                   "run `neuroxr fetch allen`, or use --response dff)")
-        shape = read_events_shape(events)
+        shape = read_events_shape(require_downloaded(events, "events", hint=", or use --response dff"))
     if len(shape) != 2 or shape[0] != len(ids):
         raise AllenCacheError(f"{events or nwb}: traces have shape {tuple(shape)}, expected ({len(ids)}, frames) "
                               f"to match {CELL_IDS}")
