@@ -585,3 +585,24 @@ def test_npy_header_is_parsed_in_one_place(tmp_path):
                lambda: npy.read_numpy_file(obj, "ev")):
         with pytest.raises(SchemaError, match=r"obj\.npz: array 'ev' holds Python objects"):
             fn()
+
+
+def test_labelled_and_text_inputs_are_checked_against_the_memory_limit(tmp_path, monkeypatch):
+    import h5netcdf
+
+    from neuroxr.io import reader
+    from neuroxr.io.arrays import ingest_arrays
+
+    nc = tmp_path / "big.nc"  # declares 128 MiB of float64, holds none of it (chunked, never written)
+    with h5netcdf.File(nc, "w") as f:
+        f.dimensions = {"image": 4096, "neuron": 4096}
+        f.create_variable("responses", ("image", "neuron"), "f8", chunks=(256, 256))
+    assert nc.stat().st_size < 1 << 20
+    csv = tmp_path / "big.csv"
+    csv.write_text("1.5,2.5\n" * (1 << 20))  # 8 MiB of text
+    monkeypatch.setattr(reader, "CGROUP_ROOT", _cgroup(tmp_path / "cg", {"memory.max": f"{16 << 20}\n"}))
+    with pytest.raises(reader.InputTooLargeError, match=r"big\.nc: variable 'responses' \(shape \(4096, 4096\)"):
+        ingest_arrays(tmp_path / "s", responses=f"{nc}:responses")
+    with pytest.raises(reader.InputTooLargeError, match=r"big\.csv \(a table, 8388608 bytes of text\)"):
+        ingest_arrays(tmp_path / "s", responses=csv)
+    assert _leftovers(tmp_path / "s") == []

@@ -22,6 +22,7 @@ from ..schema import SchemaError
 from . import labelled, npy, tables
 from .brainio import is_brainio, read_brainio_assembly
 from .builders import as_int_ids
+from .reader import check_allocation
 from .store import hash_file
 
 
@@ -42,10 +43,13 @@ def parse_source(spec) -> tuple[Path, str | None]:
 def _read_labelled(path: Path, key, allow_unknown_area: bool):
     ds = labelled.open_labelled(path)
     if key is None and (S.MEAN in ds or S.TRIALS in ds or S.PIXELS in ds):
+        check_allocation(int(ds.nbytes), f"{path} (variables {sorted(map(str, ds.data_vars))})")
         return ds
     if key is None and is_brainio(ds):
+        check_allocation(int(ds.nbytes), f"{path} (a BrainIO assembly)")
         return read_brainio_assembly(path, allow_unknown_area=allow_unknown_area)
     da = labelled.pick_var(ds, key, path)
+    check_allocation(int(da.nbytes), f"{path}: variable {da.name!r} (shape {da.shape}, {da.dtype})")
     if is_brainio(da):
         return read_brainio_assembly(path, variable=key, allow_unknown_area=allow_unknown_area)
     return da

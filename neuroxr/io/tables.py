@@ -9,6 +9,7 @@ import pandas as pd
 from .. import schema as S
 from ..errors import MissingDataError
 from ..schema import SchemaError
+from .reader import check_allocation
 
 SUFFIXES = (".csv", ".txt", ".tsv")
 
@@ -38,6 +39,8 @@ def read_csv_table(path, *, header="infer", what="a CSV table") -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise MissingDataError(f"{path} does not exist ({what})")
+    # every value takes at least 2 bytes of text ("0,") and 8 in memory
+    check_allocation(4 * path.stat().st_size, f"{path} ({what}, {path.stat().st_size} bytes of text)")
     try:
         return pd.read_csv(path, sep=csv_sep(path), header=header)
     except Exception as exc:  # pandas raises many kinds for damaged text
