@@ -1,15 +1,21 @@
 """The study store: atomic writes, refusal to overwrite, checksums, lazy opening."""
 from __future__ import annotations
 
+import errno
 import glob
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
 
-from neuroxr.errors import MissingDataError, SettingsMismatchError, StoreExistsError
-from neuroxr.io import integrity, store
+from neuroxr.errors import MissingDataError, NeuroxrError, SettingsMismatchError, StoreExistsError, StoreWriteError
+from neuroxr.io import integrity, journal, store
+from neuroxr.io.ingest import ingest_arrays
 
 
 def _ds(seed=0):
@@ -130,8 +136,6 @@ class _Killed(BaseException):
 
 
 def test_kill_between_the_two_replaces_is_rolled_forward(tmp_path, monkeypatch):
-    from neuroxr.io import journal
-
     _two_stores(tmp_path, 0)
     real, calls = journal._finish_entry, []
 
@@ -160,8 +164,6 @@ def test_kill_between_the_two_replaces_is_rolled_forward(tmp_path, monkeypatch):
 
 
 def test_kill_before_the_journal_leaves_the_old_stores(tmp_path, monkeypatch):
-    from neuroxr.io import journal
-
     _two_stores(tmp_path, 0)
 
     def killed(*args):
@@ -177,14 +179,6 @@ def test_kill_before_the_journal_leaves_the_old_stores(tmp_path, monkeypatch):
 
 def test_sigkill_during_ingest_overwrite_leaves_a_whole_study(tmp_path):
     """A real SIGKILL after the first of the two stores of `ingest --overwrite` was swapped."""
-    import os
-    import subprocess
-    import sys
-    import textwrap
-
-    from neuroxr.io import integrity
-    from neuroxr.io.ingest import ingest_arrays
-
     rng = np.random.default_rng(0)
     old_img, new_img = rng.uniform(0, 255, (2, 6, 8, 8)).astype("f4")
     old_resp, new_resp = rng.normal(size=(2, 6, 4)).astype("f4")
@@ -218,10 +212,6 @@ def test_sigkill_during_ingest_overwrite_leaves_a_whole_study(tmp_path):
 
 # --------------------------------------------------------------------------- errors, not tracebacks
 def test_disk_full_names_the_store_and_replaces_nothing(tmp_path, monkeypatch):
-    import errno
-
-    from neuroxr.errors import StoreWriteError
-
     store.write_dataset(_ds(0), tmp_path / "a.zarr")
 
     def full(self, *args, **kwargs):
@@ -236,8 +226,6 @@ def test_disk_full_names_the_store_and_replaces_nothing(tmp_path, monkeypatch):
 
 
 def test_study_under_a_file_and_truncated_metadata_are_named(tmp_path):
-    from neuroxr.errors import NeuroxrError, StoreWriteError
-
     (tmp_path / "f").write_text("not a directory")
     with pytest.raises(StoreWriteError, match=r"f/study/a\.zarr: cannot be written, \S*/f is a file"):
         store.write_dataset(_ds(0), tmp_path / "f" / "study" / "a.zarr")
