@@ -15,6 +15,7 @@ before every new store is in place.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -94,11 +95,29 @@ def _finish_entry(root: Path, entry: dict, journal: Path) -> None:
 
 
 def roll_forward(journal: Path) -> list[Path]:
-    """Finish the journalled change: every new store in place, then the replaced ones removed."""
+    """Finish the journalled change: every new store in place, then the replaced ones removed.
+
+    Holds an exclusive lock on the journal, so two processes finishing it at once take turns (the
+    second finds it done).  Returns the stores of the change.
+    """
     journal = Path(journal)
+    try:
+        fd = os.open(journal, os.O_RDONLY)
+    except FileNotFoundError:  # finished by another process
+        return []
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return _roll_forward_locked(journal)
+    finally:
+        os.close(fd)
+
+
+def _roll_forward_locked(journal: Path) -> list[Path]:
     root = journal.parent
     try:
         entries = json.loads(journal.read_text())["entries"]
+    except FileNotFoundError:  # finished by the process this one waited for
+        return []
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise TransactionError(f"{journal}: unreadable journal ({exc}); check the study with `neuroxr verify`") from None
     for entry in entries:
