@@ -14,7 +14,7 @@ variable or chunk is broken.  Here:
 - :func:`verify_store` / :func:`verify_study` read every chunk of every array and list each
   problem (``neuroxr verify STUDY``): corrupt or undecodable chunks, unreadable metadata,
   arrays written without a checksum, absent chunks (which zarr reads as the fill value) and
-  temporary stores left behind by a killed run.
+  temporary stores and unfinished transaction journals left behind by a killed run.
 """
 from __future__ import annotations
 
