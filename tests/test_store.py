@@ -233,3 +233,26 @@ def test_study_under_a_file_and_truncated_metadata_are_named(tmp_path):
     (path / "zarr.json").write_text("")
     with pytest.raises(NeuroxrError, match=r"b\.zarr: cannot be read as a Zarr store.*neuroxr verify"):
         store.open_dataset(path)
+
+
+def test_failed_write_leaves_no_chunk_written_after_the_clean_up(tmp_path):
+    """A failing chunk raises while another is still being computed: that one must not land in a
+    temporary store that was already removed (the threaded scheduler does not wait for it)."""
+    import time
+
+    import dask
+    import dask.array as da
+
+    def slow():
+        time.sleep(0.5)
+        return np.ones((4, 3), "f4")
+
+    def bad():
+        raise RuntimeError("chunk failed")
+
+    parts = [da.from_delayed(dask.delayed(f)(), shape=(4, 3), dtype="f4") for f in (slow, bad)]
+    ds = xr.Dataset({"x": (("a", "b"), da.concatenate(parts))})
+    with pytest.raises(RuntimeError, match="chunk failed"):
+        store.write_dataset(ds, tmp_path / "x.zarr", chunks={"a": 4})
+    time.sleep(1.0)
+    assert list(tmp_path.iterdir()) == []

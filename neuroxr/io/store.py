@@ -23,19 +23,21 @@ import json
 import os
 import shutil
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import dask
 import dask.array as da
+import dask.threaded
 import numpy as np
 import xarray as xr
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from ..errors import MissingDataError, NeuroxrError, SettingsMismatchError, StoreExistsError, StoreWriteError
-from ..runtime import WARNINGS_LOCK
+from ..runtime import WARNINGS_LOCK, available_cores
 from . import journal
 from .integrity import ChunkCorruptError, open_checked_store
 from .paths import exchange_dirs, old_sibling, owner_alive, resolve_path, tmp_sibling
@@ -182,7 +184,9 @@ def start_write(ds: xr.Dataset, path, *, chunks: dict | None = None, compute: bo
         with WARNINGS_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # zarr 3: string dtypes and consolidated metadata are not in the spec yet
             pending.delayed = ds.to_zarr(pending.tmp, mode="w", encoding=store_encoding(ds, chunks),
-                                         consolidated=True, zarr_format=3, compute=compute)
+                                         consolidated=True, zarr_format=3, compute=False)
+        if compute:
+            compute_write(pending.delayed)
     except OSError as exc:
         pending.discard()
         if exc.errno == errno.ENOSPC:
@@ -194,6 +198,24 @@ def start_write(ds: xr.Dataset, path, *, chunks: dict | None = None, compute: bo
     if compute:
         pending.delayed = None
     return pending
+
+
+def compute_write(delayed) -> None:
+    """Compute a store write; on the local threaded scheduler, return only once every task is done.
+
+    Dask's threaded scheduler raises the first failing task's error while other tasks still run;
+    here they run in a pool of their own that is shut down (queued tasks cancelled, running ones
+    awaited) before the error propagates, so no chunk is written into a temporary after its removal.
+    """
+    scheduler = dask.base.get_scheduler()
+    if scheduler is not None and scheduler is not dask.threaded.get:  # a cluster or another scheduler
+        dask.compute(delayed)
+        return
+    pool = ThreadPoolExecutor(max_workers=available_cores(), thread_name_prefix="nxr-write")
+    try:
+        dask.compute(delayed, scheduler="threads", pool=pool)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def write_dataset(
