@@ -17,15 +17,6 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _print_to_pipe(text: str) -> None:
-    """Print ``text``; a reader that stops early (``neuroxr models | head``) ends the output quietly."""
-    try:
-        print(text, flush=True)
-    except BrokenPipeError:
-        # nothing more can be written; point stdout at devnull so the flush at exit does not fail either
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
 def _models(args):
     import pandas as pd
 
@@ -39,7 +30,7 @@ def _models(args):
         if c in table:
             table[c] = [int(v) if pd.notna(v) else "" for v in df[c]]
     with pd.option_context("display.max_rows", None, "display.width", 200):
-        _print_to_pipe(table.fillna("").to_string(index=False))
+        print(table.fillna("").to_string(index=False), flush=True)
     print(plural(len(df), "model"), file=sys.stderr)
     return 0
 
