@@ -5,9 +5,6 @@ import contextlib
 import sys
 import warnings
 
-from ..cluster import client_from_args
-from ..io.allen import ingest_allen
-from ..io.fetch import DEFAULT_API_URL, DEFAULT_BASE_URL, fetch_allen
 from ._common import add_cluster_args, add_overwrite_arg, subcommand_group
 
 
@@ -74,6 +71,9 @@ def _one_line_warnings(command):
 
 
 def _ingest(args):
+    from ..cluster import client_from_args
+    from ..io.allen import ingest_allen
+
     with _one_line_warnings("ingest allen"), client_from_args(args):
         ds = ingest_allen(args.study, args.cache, response=args.response, session=args.session, areas=args.areas,
                           cre_lines=args.cre_lines, containers=args.containers, overwrite=args.overwrite,
@@ -86,6 +86,8 @@ def _ingest(args):
 
 
 def _fetch(args):
+    from ..io.fetch import DEFAULT_API_URL, DEFAULT_BASE_URL, fetch_allen
+
     api = DEFAULT_API_URL if args.api_url is None else (None if args.api_url.lower() in ("", "none") else args.api_url)
     with _one_line_warnings("fetch allen"):
         done = fetch_allen(args.cache_dir, containers=args.containers, areas=args.areas, cre_lines=args.cre_lines,

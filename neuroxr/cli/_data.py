@@ -7,16 +7,12 @@ from pathlib import Path
 import numpy as np
 
 from .. import schema as S
-from ..cluster import client_from_args
-from ..info import describe_study, format_study_description
-from ..io.ingest import ingest_arrays, ingest_rdms
-from ..io.store import open_dataset
-from ..responses import select_study
-from ..study import open_study
 from ._common import add_cluster_args, add_overwrite_arg, subcommand_group
 
 
 def _ingest_arrays(args):
+    from ..io.ingest import ingest_arrays
+
     out = ingest_arrays(
         args.study, images=args.images, responses=args.responses, trials=args.trials,
         neurons=args.neurons, area=args.area, cre_line=args.cre_line, depth_um=args.depth_um,
@@ -26,11 +22,15 @@ def _ingest_arrays(args):
 
 
 def _ingest_rdms(args):
+    from ..io.ingest import ingest_rdms
+
     out = ingest_rdms(args.study, args.rdms, images=args.images, sites=args.sites, overwrite=args.overwrite)
     _print_written(out)
 
 
 def _print_written(out):
+    from ..io.store import open_dataset
+
     for name, path in out.items():
         ds = open_dataset(path)
         dims = ", ".join(f"{k} {v}" for k, v in ds.sizes.items())
@@ -63,6 +63,10 @@ def format_selection(selected: np.ndarray, area: np.ndarray | None) -> list[str]
 
 
 def _select(args):
+    from ..cluster import client_from_args
+    from ..io.store import open_dataset
+    from ..responses import select_study
+
     with client_from_args(args):
         sel = select_study(
             args.study, min_reliability=args.min_reliability, cre_lines=args.cre_lines,
@@ -78,6 +82,9 @@ def _select(args):
 
 
 def _info(args):
+    from ..info import describe_study, format_study_description
+    from ..study import open_study
+
     open_study(args.study)  # clear error when the directory is missing
     info = describe_study(args.study)
     if args.json:

@@ -1,7 +1,6 @@
 """``neuroxr models`` (the catalog) and ``neuroxr extract`` (per-layer features of a study)."""
 from __future__ import annotations
 
-import os
 import sys
 
 from ..errors import NeuroxrError
