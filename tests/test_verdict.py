@@ -212,6 +212,11 @@ weights = ["trained"]
 baselines = ["pixels", "gabor"]
 [score]
 metrics = ["ridge", "rsa"]
+[tradeoff]
+model = "alexnet"
+weights = "trained"
+n_layers = 1
+sizes = [16]
 [report]
 n_boot = 50
 """
@@ -242,6 +247,7 @@ def test_run_skips_missing_weights_and_lists_them(skipped_run):
     assert "trained weights" in res["not_run"][0]["reason"]
     assert "not run (1): alexnet (trained)" in res["headline"]
     assert any(m.startswith("not run: alexnet (trained)") for m in logs)
+    assert "tradeoff: skipped (alexnet (trained) weights are missing)" in logs
     assert sorted(p.name for p in (study / "features").glob("*.zarr")) == ["gabor.zarr", "pixels.zarr"]
     page = res["report"].read_text()
     assert "<h2>Not run</h2>" in page and "<b>alexnet</b> (trained)" in page

@@ -131,13 +131,17 @@ def run_sweep(settings: PipelineSettings, study: Path, log, force, n_boot, seed)
     log(f"sweep: {out}")
 
 
-def run_tradeoff(settings: PipelineSettings, study: Path, log, force) -> None:
-    """[tradeoff]: ``reports/method_tradeoff.csv`` unless it exists (timings of this machine)."""
+def run_tradeoff(settings: PipelineSettings, study: Path, log, force, skip=()) -> None:
+    """[tradeoff]: ``reports/method_tradeoff.csv`` unless it exists (timings of this machine);
+    skipped when its (model, weights) is in ``skip`` (weights missing)."""
     out = study / S.REPORTS_DIR / TRADEOFF_CSV
     if out.exists() and "tradeoff" not in force:
         log("tradeoff: method_tradeoff.csv exists, skipped")
         return
     tr = settings.tradeoff
+    if (tr.model, tr.weights) in set(skip):
+        log(f"tradeoff: skipped ({tr.model} ({tr.weights}) weights are missing)")
+        return
     seed = settings.extract.seed if settings.extract.seed is not None else 0
     df = calc_method_tradeoff(study, tr.model, tr.weights, n_layers=tr.n_layers, sizes=tr.sizes,
                               regressions=tr.regressions, seed=seed, alpha=settings.score.alpha)

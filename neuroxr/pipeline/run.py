@@ -133,8 +133,8 @@ def run_pipeline(config, study=None, client=None, *, force=(), log=None, strict:
 
     stage("ingest", run_ingest, settings, study, log, force)
     stage("select", run_select, settings, study, log, force)
-    stage("extract", run_extract, settings, study, log, force, client,
-          [(w["model"], w["weights"]) for w in not_run])
+    skip = [(w["model"], w["weights"]) for w in not_run]
+    stage("extract", run_extract, settings, study, log, force, client, skip)
     stage("score", run_score, settings, study, log, force, client)
     n_boot = settings.report.n_boot
     bseed = settings.report.seed if settings.report.seed is not None else settings.study.seed
@@ -143,7 +143,7 @@ def run_pipeline(config, study=None, client=None, *, force=(), log=None, strict:
     if settings.sweep is not None:
         stage("sweep", run_sweep, settings, study, log, force, n_boot, bseed)
     if settings.tradeoff is not None:
-        stage("tradeoff", run_tradeoff, settings, study, log, force)
+        stage("tradeoff", run_tradeoff, settings, study, log, force, skip)
     index = stage("report", write_report, study, n_boot=n_boot, seed=bseed)
     headline = json.loads((index.parent / "headline.json").read_text())
     return {"study": study, "report": index, "rankings": rankings, "headline": format_headline(headline),
