@@ -3,22 +3,19 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import pandas as pd
 
 from ..cluster import client_from_args
 from ..errors import NeuroxrError
+from ..features.progress import format_bytes, format_seconds, plural
 from ..features.zoo import list_models
 from ._common import add_cluster_args, add_overwrite_arg
 
 
 class CommandLineError(NeuroxrError, ValueError):
     """Command-line options that do not go together."""
-
-
-def plural(n: int, word: str) -> str:
-    """``1 layer``, ``2 layers``."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _print_to_pipe(text: str) -> None:
@@ -44,9 +41,14 @@ def _models(args):
     return 0
 
 
-def _extract(args):
-    from ..features.extract import extract_features, import_features  # torch
+def _log(msg: str) -> None:
+    print(f"neuroxr extract: {msg}", file=sys.stderr, flush=True)
 
+
+def _extract(args):
+    from ..features.extract import describe_result, extract_features, import_features  # torch
+
+    t0 = time.perf_counter()
     if args.features:
         if not args.model or len(args.model) != 1:
             raise CommandLineError("--features FILE needs exactly one --model NAME to store the layers under")
@@ -59,12 +61,13 @@ def _extract(args):
         with client_from_args(args) as client:
             res = extract_features(args.study, models=args.model, weights=args.weights or "random", seed=args.seed,
                                    srp=args.srp, catalog=args.catalog, family=args.family, client=client,
-                                   overwrite=args.overwrite, batch_size=args.batch_size, device=args.device)
+                                   overwrite=args.overwrite, batch_size=args.batch_size, device=args.device,
+                                   threads=args.threads, log=_log)
     for r in res:
-        bad = r["nonfinite"]
-        extra = f", {plural(len(bad), 'non-finite layer')}: {', '.join(bad[:5])}" if bad else ""
-        layers = plural(r["layers"], "layer") if r["layers"] is not None else "already extracted"
-        print(f"{r['model']} [{r['weights'][:16]}]: {r['status']} ({layers}{extra})")
+        print(describe_result(r))
+    done = [r for r in res if r["status"] == "done"]
+    _log(f"{plural(len(done), 'model')} extracted, {len(res) - len(done)} skipped in "
+         f"{format_seconds(time.perf_counter() - t0)}; wrote {format_bytes(sum(r.get('bytes', 0) for r in res))}")
     return 0
 
 
@@ -92,6 +95,9 @@ def register(sub):
                    help="import features computed elsewhere (.npy (image, feature), .npz one array per layer, .nc)")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads of each extraction: torch and the Gram accumulation, BLAS kept at one "
+                        "(default: the CPUs this process may use, shared among a Dask worker's threads)")
     add_overwrite_arg(p)
     add_cluster_args(p)
     p.set_defaults(func=_extract)

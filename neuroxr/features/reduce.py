@@ -15,6 +15,7 @@ import tempfile
 import warnings
 
 import numpy as np
+import psutil
 import torch
 import xarray as xr
 from sklearn.random_projection import SparseRandomProjection, johnson_lindenstrauss_min_dim
@@ -25,6 +26,7 @@ from ..errors import NeuroxrError
 from ..mapping.gram import GramAccumulator
 from .hooks import LayerHooks, iter_batches, run_forward
 from .preprocess import find_pixel_scale, preprocess_images
+from .progress import StepLog, format_bytes
 
 
 class FeatureError(NeuroxrError, ValueError):
@@ -36,6 +38,14 @@ class FeatureError(NeuroxrError, ValueError):
 #: layer, applied to the raw (not z-scored) features; layers with p <= n_components are kept as is.
 SRP_EPS = 0.1
 SRP_SEED = 1
+#: the activations kept in memory until the last batch: this share of the available memory, at least 1 GiB
+RAM_SHARE = 0.25
+MIN_RAM_BUDGET = 1 << 30
+
+
+def default_ram_budget() -> float:
+    """Bytes of activations kept in memory before layers spill to files: :data:`RAM_SHARE` of what is available."""
+    return max(float(MIN_RAM_BUDGET), RAM_SHARE * psutil.virtual_memory().available)
 
 
 def find_srp_components(srp, n_images: int) -> int | None:
@@ -79,11 +89,12 @@ class LayerReducer:
     (measured on resnet18).
     """
 
-    def __init__(self, n: int, p: int, srp: SRPCache | None, precision: str = "float64"):
+    def __init__(self, n: int, p: int, srp: SRPCache | None, precision: str = "float64", n_threads: int = 1):
         if precision != "float64":
             raise FeatureError(f"precision must be 'float64', got {precision!r}")
         self.n, self.p, self.precision = n, p, precision
-        self._acc = GramAccumulator(n, raw=True, zscored=True, n_threads=None)
+        # n_threads: the caller's thread budget (features.threads), BLAS kept at one thread there
+        self._acc = GramAccumulator(n, raw=True, zscored=True, n_threads=n_threads)
         self.srp = None
         if srp is not None:
             self.srp = np.zeros((n, srp.k))
@@ -170,7 +181,7 @@ class LayerCollector:
         self.batch_keys: dict = {}
         self.ram_used = 0
         self._w: dict = {}
-        self._spills = 0
+        self.spills = 0
 
     def new_batch(self):
         self.batch += 1
@@ -189,8 +200,8 @@ class LayerCollector:
         if self.ram_used + need <= self.ram_budget:
             self.ram_used += need
             return ActivationBuffer(self.n, p)
-        self._spills += 1
-        return ActivationBuffer(self.n, p, os.path.join(self.tmpdir, f"layer{self._spills:04d}.f32"))
+        self.spills += 1
+        return ActivationBuffer(self.n, p, os.path.join(self.tmpdir, f"layer{self.spills:04d}.f32"))
 
     def __call__(self, name, mtype, t):
         nb = t.shape[0]
@@ -293,8 +304,8 @@ def reduce_features(features: np.ndarray, srp_components=None, srp_seed: int = S
 
 
 def reduce_model(loaded, pixels, image=None, *, batch_size: int = 32, srp=None, srp_seed: int = SRP_SEED,
-                 ram_budget: float = 1 << 30, tmpdir=None, chunk_bytes: int = 8 << 20,
-                 precision: str = "float64", progress=None, device=None):
+                 ram_budget: float | None = None, tmpdir=None, chunk_bytes: int = 8 << 20,
+                 precision: str = "float64", progress=None, device=None, n_threads: int = 1, log=None):
     """Run ``loaded`` over the stimuli and reduce every distinct layer as it streams past.
 
     Parameters
@@ -308,9 +319,15 @@ def reduce_model(loaded, pixels, image=None, *, batch_size: int = 32, srp=None, 
         Images per forward pass (peak memory ~ one batch of the largest layers).
     srp : int, 'auto' or None
         Number of sparse-random-projection components to store as ``srp`` (layer, image, component).
-    ram_budget : float
-        Bytes of layer activations held in memory until the last batch; layers beyond it are
-        spilled to files in ``tmpdir`` and read back by feature chunks.
+    ram_budget : float, optional
+        Bytes of layer activations held in memory until the last batch (default
+        :func:`default_ram_budget`); layers beyond it are spilled to files in ``tmpdir`` and read
+        back by feature chunks.
+    n_threads : int
+        Threads of the Gram accumulation (the caller sets torch's and BLAS's: see
+        :func:`neuroxr.features.threads.extraction_threads`).
+    log : callable, optional
+        Receives progress lines (batches and layer groups, with elapsed time and what is left).
 
     Returns
     -------
@@ -325,12 +342,15 @@ def reduce_model(loaded, pixels, image=None, *, batch_size: int = 32, srp=None, 
     if image is None:
         image = pixels[pixels.dims[0]].values if hasattr(pixels, "dims") and pixels.dims[0] in pixels.coords else np.arange(n)
     srp_k = find_srp_components(srp, n)
+    budget = default_ram_budget() if ram_budget is None else ram_budget
     work = tempfile.mkdtemp(prefix=".spill-", dir=tmpdir)
-    collector = LayerCollector(n, ram_budget, work)
+    collector = LayerCollector(n, budget, work)
+    prefix = f"{loaded.name} [{str(loaded.weights)[:16]}]"
     try:
-        _run_batches(loaded, pixels, collector, batch_size, progress)
+        _run_batches(loaded, pixels, collector, batch_size, progress, StepLog(log, prefix, "forward batch",
+                                                                              -(-n // max(1, batch_size))))
         cache = SRPCache(srp_k, srp_seed) if srp_k else None
-        layers = _reduce_collected(collector, n, cache, precision, chunk_bytes,
+        layers = _reduce_collected(collector, n, cache, precision, chunk_bytes, n_threads, log, prefix,
                                    tqdm_kw=dict(desc=f"{loaded.name} layers", unit="layer", leave=False,
                                                 disable=None if progress is None else not progress))
     finally:
@@ -343,42 +363,47 @@ def reduce_model(loaded, pixels, image=None, *, batch_size: int = 32, srp=None, 
                                layers["n_features"])
 
 
-def _run_batches(loaded, pixels, collector: LayerCollector, batch_size: int, progress) -> None:
+def _run_batches(loaded, pixels, collector: LayerCollector, batch_size: int, progress, steps: StepLog) -> None:
     """Forward every batch of stimuli through ``loaded`` with ``collector`` on its layers."""
     n = int(pixels.shape[0])
     scale = find_pixel_scale(pixels)
     with LayerHooks(loaded.model, collector) as hooks:
-        for sl in tqdm(list(iter_batches(n, batch_size)), desc=f"{loaded.name} forward", unit="batch",
-                       disable=None if progress is None else not progress, leave=False):
+        batches = list(iter_batches(n, batch_size))
+        for i, sl in enumerate(tqdm(batches, desc=f"{loaded.name} forward", unit="batch",
+                                    disable=None if progress is None else not progress, leave=False)):
             batch = pixels[sl]
             batch = np.asarray(batch.values if hasattr(batch, "values") else batch)
             hooks.new_batch(len(batch))
             collector.new_batch()
             run_forward(loaded, preprocess_images(loaded, batch, scale))
+            steps.step(i + 1, f"{format_bytes(collector.ram_used)} held, {collector.spills} spilled")
 
 
-def _reduce_collected(collector: LayerCollector, n: int, cache, precision: str, chunk_bytes: int,
-                      tqdm_kw: dict) -> dict:
+def _reduce_collected(collector: LayerCollector, n: int, cache, precision: str, chunk_bytes: int, n_threads: int,
+                      log, prefix: str, tqdm_kw: dict) -> dict:
     """Reduce every distinct layer the collector holds; lists of names, types, results, finite, n_features."""
     out = {"names": [], "types": [], "results": [], "finite": [], "n_features": []}
     roots = [(k, L) for k, L in collector.layers.items() if L["alias"] is None]
-    for name, L in tqdm(roots, **tqdm_kw):
+    steps = StepLog(log, prefix, "layers reduced", len(roots))
+    total, done = max(1, sum(L["p"] for _, L in roots)), 0
+    for i, (name, L) in enumerate(tqdm(roots, **tqdm_kw)):
         buf = L["buffer"]
-        if buf.rows != n:  # produced in some batches only (conditional branch): not a layer of all images
-            buf.close()
-            continue
-        red = LayerReducer(n, L["p"], cache, precision)
-        for start, x in buf.chunks(red.chunk_size(chunk_bytes)):
-            red.add(x, start)
+        if buf.rows == n:  # else produced in some batches only (conditional branch): not a layer of all images
+            red = LayerReducer(n, L["p"], cache, precision, n_threads=n_threads)
+            for start, x in buf.chunks(red.chunk_size(chunk_bytes)):
+                red.add(x, start)
+            res = red.finish()
+            out["names"].append(name)
+            out["types"].append(L["type"])
+            out["results"].append(res)
+            out["finite"].append(bool(all(np.isfinite(v).all() for v in res.values())))
+            out["n_features"].append(L["p"])
         buf.close()
-        res = red.finish()
-        out["names"].append(name)
-        out["types"].append(L["type"])
-        out["results"].append(res)
-        out["finite"].append(bool(all(np.isfinite(v).all() for v in res.values())))
-        out["n_features"].append(L["p"])
+        done += L["p"]
+        steps.step(i + 1, f"last {name}", share=done / total)
     return out
 
 
 __all__ = ["SRP_EPS", "SRP_SEED", "FeatureError", "SRPCache", "LayerReducer", "LayerCollector",
-           "ActivationBuffer", "find_srp_components", "build_layer_dataset", "reduce_features", "reduce_model"]
+           "ActivationBuffer", "find_srp_components", "build_layer_dataset", "reduce_features", "reduce_model",
+           "default_ram_budget", "RAM_SHARE", "MIN_RAM_BUDGET"]
