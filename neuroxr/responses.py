@@ -26,17 +26,18 @@ out of core.  Neurons sharing the same pattern of missing trials share one weigh
 from __future__ import annotations
 
 import json
-import shutil
-import warnings
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from . import schema as S
-from .errors import MissingDataError
+from .errors import InvalidArgumentError, MissingDataError
+from .io.store import append_variables, open_dataset
 from .schema import SchemaError
+from .study import open_study
 
 RUNNING_P = 0.05
 SELECTIVE_P = 0.05
@@ -135,12 +136,10 @@ def calc_splithalf_reliability(trials: xr.DataArray, n_splits: int = 100, seed: 
     if trials.sizes[S.TRIAL] < 2:
         raise SchemaError(f"variable 'trials' has {trials.sizes[S.TRIAL]} trial; split halves need at least 2")
     if n_splits < 1:
-        raise ValueError(f"n_splits must be >= 1, got {n_splits}")
+        raise InvalidArgumentError(f"n_splits must be >= 1, got {n_splits}")
     keys = draw_split_keys(int(n_splits), trials.sizes[S.IMAGE], trials.sizes[S.TRIAL], int(seed))
     data = trials.data
     if trials.chunks is not None:
-        import dask.array as da
-
         data = data.rechunk({1: -1, 2: -1})
         values = da.map_blocks(
             _reliability_dense, data, keys, drop_axis=[1, 2], dtype=np.float64,
@@ -249,7 +248,7 @@ def select_neurons(
     return out
 
 
-def sweep_reliability(responses: xr.Dataset, thresholds, *, by: str | None = "area", **criteria) -> pd.DataFrame:
+def count_reliable_neurons(responses: xr.Dataset, thresholds, *, by: str | None = "area", **criteria) -> pd.DataFrame:
     """Neuron counts as the reliability threshold varies.
 
     Parameters
@@ -284,33 +283,6 @@ def sweep_reliability(responses: xr.Dataset, thresholds, *, by: str | None = "ar
 
 
 # --------------------------------------------------------------------------- study level
-def _update_store(path: Path, new: xr.Dataset) -> None:
-    """Add/replace the variables of ``new`` in the Zarr store ``path``, atomically.
-
-    The store is copied to a temporary sibling (compressed chunks, no re-encoding), the
-    variables are written into the copy and the copy replaces the store.
-    """
-    from .io.store import default_compressors, replace_store, tmp_sibling
-
-    tmp = tmp_sibling(path)
-    try:
-        shutil.copytree(path, tmp)
-        enc = {k: {"compressors": default_compressors()} for k in new.variables
-               if new[k].dtype.kind not in "OUS" and k not in new.dims}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            new.to_zarr(tmp, mode="a", consolidated=True, zarr_format=3,
-                        encoding={k: v for k, v in enc.items() if not _exists(tmp, k)})
-        replace_store(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _exists(store: Path, name: str) -> bool:
-    return (store / name).exists()
-
-
 def select_study(
     study,
     min_reliability: float | None = None,
@@ -332,8 +304,6 @@ def select_study(
     -------
     DataArray (neuron) bool
     """
-    from .io.store import open_dataset
-
     path = Path(study) / S.RESPONSES_STORE
     ds = open_dataset(path, name="responses; run `neuroxr ingest` or `neuroxr simulate`")
     new_coords = {}
@@ -348,7 +318,7 @@ def select_study(
     for k, v in new_coords.items():
         upd = upd.assign_coords({k: v.variable})
     upd["selected"].attrs.update(sel.attrs)
-    _update_store(path, upd)
+    append_variables(path, upd)
     return sel
 
 
@@ -360,8 +330,6 @@ def load_selected_responses(study) -> xr.Dataset:
     Dataset
         Lazy responses Dataset (``mean`` (neuron, image), ...).
     """
-    from .study import open_study
-
     ds = open_study(study).responses
     if "selected" not in ds.variables:
         return ds
@@ -375,6 +343,6 @@ def load_selected_responses(study) -> xr.Dataset:
 
 
 __all__ = [
-    "calc_splithalf_reliability", "draw_split_keys", "select_neurons", "sweep_reliability",
+    "calc_splithalf_reliability", "draw_split_keys", "select_neurons", "count_reliable_neurons",
     "select_study", "load_selected_responses",
 ]

@@ -455,3 +455,154 @@ def test_pipeline_configs_are_parsed_as_data(tmp_path_factory, text):
     finally:
         os.chdir(cwd)
     assert not (tmp / "PWNED").exists()
+
+
+# ---------------------------------------------------------------------------------- the hardened reader
+def test_float64_beyond_float32_range_is_an_error_not_inf(tmp_path):
+    from neuroxr.io.arrays import ingest_arrays
+
+    resp = np.ones((5, 3))
+    resp[2, 1] = 1e300
+    with np.errstate(over="ignore"):
+        assert np.isinf(np.float32(resp[2, 1]))  # numpy's own cast would store inf
+    with pytest.raises(SchemaError, match=r"'mean' holds 1e\+300 at index \(1, 2\), beyond float32's range"):
+        ingest_arrays(tmp_path / "s", responses=resp)
+    trials = np.ones((5, 3, 4))
+    trials[0, 0, 0] = np.nan  # NaN pads trials; it is not an overflow
+    trials[4, 2, 3] = -1e39
+    with pytest.raises(SchemaError, match=r"'trials' holds -1e\+39 at index \(2, 4, 3\), beyond float32's range"):
+        ingest_arrays(tmp_path / "s", trials=trials)
+    assert _leftovers(tmp_path / "s") == []
+    near = np.full((5, 3), 3.0e38)  # inside the range: kept, as numpy casts it
+    written = ingest_arrays(tmp_path / "s", responses=near)
+    import xarray as xr
+
+    np.testing.assert_array_equal(xr.open_zarr(written["responses.zarr"])["mean"].values, near.T.astype("f4"))
+
+
+def test_float64_overflow_in_a_dask_chunk_aborts_the_write(tmp_path):
+    import dask.array as da
+
+    from neuroxr.io.arrays import build_responses_dataset, write_responses_dataset
+
+    t = np.ones((300, 10, 4))
+    t[250, 3, 1] = 1e40
+    lazy = build_responses_dataset(trials=da.from_array(t, chunks=(70, 10, 4)), source="exp7")
+    with pytest.raises(SchemaError, match=r"exp7.*'trials' holds 1e\+40 at index \(250, 3, 1\)"):
+        write_responses_dataset(lazy, tmp_path / "r.zarr")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _sparse_npy(path: Path, shape, dtype="<f4") -> Path:
+    """A .npy whose header claims ``shape``, its data a hole (a sparse file: no disk used)."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": dtype, "fortran_order": False, "shape": shape})
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    with open(path, "wb") as f:
+        f.write(buf.getvalue())
+        f.truncate(len(buf.getvalue()) + nbytes)
+    return path
+
+
+def test_npy_claiming_terabytes_is_refused_before_hashing(tmp_path, monkeypatch, capsys):
+    from neuroxr.io import formats, store
+    from neuroxr.io.arrays import ingest_arrays
+    from neuroxr.io.reader import InputTooLargeError
+
+    try:
+        path = _sparse_npy(tmp_path / "huge.npy", (2**20, 2**19))  # 2 TiB of float32
+    except OSError as exc:  # pragma: no cover - a filesystem without sparse files
+        pytest.skip(f"no sparse files here: {exc}")
+    hashed = []
+    monkeypatch.setattr(formats, "hash_file", lambda *a, **k: hashed.append(a) or "0" * 64)
+    monkeypatch.setattr(store, "hash_file", lambda *a, **k: hashed.append(a) or "0" * 64)
+    with pytest.raises(InputTooLargeError, match=r"huge\.npy: the array \(shape \(1048576, 524288\), float32\) "
+                                                 r"would need 2\.05e\+03 GiB"):
+        ingest_arrays(tmp_path / "s", responses=path)
+    assert hashed == []
+    rc, err = _cli(["ingest", "arrays", str(tmp_path / "s"), "--responses", str(path)], capsys)
+    assert rc == 2 and "huge.npy" in err.strip().splitlines()[-1] and "Traceback" not in err
+    assert hashed == [] and _leftovers(tmp_path / "s") == []
+
+
+def _cgroup(root: Path, files: dict) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+@pytest.mark.parametrize("files, proc, want", [
+    ({"memory.max": "1073741824\n", "memory.current": "73741824\n"}, "0::/\n", 10**9),          # v2
+    ({"memory.max": "max\n", "job/a/memory.max": "5000000\n", "job/a/memory.current": "1000000\n"},
+     "0::/job/a\n", 4_000_000),                                                                 # v2, nested
+    ({"memory/memory.limit_in_bytes": "2000000\n", "memory/memory.usage_in_bytes": "500000\n"},
+     "4:memory:/\n", 1_500_000),                                                                # v1
+    ({"memory/x/memory.limit_in_bytes": "3000000\n", "memory/x/memory.usage_in_bytes": "0\n"},
+     "4:memory:/x\n0::/\n", 3_000_000),                                                         # v1, nested
+    ({"memory/memory.limit_in_bytes": "9223372036854771712\n"}, "4:memory:/\n", None),          # v1, no limit
+    ({"memory.max": "max\n"}, "0::/\n", None),                                                  # v2, no limit
+])
+def test_cgroup_memory_limit_from_a_fake_cgroup(tmp_path, files, proc, want):
+    import psutil
+
+    from neuroxr.io import reader
+
+    root = _cgroup(tmp_path / "cg", files)
+    (tmp_path / "proc").write_text(proc)
+    assert reader.cgroup_memory_available(root, proc_file=tmp_path / "proc") == want
+    host = psutil.virtual_memory().available
+    assert reader.available_memory(root) <= host
+
+
+def test_allocation_is_checked_against_the_cgroup_limit(tmp_path, monkeypatch):
+    """A small .npz that inflates beyond the cgroup's memory is refused before it is inflated."""
+    from neuroxr.io import reader
+    from neuroxr.io.arrays import ingest_arrays
+
+    path = tmp_path / "bomb.npz"
+    np.savez_compressed(path, responses=np.zeros((2048, 4096)))  # 64 MiB of float64, ~70 kB on disk
+    assert path.stat().st_size < 1 << 20
+    ingest_arrays(tmp_path / "ok", responses=f"{path}:responses")  # the host has the memory
+    monkeypatch.setattr(reader, "CGROUP_ROOT", _cgroup(tmp_path / "cg", {"memory.max": f"{32 << 20}\n"}))
+    with pytest.raises(reader.InputTooLargeError, match=r"bomb\.npz: array 'responses'.*0\.0625 GiB.*cgroup"):
+        ingest_arrays(tmp_path / "s", responses=f"{path}:responses")
+    assert _leftovers(tmp_path / "s") == []
+
+
+def test_npy_header_is_parsed_in_one_place(tmp_path):
+    """The Allen events reader and the array reader refuse the same damaged header the same way."""
+    from neuroxr.io import npy
+
+    good = tmp_path / "ev.npz"
+    np.savez(good, ev=np.arange(12, dtype="f4").reshape(3, 4))
+    assert npy.read_npz_shape(good, "ev") == (3, 4)
+    assert [r.tolist() for _, r in npy.iter_npz_rows(good, "ev", block=2)] == [[[0, 1, 2, 3], [4, 5, 6, 7]],
+                                                                               [[8, 9, 10, 11]]]
+    obj = tmp_path / "obj.npz"
+    np.savez(obj, ev=np.array([{"a": 1}], dtype=object))
+    for fn in (lambda: npy.read_npz_shape(obj, "ev"), lambda: list(npy.iter_npz_rows(obj, "ev")),
+               lambda: npy.read_numpy_file(obj, "ev")):
+        with pytest.raises(SchemaError, match=r"obj\.npz: array 'ev' holds Python objects"):
+            fn()
+
+
+def test_labelled_and_text_inputs_are_checked_against_the_memory_limit(tmp_path, monkeypatch):
+    import h5netcdf
+
+    from neuroxr.io import reader
+    from neuroxr.io.arrays import ingest_arrays
+
+    nc = tmp_path / "big.nc"  # declares 128 MiB of float64, holds none of it (chunked, never written)
+    with h5netcdf.File(nc, "w") as f:
+        f.dimensions = {"image": 4096, "neuron": 4096}
+        f.create_variable("responses", ("image", "neuron"), "f8", chunks=(256, 256))
+    assert nc.stat().st_size < 1 << 20
+    csv = tmp_path / "big.csv"
+    csv.write_text("1.5,2.5\n" * (1 << 20))  # 8 MiB of text
+    monkeypatch.setattr(reader, "CGROUP_ROOT", _cgroup(tmp_path / "cg", {"memory.max": f"{16 << 20}\n"}))
+    with pytest.raises(reader.InputTooLargeError, match=r"big\.nc: variable 'responses' \(shape \(4096, 4096\)"):
+        ingest_arrays(tmp_path / "s", responses=f"{nc}:responses")
+    with pytest.raises(reader.InputTooLargeError, match=r"big\.csv \(a table, 8388608 bytes of text\)"):
+        ingest_arrays(tmp_path / "s", responses=csv)
+    assert _leftovers(tmp_path / "s") == []

@@ -8,7 +8,7 @@ import xarray as xr
 
 from neuroxr.cli import main
 from neuroxr.errors import StoreExistsError
-from neuroxr.io import arrays
+from neuroxr.io import arrays, store
 from neuroxr.io.arrays import build_responses_dataset, ingest_arrays, ingest_rdms, read_brainio_assembly
 from neuroxr.io.store import open_dataset
 from neuroxr.schema import SchemaError
@@ -236,7 +236,7 @@ def test_existing_store_is_kept_when_writing_fails(files, monkeypatch):
     ingest_arrays(study, images=files / "img.npy", responses=files / "resp.npy")
     before = open_dataset(study / "stimuli.zarr")["pixels"].values
     calls = []
-    real = arrays._store.write_dataset
+    real = store.start_write
 
     def flaky(ds, path, **kw):  # the second store fails half-way
         calls.append(path)
@@ -244,7 +244,7 @@ def test_existing_store_is_kept_when_writing_fails(files, monkeypatch):
             raise OSError("disk full")
         return real(ds, path, **kw)
 
-    monkeypatch.setattr(arrays._store, "write_dataset", flaky)
+    monkeypatch.setattr(store, "start_write", flaky)
     np.save(files / "img2.npy", np.zeros((10, 6, 6), "f4"))
     with pytest.raises(OSError):
         ingest_arrays(study, images=files / "img2.npy", responses=files / "resp.npy", overwrite=True)
@@ -304,3 +304,40 @@ def test_written_store_is_chunked_by_neuron(tmp_path, rng):
     import zarr
 
     assert zarr.open_group(tmp_path / "r.zarr", mode="r")["mean"].chunks == (2048, 4)
+
+
+# --------------------------------------------------------------------------- metadata validation
+@pytest.mark.parametrize("column, values, match", [
+    ("depth_um", [175.0, -50.0, 275.0, 375.0], r"m\.csv: column 'depth_um' of neuron #1 is -50\.0; .*finite and >= 0"),
+    ("depth_um", [175.0, 275.0, np.nan, 375.0], r"m\.csv: column 'depth_um' of neuron #2 is nan"),
+    ("depth_um", [175.0, 275.0, 375.0, np.inf], r"m\.csv: column 'depth_um' of neuron #3 is inf"),
+    ("area", ["VISp", "VISl", "VISxx", "VISp"], r"m\.csv: column 'area' of neuron #2 is 'VISxx', not a known "
+                                                r"area.*--allow-unknown-area"),
+])
+def test_bad_metadata_is_refused(files, column, values, match):
+    meta = pd.DataFrame({"area": ["VISp"] * 4, "depth_um": [175.0] * 4})
+    meta[column] = values
+    meta.to_csv(files / "m.csv", index=False)
+    with pytest.raises(SchemaError, match=match):
+        ingest_arrays(files / "st", responses=files / "resp.npy", neurons=files / "m.csv")
+    assert not (files / "st").exists() or not list((files / "st").iterdir())
+
+
+def test_unknown_area_kept_when_allowed_and_unknown_depths_pass(files, capsys):
+    pd.DataFrame({"area": ["VISp", "VISxx", "VISl", "V4"]}).to_csv(files / "m.csv", index=False)
+    out = ingest_arrays(files / "st", responses=files / "resp.npy", neurons=files / "m.csv", allow_unknown_area=True)
+    ds = open_dataset(out["responses.zarr"])
+    assert ds["area"].values.tolist() == ["VISp", "VISxx", "VISl", "V4"]
+    assert np.isnan(ds["depth_um"].values).all()  # no depths given: unknown, as the stores record it
+    # a store re-ingested keeps its unknown depths
+    ingest_arrays(files / "st2", responses=out["responses.zarr"], allow_unknown_area=True)
+    argv = ["ingest", "arrays", str(files / "st3"), "--responses", str(files / "resp.npy"), "--neurons",
+            str(files / "m.csv")]
+    assert main(argv) == 2
+    assert "'VISxx', not a known area" in capsys.readouterr().err
+    assert main([*argv, "--allow-unknown-area"]) == 0
+    assert main(["ingest", "arrays", str(files / "st4"), "--responses", str(files / "resp.npy"),
+                 "--depth-um", "-50"]) == 2
+    assert "'depth_um' of neuron #0 is -50.0" in capsys.readouterr().err
+    with pytest.raises(SchemaError, match="--area/--cre-line/--depth-um: column 'area' of neuron #0 is 'VISxx'"):
+        ingest_arrays(files / "st5", responses=files / "resp.npy", area="VISxx")

@@ -6,15 +6,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import xarray as xr
 
 from neuroxr.cli import main
 from neuroxr.io.arrays import build_responses_dataset, ingest_arrays
 from neuroxr.io.store import open_dataset
-from neuroxr.responses import (
-    calc_splithalf_reliability, load_selected_responses, select_neurons, sweep_reliability,
-)
+from neuroxr.responses import count_reliable_neurons, load_selected_responses, select_neurons
 from neuroxr.schema import SchemaError
+from test_reliability import _reference as reference_reliability  # plain loops, independent of neuroxr
 
 CRE = ["Cux2-CreERT2", "Rorb-IRES2-Cre", "Sst-IRES-Cre", "Vip-IRES-Cre", "Emx1-IRES-Cre", "Scnn1a-Tg3-Cre",
        "Pvalb-IRES-Cre", "Ntsr1-Cre_GN220", "Rbp4-Cre_KL100", "Fezf2-CreER", "Tlx3-Cre_PL56", "Nr5a1-Cre",
@@ -86,7 +84,7 @@ def test_cre_lines_as_comma_string(ds_meta):
 def test_sweep_matches_pandas(ds_meta):
     ds, meta = ds_meta
     th = [0.0, 0.25, 0.5, 0.8, 0.95]
-    got = sweep_reliability(ds, th, cre_lines="excitatory")
+    got = count_reliable_neurons(ds, th, cre_lines="excitatory")
     exc = meta[meta.cre_line.str.split("-").str[0].isin(EXCITATORY)]
     for t in th:
         sub = exc[exc.splithalf_r >= t]
@@ -121,17 +119,23 @@ def test_select_command_stores_reliability_and_selection(tmp_path, rng, capsys):
                "--exclude-running", "--n-splits", "30"])
     assert rc == 0, capsys.readouterr().err
     ds = open_dataset(study / "responses.zarr")
-    rel = calc_splithalf_reliability(
-        xr.DataArray(trials.transpose(1, 0, 2).astype("f4"), dims=("neuron", "image", "trial")), n_splits=30)
+    rel = reference_reliability(trials.transpose(1, 0, 2).astype("f4").astype(np.float64), 30, 0)
     assert "splithalf_r" in ds.coords and "selected" in ds.data_vars
-    np.testing.assert_allclose(ds["splithalf_r"].values, rel.values, atol=1e-12)
-    meta["splithalf_r"] = rel.values
+    np.testing.assert_allclose(ds["splithalf_r"].values, rel, atol=1e-10)
+    meta["splithalf_r"] = rel
     want = _pandas_keep(meta, 0.6, "excitatory", running=True)
     np.testing.assert_array_equal(ds["selected"].values, want)
     crit = json.loads(ds["selected"].attrs["criteria"])
     assert crit["min_reliability"] == 0.6 and crit["cre_lines"] == "excitatory"
-    assert f"selected {want.sum()} of {n_neu}" in capsys.readouterr().out
-    # the trials survive the rewrite, and no temporary store is left
+    out = capsys.readouterr().out
+    assert f"selected {want.sum()} of {n_neu} neurons; criteria: split-half reliability >= 0.6" in out
+    assert "excitatory cre lines" in out and "not running-modulated" in out
+    for area in ("VISp", "VISam"):  # one readable line per area: selected of total, counted by pandas
+        got, total = int(want[meta.area == area].sum()), int((meta.area == area).sum())
+        assert any(line.split()[:4] == [area, str(got), "of", str(total)] for line in out.splitlines()), out
+    assert "{" not in out and "}" not in out  # no raw dict
+    # the trials and the store's provenance survive the rewrite, and no temporary store is left
+    assert ds.attrs["source"] == "arrays" and "trials" in json.loads(ds.attrs["inputs"])
     np.testing.assert_allclose(ds["trials"].values, trials.transpose(1, 0, 2).astype("f4"))
     assert not [p for p in study.iterdir() if p.name.startswith(".")]
     sub = load_selected_responses(study)
@@ -141,7 +145,7 @@ def test_select_command_stores_reliability_and_selection(tmp_path, rng, capsys):
     assert main(["select", str(study), "--image-selective"]) == 0
     ds2 = open_dataset(study / "responses.zarr")
     np.testing.assert_array_equal(ds2["selected"].values, _pandas_keep(meta, selective=True))
-    np.testing.assert_allclose(ds2["splithalf_r"].values, rel.values, atol=1e-12)
+    np.testing.assert_allclose(ds2["splithalf_r"].values, rel, atol=1e-10)
     # info reports it
     assert main(["info", str(study)]) == 0
     out = capsys.readouterr().out

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import warnings
 
+from ..cluster import client_from_args
+from ..io.allen import ingest_allen
+from ..io.fetch import DEFAULT_API_URL, DEFAULT_BASE_URL, fetch_allen
 from ._common import add_cluster_args, add_overwrite_arg, subcommand_group
 
 
@@ -26,6 +30,8 @@ def register(sub) -> None:
     p.add_argument("--containers", nargs="+", type=int, metavar="ID", default=None, help="experiment container ids")
     p.add_argument("--include-failed", action="store_true", help="also experiments of failed containers")
     p.add_argument("--chunk-neurons", type=int, default=1024, metavar="N", help="neurons per stored chunk")
+    p.add_argument("--allow-unknown-area", action="store_true",
+                   help="keep area names outside the known list instead of refusing them")
     add_overwrite_arg(p)
     add_cluster_args(p)
     p.set_defaults(func=_ingest)
@@ -38,12 +44,13 @@ def register(sub) -> None:
                     "bucket allen-brain-observatory (visual-coding-2p/), into the AllenSDK cache layout. "
                     "Interrupted downloads resume; files are verified by size (and MD5 when the server gives one); "
                     "files already present and verified are not downloaded again.")
-    f.add_argument("cache_dir", metavar="ALLEN_CACHE_DIR")
-    f.add_argument("--containers", nargs="+", type=int, metavar="ID", default=None)
-    f.add_argument("--areas", nargs="+", metavar="AREA", default=None)
-    f.add_argument("--cre-lines", nargs="+", metavar="CRE", default=None)
+    f.add_argument("cache_dir", metavar="ALLEN_CACHE_DIR", help="AllenSDK cache directory (created when missing)")
+    f.add_argument("--containers", nargs="+", type=int, metavar="ID", default=None, help="experiment container ids")
+    f.add_argument("--areas", nargs="+", metavar="AREA", default=None, help="e.g. VISp VISl")
+    f.add_argument("--cre-lines", nargs="+", metavar="CRE", default=None,
+                   help="full names, driver names (Cux2) or excitatory/inhibitory")
     f.add_argument("--experiments", nargs="+", type=int, metavar="ID", default=None, help="ophys experiment ids")
-    f.add_argument("--session", default="three_session_B")
+    f.add_argument("--session", default="three_session_B", help="session type with the natural scenes")
     f.add_argument("--no-events", action="store_true", help="skip the events files (enough for --response dff)")
     f.add_argument("--base-url", default=None, metavar="URL",
                    help="mirror in the bucket's layout (default https://allen-brain-observatory.s3.us-west-2."
@@ -61,21 +68,17 @@ def register(sub) -> None:
 @contextlib.contextmanager
 def _one_line_warnings(command):
     """Show warnings as ``neuroxr COMMAND: warning: message`` (no source line)."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.showwarning = lambda msg, cat, *a, **k: print(f"neuroxr {command}: warning: {msg}", file=sys.stderr)
         yield
 
 
 def _ingest(args):
-    from ..cluster import client_from_args
-    from ..io.allen import ingest_allen
-
     with _one_line_warnings("ingest allen"), client_from_args(args):
         ds = ingest_allen(args.study, args.cache, response=args.response, session=args.session, areas=args.areas,
                           cre_lines=args.cre_lines, containers=args.containers, overwrite=args.overwrite,
-                          include_failed=args.include_failed, chunk_neurons=args.chunk_neurons)
+                          include_failed=args.include_failed, chunk_neurons=args.chunk_neurons,
+                          allow_unknown_area=args.allow_unknown_area)
     n_exp = len(set(ds["experiment"].values.tolist()))
     print(f"neuroxr: {args.study}: {ds.sizes['neuron']} neurons from {n_exp} experiments x {ds.sizes['image']} "
           f"images x {ds.sizes['trial']} trials ({args.response})")
@@ -83,8 +86,6 @@ def _ingest(args):
 
 
 def _fetch(args):
-    from ..io.fetch import DEFAULT_API_URL, DEFAULT_BASE_URL, fetch_allen
-
     api = DEFAULT_API_URL if args.api_url is None else (None if args.api_url.lower() in ("", "none") else args.api_url)
     with _one_line_warnings("fetch allen"):
         done = fetch_allen(args.cache_dir, containers=args.containers, areas=args.areas, cre_lines=args.cre_lines,

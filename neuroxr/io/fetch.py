@@ -45,7 +45,10 @@ import urllib.request
 import warnings
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from ..errors import NeuroxrError
+from . import allen
 
 DEFAULT_BASE_URL = "https://allen-brain-observatory.s3.us-west-2.amazonaws.com/visual-coding-2p"
 #: AllenSDK's RMA API, asked for a file's well-known-file download link when the bucket lacks it
@@ -135,8 +138,6 @@ def download_file(url, dest, *, size=None, md5=None, retries=5, timeout=60, prog
     DownloadError
         The server kept failing; the partial file is kept for the next run.
     """
-    from tqdm.auto import tqdm
-
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -158,64 +159,88 @@ def download_file(url, dest, *, size=None, md5=None, retries=5, timeout=60, prog
                 req.add_header("Range", f"bytes={offset}-")
             try:
                 with urllib.request.urlopen(req, timeout=timeout) as r:
-                    length = r.headers.get("Content-Length")
-                    length = int(length) if length is not None else None
-                    if r.status == 206:
-                        m = re.match(r"bytes (\d+)-(\d+)/(\d+|\*)", r.headers.get("Content-Range", ""))
-                        if not m or int(m.group(1)) != offset:
-                            part.unlink(missing_ok=True)       # server answered another range: start over
-                            continue
-                        total = None if m.group(3) == "*" else int(m.group(3))
-                    else:                                     # 200: the whole file
-                        offset = 0
-                        total = length
-                    if size is not None and total is not None and total != size:
-                        part.unlink(missing_ok=True)
-                        raise VerificationError(
-                            f"{url}: the server sends {total} bytes but announced {size}; refused, nothing kept "
-                            f"(the file on the server changed or is wrong; try again later or check --base-url)")
-                    if size is None:
-                        size = total
-                        bar.total = size
-                    got = 0
-                    with open(part, "ab" if offset else "wb") as out:
-                        while True:
-                            b = r.read(_CHUNK)
-                            if not b:
-                                break
-                            out.write(b)
-                            got += len(b)
-                            bar.update(len(b))
-                    if length is not None and got < length:
-                        raise http.client.IncompleteRead(b"", length - got)
-                    if size is None:                          # no length anywhere: trust the close
-                        size = offset + got
+                    got = _receive(r, url, part, offset, size, bar)
+                if got is not _RESTART:
+                    size = got
             except urllib.error.HTTPError as exc:
-                if exc.code == 416 and offset and size is not None and offset == size:
+                action = _on_http_error(exc, url, part, offset, size, attempt < retries)
+                if action == "done":
                     break
-                if exc.code == 416:
-                    part.unlink(missing_ok=True)
-                    continue
-                if exc.code in (500, 502, 503, 504) and attempt < retries:
+                if action == "retry":
                     attempt += 1
                     time.sleep(backoff * attempt)
-                    continue
-                raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; check --base-url and the experiment ids"
-                                    ) from None
             except _TRANSIENT + (urllib.error.URLError,) as exc:
-                if isinstance(exc, urllib.error.URLError) and not isinstance(
-                        getattr(exc, "reason", None), (socket.timeout, TimeoutError, ConnectionError)):
-                    raise DownloadError(f"{url}: {exc.reason}; check your network and --base-url") from None
                 attempt += 1
-                if attempt > retries:
-                    have = part.stat().st_size if part.exists() else 0
-                    raise DownloadError(
-                        f"{url}: connection failed {attempt} times ({type(exc).__name__}); {have} bytes kept in "
-                        f"{part}: run the same command again to resume") from None
+                _check_transient(exc, url, part, attempt, retries)
                 time.sleep(backoff * attempt)
-                continue
     finally:
         bar.close()
+    return _finish_download(url, part, dest, size, md5)
+
+
+#: :func:`_receive`: the server answered another range, start over
+_RESTART = object()
+
+
+def _receive(r, url, part: Path, offset: int, size, bar):
+    """Append the body of the response ``r`` to ``part``; the file size now known, or :data:`_RESTART`."""
+    length = r.headers.get("Content-Length")
+    length = int(length) if length is not None else None
+    if r.status == 206:
+        m = re.match(r"bytes (\d+)-(\d+)/(\d+|\*)", r.headers.get("Content-Range", ""))
+        if not m or int(m.group(1)) != offset:
+            part.unlink(missing_ok=True)
+            return _RESTART
+        total = None if m.group(3) == "*" else int(m.group(3))
+    else:                                     # 200: the whole file
+        offset = 0
+        total = length
+    if size is not None and total is not None and total != size:
+        part.unlink(missing_ok=True)
+        raise VerificationError(
+            f"{url}: the server sends {total} bytes but announced {size}; refused, nothing kept "
+            f"(the file on the server changed or is wrong; try again later or check --base-url)")
+    if size is None:
+        size = total
+        bar.total = size
+    got = 0
+    with open(part, "ab" if offset else "wb") as out:
+        for b in iter(lambda: r.read(_CHUNK), b""):
+            out.write(b)
+            got += len(b)
+            bar.update(len(b))
+    if length is not None and got < length:
+        raise http.client.IncompleteRead(b"", length - got)
+    return offset + got if size is None else size  # no length anywhere: trust the close
+
+
+def _on_http_error(exc, url, part: Path, offset: int, size, may_retry: bool) -> str:
+    """What an HTTP error means: ``"done"`` (range past the end of a complete file), ``"restart"``,
+    ``"retry"`` (a server error) or a :class:`DownloadError`."""
+    if exc.code == 416 and offset and size is not None and offset == size:
+        return "done"
+    if exc.code == 416:
+        part.unlink(missing_ok=True)
+        return "restart"
+    if exc.code in (500, 502, 503, 504) and may_retry:
+        return "retry"
+    raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; check --base-url and the experiment ids") from None
+
+
+def _check_transient(exc, url, part: Path, attempt: int, retries: int) -> None:
+    """Raise :class:`DownloadError` unless a dropped connection may be resumed once more."""
+    if isinstance(exc, urllib.error.URLError) and not isinstance(
+            getattr(exc, "reason", None), (socket.timeout, TimeoutError, ConnectionError)):
+        raise DownloadError(f"{url}: {exc.reason}; check your network and --base-url") from None
+    if attempt > retries:
+        have = part.stat().st_size if part.exists() else 0
+        raise DownloadError(
+            f"{url}: connection failed {attempt} times ({type(exc).__name__}); {have} bytes kept in "
+            f"{part}: run the same command again to resume") from None
+
+
+def _finish_download(url, part: Path, dest: Path, size, md5) -> Path:
+    """Check the size and MD5 of the complete ``part`` and move it to ``dest``."""
     have = part.stat().st_size if part.exists() else 0
     if size is not None and have != size:
         part.unlink(missing_ok=True)
@@ -370,70 +395,80 @@ def fetch_allen(cache_dir, containers=None, areas=None, cre_lines=None, base_url
         After trying every file, listing those that failed (verified files are kept; a file that
         failed verification is not).
     """
-    from . import allen
-
-    base_url = base_url.rstrip("/")
-    root = Path(cache_dir).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
-    try:
-        cache = allen.open_allen_cache(root)
-        if not any((cache.root / n).is_file() for n in ("manifest.json",)):
-            raise FileNotFoundError
-    except (FileNotFoundError, NeuroxrError):
-        with open(root / "manifest.json", "w") as f:
-            json.dump(MANIFEST, f, indent=2)
-        cache = allen.open_allen_cache(root)
-    croot = cache.root
-    record = _load_record(croot)
-    done: dict = {"downloaded": [], "present": [], "experiments": []}
-    failed: dict = {}
-
-    def get(key, *args, check_json=False):
-        dest = cache.path(key, *args)
-        url = f"{base_url}/{REMOTE[key] % args if args else REMOTE[key]}"
-        kw = dict(root=croot, record=record, retries=retries, timeout=timeout, progress=progress,
-                  check_json=check_json)
-        if check_json and not refresh_metadata and _valid_json(dest, croot, record):
-            done["present"].append(dest)
-            return
-        try:
-            try:
-                how = ensure_file(url, dest, **kw)
-            except RemoteMissingError:
-                if api_url is None or key not in RMA_FILE_TYPES:
-                    raise
-                how = ensure_file(rma_download_url(api_url, args[0], RMA_FILE_TYPES[key], timeout), dest, **kw)
-            done[how].append(dest)
-        except DownloadError as exc:
-            failed[str(dest)] = str(exc)
-        finally:
-            _save_record(croot, record)
-
+    cache = _open_or_create_cache(Path(cache_dir).expanduser())
+    fetcher = _Fetcher(cache, base_url.rstrip("/"), api_url, refresh_metadata,
+                       dict(retries=retries, timeout=timeout, progress=progress))
     try:
         for key in ("EXPERIMENTS", "CELL_SPECIMENS", "EXPERIMENT_CONTAINERS"):
-            get(key, check_json=True)
-        if str(cache.path("EXPERIMENTS")) in failed:
-            raise DownloadError(f"{cache.path('EXPERIMENTS')}: {failed[str(cache.path('EXPERIMENTS'))]}")
+            fetcher.get(key, check_json=True)
+        if str(cache.path("EXPERIMENTS")) in fetcher.failed:
+            raise DownloadError(f"{cache.path('EXPERIMENTS')}: {fetcher.failed[str(cache.path('EXPERIMENTS'))]}")
         sel = allen.select_experiments(cache, session, areas, cre_lines, containers, include_failed)
         if experiments is not None:
             sel = sel[sel.index.isin([int(e) for e in experiments])]
         if sel.empty:
             raise DownloadError(f"no {session} experiment in {cache.path('EXPERIMENTS')} matches areas={areas}, "
                                 f"cre_lines={cre_lines}, containers={containers}")
-        from tqdm.auto import tqdm
-
         for eid in tqdm(list(sel.index), desc="experiments", unit="exp", disable=not progress):
-            get("EXPERIMENT_DATA", int(eid))
+            fetcher.get("EXPERIMENT_DATA", int(eid))
             if events:
-                get("EVENTS_DATA", int(eid))
-            done["experiments"].append(int(eid))
+                fetcher.get("EVENTS_DATA", int(eid))
+            fetcher.done["experiments"].append(int(eid))
     finally:
-        _save_record(croot, record)
+        _save_record(cache.root, fetcher.record)
+    done, failed = fetcher.done, fetcher.failed
     if failed:
         lines = "\n  ".join(f"{k}: {v}" for k, v in failed.items())
         raise DownloadError(f"{len(failed)} of {len(failed) + len(done['downloaded']) + len(done['present'])} "
                             f"files failed (the others are in place; run again to retry):\n  {lines}")
     return done
+
+
+def _open_or_create_cache(root: Path):
+    """The AllenSDK cache at ``root``, given a standard ``manifest.json`` when it has none."""
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        cache = allen.open_allen_cache(root)
+        if (cache.root / "manifest.json").is_file():
+            return cache
+    except (FileNotFoundError, NeuroxrError):
+        pass
+    with open(root / "manifest.json", "w") as f:
+        json.dump(MANIFEST, f, indent=2)
+    return allen.open_allen_cache(root)
+
+
+class _Fetcher:
+    """Fetches files of one cache, recording what was downloaded, present or failed."""
+
+    def __init__(self, cache, base_url: str, api_url, refresh_metadata: bool, options: dict):
+        self.cache, self.base_url, self.api_url = cache, base_url, api_url
+        self.refresh_metadata, self.options = refresh_metadata, options
+        self.record = _load_record(cache.root)
+        self.done: dict = {"downloaded": [], "present": [], "experiments": []}
+        self.failed: dict = {}
+
+    def get(self, key, *args, check_json=False) -> None:
+        croot = self.cache.root
+        dest = self.cache.path(key, *args)
+        url = f"{self.base_url}/{REMOTE[key] % args if args else REMOTE[key]}"
+        kw = dict(root=croot, record=self.record, check_json=check_json, **self.options)
+        if check_json and not self.refresh_metadata and _valid_json(dest, croot, self.record):
+            self.done["present"].append(dest)
+            return
+        try:
+            try:
+                how = ensure_file(url, dest, **kw)
+            except RemoteMissingError:
+                if self.api_url is None or key not in RMA_FILE_TYPES:
+                    raise
+                link = rma_download_url(self.api_url, args[0], RMA_FILE_TYPES[key], self.options["timeout"])
+                how = ensure_file(link, dest, **kw)
+            self.done[how].append(dest)
+        except DownloadError as exc:
+            self.failed[str(dest)] = str(exc)
+        finally:
+            _save_record(croot, self.record)
 
 
 __all__ = ["fetch_allen", "download_file", "head_file", "ensure_file", "rma_download_url", "DownloadError",

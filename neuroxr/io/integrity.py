@@ -14,19 +14,26 @@ variable or chunk is broken.  Here:
 - :func:`verify_store` / :func:`verify_study` read every chunk of every array and list each
   problem (``neuroxr verify STUDY``): corrupt or undecodable chunks, unreadable metadata,
   arrays written without a checksum, absent chunks (which zarr reads as the fill value) and
-  temporary stores left behind by a killed run.
+  temporary stores and unfinished transaction journals left behind by a killed run.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import google_crc32c  # zarr's own crc32c implementation
 import numpy as np
+import zarr
+from zarr.core.buffer import default_buffer_prototype
+from zarr.storage import LocalStore, WrapperStore
 
 from ..errors import NeuroxrError
-from ..schema import SchemaError
+from . import journal
+from .paths import owner_alive, resolve_path
 
 #: problems that make a store untrustworthy (the others are warnings)
 ERROR_KINDS = ("corrupt", "unreadable", "metadata")
@@ -48,14 +55,7 @@ class ChunkCorruptError(NeuroxrError):
 
 
 def _crc32c(data) -> int:
-    try:
-        import google_crc32c
-
-        return int(google_crc32c.value(bytes(data)))
-    except ImportError:  # pragma: no cover - zarr depends on it; crc32c is ours
-        import crc32c
-
-        return int(crc32c.crc32c(bytes(data)))
+    return int(google_crc32c.value(bytes(data)))
 
 
 def check_chunk_bytes(raw, *, store=None, variable=None, chunk=None) -> None:
@@ -93,13 +93,7 @@ def _has_trailing_crc(meta: dict) -> bool:
     return bool(codecs) and isinstance(codecs[-1], dict) and codecs[-1].get("name") == "crc32c"
 
 
-try:
-    from zarr.storage import WrapperStore as _WrapperStore
-except ImportError:  # pragma: no cover - zarr < 3.0.x
-    _WrapperStore = object
-
-
-class ChecksumStore(_WrapperStore):
+class ChecksumStore(WrapperStore):
     """A zarr store wrapper that checks every chunk's crc32c as it is read.
 
     Chunks of arrays whose codec chain ends with ``crc32c`` are checked on ``get``; a
@@ -129,8 +123,6 @@ class ChecksumStore(_WrapperStore):
 
     async def _uses_crc(self, array: str) -> bool:
         if array not in self._crc:
-            from zarr.core.buffer import default_buffer_prototype
-
             buf = await self._store.get(f"{array}/zarr.json", default_buffer_prototype())
             try:
                 self._crc[array] = buf is not None and _has_trailing_crc(json.loads(buf.to_bytes()))
@@ -158,10 +150,6 @@ class ChecksumStore(_WrapperStore):
 
 def open_checked_store(path, *, read_only: bool = True):
     """A :class:`ChecksumStore` over the local Zarr store ``path`` (read-only by default)."""
-    from zarr.storage import LocalStore
-
-    from .store import resolve_path
-
     path = resolve_path(path)
     return ChecksumStore(LocalStore(str(path), read_only=read_only), label=str(path))
 
@@ -216,12 +204,6 @@ def verify_store(path) -> list[Problem]:
         read as the fill value (normal for an all-NaN chunk, a deleted file otherwise) and
         ``no-checksum`` arrays cannot be checked: both are warnings.
     """
-    import warnings
-
-    import zarr
-
-    from .store import resolve_path
-
     path = resolve_path(path)
     label = str(path)
     problems: list[Problem] = []
@@ -269,8 +251,6 @@ def verify_store(path) -> list[Problem]:
 
 def find_stores(study) -> list[Path]:
     """Every Zarr store under the study directory (not descending into stores), sorted."""
-    from .store import resolve_path
-
     root = resolve_path(getattr(study, "path", study))
     found = []
     for dirpath, dirnames, _ in os.walk(root):
@@ -286,12 +266,12 @@ def find_stores(study) -> list[Path]:
 
 
 def find_stale(study) -> list[Path]:
-    """Temporary stores (``.NAME.tmp-*``, ``.NAME.old-*``) left by killed runs, anywhere in the study."""
-    from .store import resolve_path
-
+    """Temporary stores (``.NAME.tmp-*``, ``.NAME.old-*``) and unfinished transaction journals
+    left by killed runs, anywhere in the study."""
     root = resolve_path(getattr(study, "path", study))
     out = []
-    for dirpath, dirnames, _ in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root):
+        out.extend(Path(dirpath) / f for f in filenames if fnmatch.fnmatch(f, journal.JOURNAL_GLOB))
         for d in list(dirnames):
             if d.startswith(".") and (".tmp-" in d or ".old-" in d):
                 out.append(Path(dirpath) / d)
@@ -299,6 +279,14 @@ def find_stale(study) -> list[Path]:
             elif d.endswith(".zarr"):
                 dirnames.remove(d)
     return sorted(out)
+
+
+def _journal_problem(p: Path) -> Problem:
+    if journal.in_progress(p):
+        return Problem(str(p), None, None, "in-progress", f"{p}: a change of several stores is being committed")
+    return Problem(str(p), None, None, "stale",
+                   f"{p}: a change of several stores was interrupted; `neuroxr verify --clean`, or the next "
+                   f"step that opens the study, finishes it (every new store is complete)")
 
 
 def verify_study(study, *, progress=None) -> list[Problem]:
@@ -310,11 +298,16 @@ def verify_study(study, *, progress=None) -> list[Problem]:
     progress : callable, optional
         Called with each store's path before it is read.
     """
-    from .store import _owner_alive
-
     problems = []
     for p in find_stale(study):
-        if _owner_alive(p, 6 * 3600):
+        if p.is_file():
+            problems.append(_journal_problem(p))
+            continue
+        if p in journal.journalled_paths(p.parent):
+            problems.append(Problem(str(p), None, None, "in-progress",
+                                    f"{p}: part of a transaction named by a journal in {p.parent} (kept)"))
+            continue
+        if owner_alive(p, 6 * 3600):
             problems.append(Problem(str(p), None, None, "in-progress",
                                     f"{p}: being written by a running neuroxr process (left alone)"))
             continue
@@ -337,110 +330,7 @@ def raise_for_problems(problems, *, what="store") -> None:
         raise ChunkCorruptError(first.message + more, first.store, first.variable, first.chunk)
 
 
-# --------------------------------------------------------------------------- hostile input
-def check_allocation(nbytes: int, what: str, *, fraction: float = 0.8) -> None:
-    """Raise :class:`NeuroxrError` at once if ``nbytes`` exceed ``fraction`` of the available memory.
-
-    Used before materialising arrays whose size comes from a file header, so an absurd size
-    fails fast and clearly instead of trying to allocate (or swapping).
-    """
-    try:
-        import psutil
-
-        avail = int(psutil.virtual_memory().available)
-    except Exception:  # pragma: no cover - psutil is a dependency
-        return
-    if nbytes > fraction * avail:
-        raise NeuroxrError(
-            f"{what} would need {nbytes / 2**30:.3g} GiB but only {avail / 2**30:.3g} GiB of memory are "
-            f"available; check the file (a corrupt header?) or pass a smaller array"
-        )
-
-
-def _read_header(fp, path, label):
-    from numpy.lib import format as npf
-
-    version = npf.read_magic(fp)
-    if version == (1, 0):
-        shape, fortran, dtype = npf.read_array_header_1_0(fp)
-    elif version == (2, 0):
-        shape, fortran, dtype = npf.read_array_header_2_0(fp)
-    else:
-        raise SchemaError(f"{path}: {label} uses .npy format version {version}; save it with numpy.save")
-    if dtype.hasobject:
-        raise SchemaError(
-            f"{path}: {label} holds Python objects (dtype {dtype}); neuroxr never unpickles data: "
-            f"save numbers (e.g. float32) instead"
-        )
-    n = 1
-    for s in shape:
-        n *= int(s)
-    return shape, dtype, n * dtype.itemsize
-
-
-def read_numpy_file(path, key=None):
-    """Read a ``.npy`` file (memory-mapped) or one array of a ``.npz`` file, defensively.
-
-    The header is checked against the bytes actually present before anything is read or
-    allocated: a truncated or corrupt file, an object (pickled) array, or an absurd shape
-    raises :class:`SchemaError` naming the file, instead of ``EOFError``, a parser error, a
-    ``MemoryError`` or an attempt to allocate terabytes.
-
-    Parameters
-    ----------
-    path : path-like
-    key : str, optional
-        The array of a ``.npz`` file (optional when it holds exactly one).
-    """
-    import zipfile
-
-    path = Path(path)
-    kind = path.suffix.lower()
-    try:
-        if kind == ".npy":
-            if key:
-                raise SchemaError(f"{path}: a .npy file holds one array; drop ':{key}'")
-            with open(path, "rb") as f:
-                shape, dtype, nbytes = _read_header(f, path, "the array")
-                offset = f.tell()
-            have = path.stat().st_size - offset
-            if have < nbytes:
-                raise SchemaError(
-                    f"{path}: header says shape {shape} {dtype} ({nbytes} bytes) but the file holds only "
-                    f"{have} bytes of data; the file is truncated or corrupt"
-                )
-            return np.load(path, mmap_mode="r", allow_pickle=False)
-        with zipfile.ZipFile(path) as z:
-            members = {n[:-4] if n.endswith(".npy") else n: n for n in z.namelist()}
-            names = list(members)
-            if key is None:
-                if len(names) != 1:
-                    raise SchemaError(f"{path}: holds arrays {names}; name one as {path}:KEY")
-                key = names[0]
-            if key not in members:
-                raise SchemaError(f"{path}: no array {key!r}; it holds {names}")
-            info = z.getinfo(members[key])
-            with z.open(info) as f:
-                shape, dtype, nbytes = _read_header(f, path, f"array {key!r}")
-                if info.file_size < nbytes:
-                    raise SchemaError(
-                        f"{path}: array {key!r}: header says shape {shape} {dtype} ({nbytes} bytes) but the "
-                        f"file holds only {info.file_size} bytes; the file is truncated or corrupt"
-                    )
-                check_allocation(nbytes, f"{path}: array {key!r} (shape {shape}, {dtype})")
-            with z.open(info) as f:
-                return np.lib.format.read_array(f, allow_pickle=False)
-    except (SchemaError, NeuroxrError, FileNotFoundError):
-        raise
-    except Exception as exc:  # EOFError, BadZipFile, header parse errors, CRC errors, ...
-        raise SchemaError(
-            f"{path}: cannot be read as a {kind or 'numpy'} file ({type(exc).__name__}: {exc}); "
-            f"the file is truncated or corrupt: write it again with numpy.save / numpy.savez"
-        ) from None
-
-
 __all__ = [
     "ChunkCorruptError", "ChecksumStore", "Problem", "check_chunk_bytes", "open_checked_store",
     "verify_store", "verify_study", "find_stores", "find_stale", "raise_for_problems",
-    "read_numpy_file", "check_allocation",
 ]

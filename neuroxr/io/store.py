@@ -1,44 +1,58 @@
-"""Atomic Zarr writes, provenance attributes and lazy opening of study stores.
+"""The one atomic writer of study stores, provenance attributes and lazy opening.
 
-Every store is written to a temporary sibling directory and moved into place
-with one ``os.replace``, so a reader never sees a half-written store and an
-existing store is never lost: with ``overwrite=True`` the old store is moved
-aside first and only deleted once the new one is in place.
+Every store is written to a temporary sibling directory (:func:`start_write`) and moved into
+place with one atomic rename (:func:`replace_store`), so a reader never sees a half-written
+store and an existing store is never lost: with ``overwrite=True`` the old store is removed only
+once the new one is in place.  Changes to several stores (an ingest writes ``responses.zarr``
+and ``stimuli.zarr``) go through :func:`transaction` / :func:`replace_stores`, journalled so
+that a study is entirely old or entirely new after a kill at any point.
+
+- :func:`write_dataset`: one store, atomically; :func:`append_variables`: add variables to one.
+- :func:`transaction`: several stores as one unit.
+- :func:`check_writable`: the "store already exists" check of every writer.
+- :func:`open_dataset`: lazy, checksummed reads; finishes interrupted transactions first.
+- :func:`clean_stale`: removes temporaries of killed runs (never those a journal names).
 """
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
-import re
 import shutil
-import uuid
 import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import dask
+import dask.array as da
+import dask.threaded
 import numpy as np
 import xarray as xr
+import zarr
+from zarr.codecs import Crc32cCodec, ZstdCodec
 
-from ..errors import MissingDataError, NeuroxrError, SettingsMismatchError, StoreExistsError
-from ..runtime import WARNINGS_LOCK
+from ..errors import MissingDataError, NeuroxrError, SettingsMismatchError, StoreExistsError, StoreWriteError
+from ..runtime import WARNINGS_LOCK, available_cores
+from . import journal
+from .integrity import ChunkCorruptError, open_checked_store
+from .paths import exchange_dirs, old_sibling, owner_alive, resolve_path, tmp_sibling
 
 
 #: Zarr 3 codecs used for every array: zstd compression and a crc32c checksum per chunk,
 #: so a corrupted chunk fails loudly instead of being read.
 def default_compressors():
-    from zarr.codecs import Crc32cCodec, ZstdCodec
-
     return (ZstdCodec(level=3), Crc32cCodec())
 
 
 def _version() -> str:
     try:
-        from importlib.metadata import version
-
         return version("neuroxr")
-    except Exception:  # pragma: no cover - not installed
+    except PackageNotFoundError:  # pragma: no cover - not installed
         return "0+unknown"
 
 
@@ -73,17 +87,12 @@ def hash_array(values, chunk_bytes: int = 64 << 20) -> str:
     """sha256 of an array's bytes (C order), streamed for dask arrays. Short (16 hex) form."""
     h = hashlib.sha256()
     data = getattr(values, "data", values)
-    try:
-        import dask.array as da
-
-        if isinstance(data, da.Array):
-            for block in data.rechunk({0: max(1, chunk_bytes // max(1, data[0:1].nbytes))}).blocks:
-                # synchronous: inside a Dask worker task, compute() would wait on the cluster for
-                # a free thread (deadlock when every worker thread is hashing)
-                h.update(np.ascontiguousarray(block.compute(scheduler="synchronous")).tobytes())
-            return h.hexdigest()[:16]
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(data, da.Array):
+        for block in data.rechunk({0: max(1, chunk_bytes // max(1, data[0:1].nbytes))}).blocks:
+            # synchronous: inside a Dask worker task, compute() would wait on the cluster for
+            # a free thread (deadlock when every worker thread is hashing)
+            h.update(np.ascontiguousarray(block.compute(scheduler="synchronous")).tobytes())
+        return h.hexdigest()[:16]
     h.update(np.ascontiguousarray(np.asarray(data)).tobytes())
     return h.hexdigest()[:16]
 
@@ -97,7 +106,8 @@ def hash_file(path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _encoding(ds: xr.Dataset, chunks: dict | None) -> dict:
+def store_encoding(ds: xr.Dataset, chunks: dict | None) -> dict:
+    """The Zarr encoding of every variable: the checksummed codecs and, for data, ``chunks``."""
     enc = {}
     comp = default_compressors()
     for name, var in ds.variables.items():
@@ -109,49 +119,103 @@ def _encoding(ds: xr.Dataset, chunks: dict | None) -> dict:
     return enc
 
 
-def tmp_sibling(path) -> Path:
-    """A hidden sibling ``.NAME.tmp-<id>-p<pid>@<host>`` to write into before the atomic move.
+def check_writable(paths, overwrite: bool) -> None:
+    """Raise :class:`StoreExistsError` naming the first of ``paths`` that exists, unless ``overwrite``."""
+    if overwrite:
+        return
+    for p in paths:
+        p = resolve_path(p)
+        if p.exists():
+            raise StoreExistsError(f"{p} already exists; pass --overwrite (overwrite=True) to replace it")
 
-    The owner's pid and host in the name let :func:`clean_stale` leave the temporaries of
-    running writers alone (another Dask worker extracting another model into the same directory).
+
+def make_parent(path: Path) -> None:
+    """Create the directory of the store ``path``; a path under a file is a :class:`StoreWriteError`."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (NotADirectoryError, FileExistsError):
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
+        raise StoreWriteError(f"{path}: cannot be written, {blocker} is a file, not a directory; "
+                              f"choose another study directory") from None
+
+
+def disk_full(path: Path, nbytes: int) -> StoreWriteError:
+    """The error of a write that ran out of space: the store, about how much it needs, what is free."""
+    free = shutil.disk_usage(path.parent).free
+    return StoreWriteError(
+        f"{path}: no space left on the device while writing it (it needs up to {nbytes / 2**30:.3g} GiB "
+        f"uncompressed, {free / 2**30:.3g} GiB are free); free space or use another study directory. "
+        f"Nothing was replaced"
+    )
+
+
+@dataclass
+class PendingWrite:
+    """A store being written into the temporary sibling ``tmp`` of ``path``.
+
+    ``delayed`` is the Dask computation still to run (None once written); :meth:`commit` moves
+    the finished store into place, :meth:`discard` removes the temporary.
+    """
+
+    path: Path
+    tmp: Path
+    delayed: object = None
+
+    def commit(self) -> Path:
+        replace_store(self.tmp, self.path)
+        return self.path
+
+    def discard(self) -> None:
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def start_write(ds: xr.Dataset, path, *, chunks: dict | None = None, compute: bool = True) -> PendingWrite:
+    """Write ``ds`` into a temporary sibling of ``path`` (the first half of every atomic write).
+
+    With ``compute=False`` the Dask part of the write is left in ``PendingWrite.delayed`` for the
+    caller to compute (scoring runs many of them on one cluster).  On failure the temporary is removed.
     """
     path = resolve_path(path)
-    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}{_owner_tag()}")
-
-
-def _owner_tag() -> str:
-    import socket
-
-    host = socket.gethostname().replace("/", "_") or "localhost"
-    return f"-p{os.getpid()}@{host}"
-
-
-_OWNER = re.compile(r"\.(?:tmp|old)-[0-9a-f]{8}-p(\d+)@(.+)$")
-
-
-def _owner_alive(p: Path, max_foreign_age: float) -> bool:
-    """True if the temporary ``p`` may belong to a running writer (so it must not be removed)."""
-    import socket
-    import time
-
-    m = _OWNER.search(p.name)
-    if m is None:  # no owner recorded (older neuroxr): a leftover
-        return False
-    pid, host = int(m.group(1)), m.group(2)
-    if host != (socket.gethostname().replace("/", "_") or "localhost"):
-        try:  # another machine's writer: cannot ask it; assume alive unless old
-            return time.time() - p.stat().st_mtime < max_foreign_age
-        except OSError:
-            return False
-    if pid == os.getpid():
-        return True
+    make_parent(path)
+    pending = PendingWrite(path, tmp_sibling(path))
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        ds = strip_encoding(ds)
+        with WARNINGS_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # zarr 3: string dtypes and consolidated metadata are not in the spec yet
+            pending.delayed = ds.to_zarr(pending.tmp, mode="w", encoding=store_encoding(ds, chunks),
+                                         consolidated=True, zarr_format=3, compute=False)
+        if compute:
+            compute_write(pending.delayed)
+    except OSError as exc:
+        pending.discard()
+        if exc.errno == errno.ENOSPC:
+            raise disk_full(path, int(ds.nbytes)) from None
+        raise
+    except BaseException:
+        pending.discard()
+        raise
+    if compute:
+        pending.delayed = None
+    return pending
+
+
+def compute_write(delayed) -> None:
+    """Compute a store write; on the local threaded scheduler, return only once every task is done.
+
+    Dask's threaded scheduler raises the first failing task's error while other tasks still run;
+    here they run in a pool of their own that is shut down (queued tasks cancelled, running ones
+    awaited) before the error propagates, so no chunk is written into a temporary after its removal.
+    """
+    scheduler = dask.base.get_scheduler()
+    if scheduler is not None and scheduler is not dask.threaded.get:  # a cluster or another scheduler
+        dask.compute(delayed)
+        return
+    pool = ThreadPoolExecutor(max_workers=available_cores(), thread_name_prefix="nxr-write")
+    try:
+        dask.compute(delayed, scheduler="threads", pool=pool)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def write_dataset(
@@ -172,23 +236,18 @@ def write_dataset(
         Target store.  If it exists, :class:`StoreExistsError` unless ``overwrite``.
     chunks : dict, optional
         Chunk size per dim for the stored arrays (e.g. ``{"neuron": 4096}``).
+    compute : bool
+        Must be True: a deferred write is :func:`start_write` with ``compute=False``.
     """
+    if not compute:
+        raise NeuroxrError("write_dataset(compute=False): use start_write(..., compute=False) and commit() it")
     path = resolve_path(path)
-    if path.exists() and not overwrite:
-        raise StoreExistsError(f"{path} already exists; pass --overwrite (overwrite=True) to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_sibling(path)
+    check_writable([path], overwrite)
+    pending = start_write(ds, path, chunks=chunks)
     try:
-        ds = _strip_encoding(ds)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # zarr 3: string dtypes and consolidated metadata are not in the spec yet
-            ds.to_zarr(tmp, mode="w", encoding=_encoding(ds, chunks), consolidated=True, zarr_format=3,
-                       compute=compute)
-        replace_store(tmp, path)
+        return pending.commit()
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return path
+        pending.discard()
 
 
 def replace_store(tmp, path) -> None:
@@ -196,36 +255,110 @@ def replace_store(tmp, path) -> None:
     tmp, path = resolve_path(tmp), resolve_path(path)
     old = None
     if path.exists():
-        if _exchange(tmp, path):  # Linux: one atomic swap, ``path`` never missing
+        if exchange_dirs(tmp, path):  # Linux: one atomic swap, ``path`` never missing
             shutil.rmtree(tmp, ignore_errors=True)  # now holds the old store
             return
-        old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}{_owner_tag()}")
+        old = old_sibling(path)
         os.replace(path, old)  # a crash right here is repaired by clean_stale (old moved back)
     os.replace(tmp, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _exchange(a, b) -> bool:
-    """Atomically swap two directories with Linux ``renameat2(RENAME_EXCHANGE)``; False if unsupported."""
-    import sys
+def replace_stores(staged: dict) -> list[Path]:
+    """Move several finished stores ``{path: tmp}`` into place as one unit.
 
-    if not sys.platform.startswith("linux"):
-        return False
+    The moves are journalled (see :mod:`neuroxr.io.journal`): killed at any point, the stores are
+    afterwards all old or, once the journal is written, all new (rolled forward by the next
+    :func:`open_dataset` or :func:`clean_stale` of their directory).
+    """
+    staged = {resolve_path(p): resolve_path(t) for p, t in staged.items()}
+    if len(staged) == 1:
+        (path, tmp), = staged.items()
+        replace_store(tmp, path)
+        return [path]
+    root = journal.common_directory(staged)
+    entries = [{"path": os.path.relpath(p, root), "tmp": os.path.relpath(t, root),
+                "old": os.path.relpath(old_sibling(p), root), "ino": os.stat(t).st_ino}
+               for p, t in staged.items()]
+    return journal.commit(root, entries)
+
+
+class StoreTransaction:
+    """Stores written one by one and put in place together (:func:`replace_stores`).
+
+    Use through :func:`transaction`::
+
+        with transaction(overwrite=True) as tx:
+            tx.write(responses, study / "responses.zarr", chunks=...)
+            tx.write(stimuli, study / "stimuli.zarr")
+        # both replaced here, as one unit; on an error neither is
+    """
+
+    def __init__(self, *, overwrite: bool = False):
+        self.overwrite = overwrite
+        self.staged: dict[Path, PendingWrite] = {}
+
+    def write(self, ds: xr.Dataset, path, *, chunks: dict | None = None) -> Path:
+        path = resolve_path(path)
+        check_writable([path], self.overwrite)
+        if path in self.staged:
+            raise NeuroxrError(f"{path} is written twice in one transaction")
+        self.staged[path] = start_write(ds, path, chunks=chunks)
+        return path
+
+    def commit(self) -> list[Path]:
+        check_writable(self.staged, self.overwrite)
+        # from here the temporaries belong to the journal: an interrupted commit is finished by
+        # the next open, so they must survive any clean-up of this transaction
+        staged, self.staged = self.staged, {}
+        return replace_stores({p: w.tmp for p, w in staged.items()})
+
+    def discard(self) -> None:
+        for pending in self.staged.values():
+            pending.discard()
+        self.staged = {}
+
+
+@contextlib.contextmanager
+def transaction(*, overwrite: bool = False):
+    """A :class:`StoreTransaction` committed when the block ends without an error."""
+    tx = StoreTransaction(overwrite=overwrite)
     try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    AT_FDCWD, RENAME_EXCHANGE = -100, 2
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    rc = fn(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE)
-    return rc == 0
+        yield tx
+        tx.commit()
+    finally:
+        tx.discard()
 
 
-def _strip_encoding(ds: xr.Dataset) -> xr.Dataset:
+def append_variables(path, new: xr.Dataset) -> None:
+    """Add or replace the variables of ``new`` in the Zarr store ``path``, atomically.
+
+    The store is copied to a temporary sibling (compressed chunks, no re-encoding), the
+    variables are written into the copy and the copy replaces the store.  The store's attributes
+    (provenance, ...) are kept; those of ``new`` are added.
+    """
+    path = resolve_path(path)
+    tmp = tmp_sibling(path)
+    try:
+        shutil.copytree(path, tmp)
+        with WARNINGS_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kept = dict(zarr.open_group(str(tmp), mode="r").attrs)
+        new = new.assign_attrs({**kept, **new.attrs})
+        enc = {k: {"compressors": default_compressors()} for k in new.variables
+               if new[k].dtype.kind not in "OUS" and k not in new.dims and not (tmp / k).exists()}
+        with WARNINGS_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            new.to_zarr(tmp, mode="a", consolidated=True, zarr_format=3, encoding=enc)
+        replace_store(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def strip_encoding(ds: xr.Dataset) -> xr.Dataset:
+    """A shallow copy of ``ds`` without the encodings a store it was read from left on it."""
     ds = ds.copy()
     for v in ds.variables.values():
         v.encoding = {}
@@ -235,41 +368,54 @@ def _strip_encoding(ds: xr.Dataset) -> xr.Dataset:
 def open_dataset(path, *, chunks="auto", name: str | None = None) -> xr.Dataset:
     """Open a Zarr store lazily (dask-backed).  Missing store: :class:`MissingDataError` naming it."""
     path = resolve_path(path)
+    for directory in {path.parent, path.parent.parent}:
+        journal.recover(directory)  # an interrupted transaction: finish it before reading
     if not path.exists():
         raise MissingDataError(
             f"{path} does not exist{' (' + name + ')' if name else ''}; run the step that writes it first"
         )
-    from .integrity import open_checked_store  # chunks are checked as read: errors name the chunk
-
     with WARNINGS_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             ds = xr.open_zarr(open_checked_store(path), chunks=chunks, consolidated=True)
-        except Exception:
-            ds = xr.open_zarr(open_checked_store(path), chunks=chunks, consolidated=False)
+        except Exception:  # noqa: BLE001 - no or damaged consolidated metadata: read the arrays' own
+            ds = _open_unconsolidated(path, chunks)
     # coordinates are small: load them so labelled queries (groupby("area")) work at once;
     # all in one synchronous pass here (a scheduler run per coordinate cost ~5 ms each)
     names = [k for k in ds.coords if ds[k].chunks is not None]
     if not names:
         return ds
-    import dask
-
     loaded = dask.compute(*[ds[k].variable for k in names], scheduler="synchronous")
     return ds.assign_coords(dict(zip(names, loaded)))
 
 
-def clean_stale(directory, *, max_foreign_age: float = 6 * 3600) -> list[Path]:
-    """Remove temporary stores left by a killed run (``.*.tmp-*`` and ``.*.old-*``).
+def _open_unconsolidated(path: Path, chunks) -> xr.Dataset:
+    try:
+        return xr.open_zarr(open_checked_store(path), chunks=chunks, consolidated=False)
+    except NeuroxrError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - truncated zarr.json, not a store, ...: named, not a traceback
+        raise ChunkCorruptError(
+            f"{path}: cannot be read as a Zarr store ({type(exc).__name__}: {exc}); check it with "
+            f"`neuroxr verify`, then rerun the step that wrote it with --overwrite", str(path)) from None
 
-    Temporaries of writers that are still running are left alone: same host, live pid; another
-    host's only once older than ``max_foreign_age`` seconds.
+
+def clean_stale(directory, *, max_foreign_age: float = 6 * 3600) -> list[Path]:
+    """Remove temporary stores left by a killed run (``.*.tmp-*`` and ``.*.old-*``); returns what went.
+
+    Interrupted transactions in ``directory`` are finished first (:func:`neuroxr.io.journal.recover`),
+    and nothing a journal still names is removed.  Temporaries of writers that are still running
+    are left alone: same host, live pid; another host's only once older than ``max_foreign_age``
+    seconds.
     """
     removed = []
     directory = resolve_path(directory)
     if not directory.exists():
         return removed
+    removed.extend(journal.recover(directory, max_foreign_age=max_foreign_age))
+    keep = journal.journalled_paths(directory)
     for p in list(directory.glob(".*.tmp-*")) + list(directory.glob(".*.old-*")):
-        if _owner_alive(p, max_foreign_age):
+        if p in keep or owner_alive(p, max_foreign_age):
             continue
         if ".old-" in p.name:
             # killed between moving the old store aside and the new one in: put the old one back
@@ -282,30 +428,13 @@ def clean_stale(directory, *, max_foreign_age: float = 6 * 3600) -> list[Path]:
     return removed
 
 
-def resolve_path(path) -> Path:
-    """The local path of a study or store given as a path or an fsspec URL.
+#: the names mapping/score.py reads until it calls store_encoding / strip_encoding / start_write
+_encoding = store_encoding
+_strip_encoding = strip_encoding
 
-    Local paths and ``file://`` URLs (``file:///scratch/study``, ``local://...``) work
-    everywhere; this is the one place they are normalised.  Other protocols (``s3://``,
-    ``gs://``, ``az://``...) raise :class:`NeuroxrError`: object storage has no atomic rename,
-    so the all-or-nothing writes of a study cannot be guaranteed there; mount the bucket
-    as a POSIX filesystem on every worker (s3fs-fuse, gcsfuse, blobfuse) or use a shared
-    filesystem (NFS, Lustre, GPFS), and pass its path.  The result is absolute.
-    """
-    s = os.fspath(path)
-    m = re.match(r"^(file|local):/+", s)  # also Path("file:///x") == "file:/x"
-    if m:
-        from urllib.parse import unquote
-
-        rest = s[m.end():]
-        if rest.startswith("localhost/"):
-            rest = rest[len("localhost/"):]
-        return Path("/" + unquote(rest))
-    if "://" in s:
-        protocol = s.split("://", 1)[0]
-        raise NeuroxrError(
-            f"{s}: {protocol}:// URLs are not supported: object storage has no atomic rename, so "
-            f"neuroxr cannot write its stores all-or-nothing there. Mount the bucket as a filesystem "
-            f"on every machine (s3fs-fuse, gcsfuse, blobfuse2) or use a shared filesystem, and pass the path"
-        )
-    return Path(s).absolute()  # absolute: Dask workers may run in another directory
+__all__ = [
+    "default_compressors", "provenance", "read_settings", "check_settings", "hash_array", "hash_file",
+    "store_encoding", "strip_encoding", "check_writable", "PendingWrite", "start_write", "write_dataset",
+    "replace_store", "replace_stores", "StoreTransaction", "transaction", "append_variables", "open_dataset",
+    "clean_stale", "resolve_path", "tmp_sibling",
+]
