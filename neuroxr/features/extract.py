@@ -26,7 +26,7 @@ from .reduce import (SRP_EPS, SRP_SEED, FeatureError, SRPCache, build_layer_data
                      reduce_features, reduce_model)
 from .threads import describe_threads, extraction_threads
 from .variants import (StaleFeaturesError, clean_features_dir, find_features_path, find_up_to_date, has_variant,
-                       make_store_settings, skipped_result, write_variant)
+                       make_store_settings, skipped_result, store_bytes, write_variant)
 from .zoo import list_models, load_model, read_preprocessing, resolve_model_row
 
 
@@ -56,11 +56,6 @@ def _rerun(study, model, weights, seed, srp) -> str:
         if value not in (default, None):
             parts += [flag, str(value)]
     return " ".join(parts)
-
-
-def store_bytes(path) -> int:
-    """Bytes of the files under ``path`` (a store directory)."""
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
 def extract_model(study, model: str, weights="random", seed: int = 0, srp=None, srp_seed: int = SRP_SEED,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -124,6 +125,11 @@ def find_up_to_date(path, label: str, *, stimuli: str, settings: dict, variant: 
     return True
 
 
+def store_bytes(path) -> int:
+    """Bytes of the files under ``path`` (a store directory)."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
 def skipped_result(model: str, label: str) -> dict:
     """The summary of a (model, weights) pair that is already extracted."""
     return {"model": model, "weights": label, "status": "skipped", "layers": None, "nonfinite": [], "seconds": 0.0,
@@ -131,4 +137,4 @@ def skipped_result(model: str, label: str) -> dict:
 
 
 __all__ = ["find_features_path", "make_store_settings", "write_variant", "clean_features_dir", "has_variant",
-           "find_up_to_date", "skipped_result", "StaleFeaturesError"]
+           "find_up_to_date", "skipped_result", "store_bytes", "StaleFeaturesError"]
