@@ -10,7 +10,7 @@ import numpy as np
 from .. import schema as S
 from ..errors import MissingDataError
 from ..io.labelled import open_labelled
-from ..io.npy import read_numpy_file
+from ..io.npy import inspect_numpy_file, read_numpy_file
 from ..io.reader import check_allocation
 from ..io.store import hash_array, hash_file
 from ..schema import SchemaError
@@ -18,6 +18,9 @@ from ..study import open_study
 from .reduce import SRP_SEED, FeatureError, SRPCache, build_layer_dataset, find_srp_components, reduce_features
 from .variants import (find_features_path, find_up_to_date, make_store_settings, skipped_result, store_bytes,
                        write_variant)
+
+
+NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".h5", ".hdf5")
 
 
 def _npz_keys(path: Path) -> list[str]:
@@ -42,6 +45,30 @@ def _netcdf_layers(path: Path):
         yield name, da.values, ids
 
 
+def _check_netcdf(path: Path) -> None:
+    ds = open_labelled(path)
+    for name, da in ds.data_vars.items():
+        check_allocation(int(da.nbytes), f"{path}: variable {name!r} (shape {da.shape}, {da.dtype})")
+
+
+def check_feature_file(path) -> None:
+    """Check a features file from its headers alone (every array's size against the bytes present and
+    the memory available), before it is hashed or read; raises naming the file and array."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingDataError(f"features file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        inspect_numpy_file(path)
+    elif suffix == ".npz":
+        for key in _npz_keys(path):
+            inspect_numpy_file(path, key)
+    elif suffix in NETCDF_SUFFIXES:
+        _check_netcdf(path)
+    else:
+        raise FeatureError(f"{path}: unknown features format {suffix!r}; use .npy, .npz or .nc")
+
+
 def iter_feature_file(path):
     """Yield ``(layer name, array (image, ...), image ids or None)`` from a features file, one layer at a time.
 
@@ -59,7 +86,7 @@ def iter_feature_file(path):
     elif suffix == ".npz":
         for key in _npz_keys(path):
             yield key, read_numpy_file(path, key), None
-    elif suffix in (".nc", ".nc4", ".netcdf", ".h5", ".hdf5"):
+    elif suffix in NETCDF_SUFFIXES:
         yield from _netcdf_layers(path)
     else:
         raise FeatureError(f"{path}: unknown features format {suffix!r}; use .npy, .npz or .nc")
@@ -107,8 +134,7 @@ def import_features(study, model: str, path, weights=None, family: str = "baseli
     st = open_study(study)
     stim = st.stimuli
     image = stim[S.IMAGE].values
-    if not Path(path).exists():
-        raise MissingDataError(f"features file {path} does not exist")
+    check_feature_file(path)  # headers and sizes before the file is hashed or read
     sha = hash_file(path)
     label = str(weights) if weights else sha
     out_path = find_features_path(study, model)
@@ -137,4 +163,4 @@ def import_features(study, model: str, path, weights=None, family: str = "baseli
             "bytes": store_bytes(out_path)}
 
 
-__all__ = ["import_features", "read_feature_file", "iter_feature_file"]
+__all__ = ["import_features", "read_feature_file", "iter_feature_file", "check_feature_file"]
