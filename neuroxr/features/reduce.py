@@ -363,6 +363,15 @@ def reduce_model(loaded, pixels, image=None, *, batch_size: int = 32, srp=None, 
                                layers["n_features"])
 
 
+def read_batch(pixels, sl) -> np.ndarray:
+    """``pixels[sl]`` as a NumPy array; lazy (dask) stimuli are read in this thread, not in a pool of
+    their own beside the model's threads (the thread budget of :mod:`.threads`)."""
+    data = getattr(pixels[sl], "data", pixels[sl])
+    if hasattr(data, "compute"):
+        data = data.compute(scheduler="synchronous")
+    return np.asarray(data)
+
+
 def _run_batches(loaded, pixels, collector: LayerCollector, batch_size: int, progress, steps: StepLog) -> None:
     """Forward every batch of stimuli through ``loaded`` with ``collector`` on its layers."""
     n = int(pixels.shape[0])
@@ -371,8 +380,7 @@ def _run_batches(loaded, pixels, collector: LayerCollector, batch_size: int, pro
         batches = list(iter_batches(n, batch_size))
         for i, sl in enumerate(tqdm(batches, desc=f"{loaded.name} forward", unit="batch",
                                     disable=None if progress is None else not progress, leave=False)):
-            batch = pixels[sl]
-            batch = np.asarray(batch.values if hasattr(batch, "values") else batch)
+            batch = read_batch(pixels, sl)
             hooks.new_batch(len(batch))
             collector.new_batch()
             run_forward(loaded, preprocess_images(loaded, batch, scale))
