@@ -10,7 +10,8 @@ lazy ``score_layers`` graph (exact leave-one-out ridge, Householder-restricted e
 Every measurement runs in its own child process (same seed, same data generated in the child,
 one tiny warm-up run of the same pipeline first so one-off import and JIT costs are not timed),
 so peak memory is honest: ``peak`` is the child's ru_maxrss, ``delta`` is peak minus the resident
-size right after the data were generated (what the pipeline itself added).  Correctness:
+size right after the data were generated (what the pipeline itself added).  Each measurement
+imports its own libraries inside its function, so a child holds no other pipeline's modules.  Correctness:
 
 - ``max|dr| srp``: neuroxr's ``srp-ridge`` on the reference's own projection vs the reference r;
 - ``max|dr| exact``: neuroxr ``ridge`` vs scikit-learn ``RidgeCV`` on the full z-scored features

@@ -11,10 +11,7 @@ from . import schema
 from .errors import MissingDataError, NeuroxrError, SchemaError, SettingsMismatchError, StoreExistsError
 from .study import Study, open_study
 
-try:
-    from . import accessor as _accessor  # noqa: F401  (registers the .nxr accessor)
-except ImportError:  # pragma: no cover - during early development
-    pass
+from . import accessor  # noqa: F401  (registers the .nxr accessor)
 
 #: public functions and where they live (imported on first use)
 _LAZY = {
@@ -43,6 +40,11 @@ _LAZY = {
     "import_features": "neuroxr.features.extract",
     # scoring
     "fit_ridge_loo": "neuroxr.mapping.ridge",
+    "calc_loo_pearson": "neuroxr.mapping.ridge",
+    "RidgeLOO": "neuroxr.mapping.ridge",
+    "METRICS": "neuroxr.mapping.metrics",
+    "metric_of_variable": "neuroxr.mapping.metrics",
+    "open_scores": "neuroxr.mapping.tree",
     "calc_rdm": "neuroxr.rsa",
     "compare_rdms": "neuroxr.rsa",
     "score_study": "neuroxr.mapping.score",
@@ -63,7 +65,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "Study", "open_study", "schema",
+    "Study", "open_study", "schema", "accessor",
     "NeuroxrError", "SchemaError", "StoreExistsError", "SettingsMismatchError", "MissingDataError",
     *_LAZY,
 ]

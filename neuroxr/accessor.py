@@ -7,6 +7,7 @@ Examples
 >>> scores.ridge_r.nxr.max_over_layers()     # (variant, area): the "Max" table
 >>> scores.ridge_r.nxr.best_layer()          # Dataset (variant, area): score, best_layer, relative_depth
 >>> scores.nxr.rsa_r                         # rsa_r (layer, area) from the ``areas`` group
+>>> scores.nxr.get("rsa_r")                  # the same, by name
 >>> scores.nxr.table()                       # long DataFrame: model, weights, area, metric, score, ...
 
 Plain xarray works too: ``scores.ridge_r.groupby("area").mean().groupby("variant").max()`` and
@@ -129,6 +130,14 @@ class NxrScoresAccessor:
         if name in variables:
             return variables[name]
         raise AttributeError(f"scores has no variable {name!r} (variables: {list(variables)})")
+
+    def get(self, name: str) -> xr.DataArray:
+        """The variable ``name`` from whichever group holds it (``ridge_r`` at the root, ``rsa_r`` in ``areas``)."""
+        variables = _variables(self._obj)
+        if name not in variables:
+            raise S.SchemaError(f"scores have no variable {name!r} (variables: {list(variables)}); "
+                                "score that metric with `neuroxr score --metric ...`")
+        return variables[name]
 
     @property
     def metrics(self) -> list[str]:

@@ -16,8 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import sys
+import threading
+import time
 from concurrent.futures import CancelledError as FutureCancelledError
+
+import dask
+from distributed import Client, Future, LocalCluster, wait
+from distributed import get_client as get_distributed_client
+from tqdm.auto import tqdm
 
 from .errors import NeuroxrError
 
@@ -46,8 +54,6 @@ def parse_resources(spec) -> dict:
 
 
 def _connect(scheduler, timeout):
-    from distributed import Client
-
     if os.path.isfile(str(scheduler)):  # a scheduler file (dask scheduler --scheduler-file F)
         return Client(scheduler_file=str(scheduler), timeout=timeout)
     address = str(scheduler)
@@ -105,8 +111,6 @@ def get_client(scheduler=None, workers=None, *, threads_per_worker=1, memory_lim
     if scheduler is None and not workers:
         yield None
         return
-    from distributed import LocalCluster
-
     cluster = None
     if scheduler is not None:
         client = _connect(scheduler, timeout)
@@ -124,8 +128,6 @@ def get_client(scheduler=None, workers=None, *, threads_per_worker=1, memory_lim
             n_workers=int(workers), threads_per_worker=threads_per_worker, memory_limit=memory_limit,
             dashboard_address=dash, host="127.0.0.1", processes=True, **kwargs,
         )
-        from distributed import Client
-
         client = Client(cluster)
     if not quiet:
         link = dashboard_link(client)
@@ -163,10 +165,8 @@ def client_from_args(args, **kw):
 def current_client():
     """The active ``distributed.Client`` (inside :func:`get_client`), or None."""
     try:
-        from distributed import get_client as _get
-
-        return _get()
-    except (ImportError, ValueError):
+        return get_distributed_client()
+    except ValueError:
         return None
 
 
@@ -204,8 +204,6 @@ def annotate_gpu(enabled=None, client=None):
                 "with `dask worker SCHEDULER --resources GPU=1` (or --worker-resources GPU=1 with --workers)"
             )
         return contextlib.nullcontext()
-    import dask
-
     return dask.annotate(resources={GPU: 1})
 
 
@@ -226,8 +224,6 @@ def measure_worker_peak_rss(client) -> dict:
     """``{worker address: peak resident memory in bytes}`` of every worker process (ru_maxrss)."""
 
     def _peak():
-        import resource
-
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
     return client.run(_peak)
@@ -277,8 +273,6 @@ class _StallClock:
         self.timeout, self.since = _paused_timeout(timeout), None
 
     def expired(self, client, awaiting: bool = True) -> str | None:
-        import time
-
         reason = _stall_reason(client) if awaiting else None
         if reason is None:
             self.since = None
@@ -335,8 +329,6 @@ class _TaskBar:
             self.probe = None
             return
         if self.bar is None:
-            from tqdm.auto import tqdm
-
             self.total = max(total, 1)
             self.bar = tqdm(total=self.total, desc=self.what, unit="task", file=sys.stderr)
         self.bar.update(max(0, self.total - pending) - self.bar.n)
@@ -359,8 +351,6 @@ class _StallWatchdog:
     """
 
     def __init__(self, client, paused_timeout=None, poll=2.0):
-        import threading
-
         self.client, self.poll, self.reason = client, poll, None
         self.clock = _StallClock(paused_timeout)
         self._stop = threading.Event()
@@ -371,8 +361,6 @@ class _StallWatchdog:
         return [k for k, st in list(self.client.futures.items()) if getattr(st, "status", None) == "pending"]
 
     def _run(self):
-        from distributed import Future
-
         while not self._stop.wait(self.poll):
             try:
                 reason = self.clock.expired(self.client, awaiting=bool(self._pending()))
@@ -424,8 +412,6 @@ def gather(client, futures, *, what: str = "the computation", paused_timeout: fl
     ``futures`` may be one future or a list; the result has the same shape.  ``progress``
     shows a bar of the graph's tasks on stderr (the dashboard shows the same and more).
     """
-    from distributed import wait
-
     clock = _StallClock(paused_timeout)
     single = not isinstance(futures, (list, tuple))
     futs = [futures] if single else list(futures)

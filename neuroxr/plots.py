@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-from . import stats as _stats
+from . import stats
 
 TRAINED, RANDOM = "#c0392b", "#2e6fba"  # red and blue, as in the study
 FAMILY_COLORS = {"cnn": "#4c72b0", "transformer": "#dd8452", "mlp-mixer": "#8172b3", "taskonomy": "#55a868",
@@ -42,16 +44,14 @@ def save_figure(fig: Figure, path) -> Path:
     return path
 
 
-def plot_rankings(rankings: pd.DataFrame, metric: str | None = None, area: str = _stats.ALL, *,
+def plot_rankings(rankings: pd.DataFrame, metric: str | None = None, area: str = stats.ALL, *,
                   top: int = 40, weights=None) -> Figure:
     """Horizontal bars of one ranking (best at the top) with 95% bootstrap intervals, colored by family."""
-    metric = metric or _stats.headline_metric(rankings)
-    r = _stats.select_ranking(rankings, metric, area, weights).head(top)
+    metric = metric or stats.headline_metric(rankings)
+    r = stats.select_ranking(rankings, metric, area, weights).head(top)
     fig = _fig(7.5, max(2.5, 0.24 * len(r) + 1.2))
     ax = fig.add_subplot()
     y = np.arange(len(r))[::-1]
-    from matplotlib.colors import to_rgba
-
     colors = [to_rgba(FAMILY_COLORS.get(f, "#333333"), 0.95 if w == "trained" else 0.45)
               for f, w in zip(r.family, r.weights)]
     ax.barh(y, r.score, color=colors)
@@ -71,19 +71,17 @@ def plot_rankings(rankings: pd.DataFrame, metric: str | None = None, area: str =
 
 
 def _patch(color, label):
-    from matplotlib.patches import Patch
-
     return Patch(facecolor=color, label=label)
 
 
 def plot_area_heatmap(rankings: pd.DataFrame, metric: str | None = None, *, top: int = 30) -> Figure:
     """Models (rows, ordered by the ``all`` score) by areas (columns in hierarchy order)."""
-    metric = metric or _stats._depth_metric(rankings)
+    metric = metric or stats.pick_depth_metric(rankings)
     r = rankings[rankings.metric == metric].copy()
     r["label"] = [_model_label(x) for x in r.itertuples()]
-    order = _stats.select_ranking(rankings, metric).head(top)
+    order = stats.select_ranking(rankings, metric).head(top)
     labels = [_model_label(x) for x in order.itertuples()]
-    areas = [_stats.ALL] + _stats._group_order(r.area[r.area != _stats.ALL], "area")
+    areas = [stats.ALL] + stats.order_groups(r.area[r.area != stats.ALL], "area")
     piv = r.pivot_table(index="label", columns="area", values="score").reindex(index=labels, columns=areas)
     fig = _fig(max(6.0, 3.0 + 0.75 * len(areas)), max(2.5, 0.24 * len(labels) + 1.3))
     ax = fig.add_subplot()
@@ -95,9 +93,9 @@ def plot_area_heatmap(rankings: pd.DataFrame, metric: str | None = None, *, top:
     return fig
 
 
-def plot_trained_vs_random(rankings: pd.DataFrame, metric: str | None = None, area: str = _stats.ALL) -> Figure:
+def plot_trained_vs_random(rankings: pd.DataFrame, metric: str | None = None, area: str = stats.ALL) -> Figure:
     """Per architecture: trained (red) and randomly initialised (blue) score with 95% intervals."""
-    metric = metric or _stats.headline_metric(rankings)
+    metric = metric or stats.headline_metric(rankings)
     r = rankings[(rankings.metric == metric) & (rankings.area == area)]
     t = r[r.weights == "trained"].set_index("model")
     u = r[r.weights == "random"].set_index("model")
@@ -143,8 +141,8 @@ def plot_depth(best_depth: pd.DataFrame, profile: pd.DataFrame | None = None) ->
     ax.grid(alpha=0.3)
     if profile is not None and len(profile):
         ax2 = fig.add_subplot(1, 2, 2)
-        metric = _stats._depth_metric(profile)
-        p = profile[(profile.metric == metric) & (profile.area == _stats.ALL)]
+        metric = stats.pick_depth_metric(profile)
+        p = profile[(profile.metric == metric) & (profile.area == stats.ALL)]
         for w, g in p.groupby("weights"):
             color = TRAINED if w == "trained" else RANDOM if w == "random" else "#555555"
             ax2.scatter(g.bin_center, g.score, s=8, color=color, alpha=0.35)
@@ -163,9 +161,9 @@ def plot_taskonomy(summary: pd.DataFrame, metric: str | None = None, by: str = "
     """Taskonomy scores: mean per task cluster (bars, 95% intervals) in each area or cre line."""
     if summary.empty:
         return _empty("no Taskonomy models were scored")
-    metric = metric or _stats._depth_metric(summary)
+    metric = metric or stats.pick_depth_metric(summary)
     s = summary[summary.metric == metric]
-    groups = [g for g in ([_stats.ALL] + _stats._group_order(s[by][s[by] != _stats.ALL], by)) if g in set(s[by])]
+    groups = [g for g in ([stats.ALL] + stats.order_groups(s[by][s[by] != stats.ALL], by)) if g in set(s[by])]
     clusters = sorted(s.cluster.unique())
     fig = _fig(max(5, 1.1 * len(groups) + 2), 4)
     ax = fig.add_subplot()
@@ -186,7 +184,7 @@ def plot_taskonomy(summary: pd.DataFrame, metric: str | None = None, by: str = "
 
 def plot_reliability_sweep(sweep: pd.DataFrame, metric: str | None = None, *, top: int = 8) -> Figure:
     """Score against the split-half reliability threshold (lines with 95% bands), one line per model."""
-    metric = metric or _stats.headline_metric(sweep)
+    metric = metric or stats.headline_metric(sweep)
     s = sweep[sweep.metric == metric].copy()
     s["label"] = [_model_label(x) for x in s.itertuples()]
     last = s[s.threshold == s.threshold.min()].sort_values("score", ascending=False).label.head(top)

@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import plots, stats
 from . import schema as S
-from . import stats
+from .catalogs import read_catalog
+from .info import format_count
 from .study import open_study
 
 RELIABILITY_CSV = "reliability_sweep.csv"
@@ -52,8 +54,6 @@ def write_rankings(study, metrics=None, *, n_boot: int = 1000, seed: int = 0) ->
 
 def _read_catalog(name):
     try:
-        from .catalogs import read_catalog
-
         return read_catalog(name)
     except Exception:  # catalogs are optional for the report
         return None
@@ -86,7 +86,7 @@ def _planted_html(planted: dict, rankings: pd.DataFrame, best_depth: pd.DataFram
     gen = rankings[(rankings.model == planted.get("model")) & (rankings.weights == planted.get("weights", "random"))]
     gen_best = {}
     if len(gen):
-        m = stats._depth_metric(rankings)
+        m = stats.pick_depth_metric(rankings)
         g = gen[(gen.metric == m) & (gen.area != stats.ALL)]
         gen_best = dict(zip(g.area, g.relative_depth))
     metric = stats.headline_metric(rankings)
@@ -143,11 +143,11 @@ def compute_analyses(study, *, n_boot: int = 1000, seed: int = 0) -> dict:
     if has_cre:
         t["rankings_cre_line"] = stats.rank_models(scores, neuron_metrics, n_boot=n_boot, seed=seed, by="cre_line")
     models_cat = _read_catalog("models")
-    tests = [stats.test_trained_vs_random(rankings),
-             stats.test_family_contrast(rankings, "transformer"),
+    tests = [stats.compare_trained_random(rankings),
+             stats.compare_family(rankings, "transformer"),
              stats.correlate_model_properties(rankings, models_cat),
              stats.compare_metrics(scores, rankings, n_boot=n_boot, seed=seed),
-             stats.test_depth_gradient(rankings)]
+             stats.correlate_depth(rankings)]
     tests = [x for x in tests if len(x)]
     t["best_depth"] = stats.summarize_best_depth(rankings, n_boot=n_boot, seed=seed)
     t["depth_profile"] = stats.bin_depth_profile(scores)
@@ -159,7 +159,7 @@ def compute_analyses(study, *, n_boot: int = 1000, seed: int = 0) -> dict:
             t["taskonomy_cre_line"], tc = stats.summarize_taskonomy(t["rankings_cre_line"], tasks, by="cre_line",
                                                                     n_boot=n_boot, seed=seed)
             tests.append(tc.assign(analysis="taskonomy_clusters_cre_line"))
-    t["statistics"] = pd.concat([x for x in tests if len(x)], ignore_index=True) if tests else stats._tidy([])
+    t["statistics"] = pd.concat([x for x in tests if len(x)], ignore_index=True) if tests else stats.make_tidy([])
     reports = Path(st.path) / S.REPORTS_DIR
     for name in (RELIABILITY_CSV, TRADEOFF_CSV):
         if (reports / name).exists():
@@ -168,8 +168,6 @@ def compute_analyses(study, *, n_boot: int = 1000, seed: int = 0) -> dict:
 
 
 def _figures(t: dict) -> dict:
-    from . import plots
-
     r = t["rankings"]
     figs = {"rankings": plots.plot_rankings(r),
             "area_heatmap": plots.plot_area_heatmap(r)}
@@ -230,8 +228,6 @@ def write_report(study, *, n_boot: int = 1000, seed: int = 0, title: str | None 
     -------
     Path of ``index.html``.
     """
-    from . import plots
-
     st = open_study(study)
     out = _reports(study)
     with warnings.catch_warnings():
@@ -259,7 +255,7 @@ def _render(st, t, figs, headline, planted, title):
     n_layers = scores.sizes.get(S.LAYER, 0)
     n_neurons = scores.sizes.get(S.NEURON, 0)
     r = t["rankings"]
-    n_models = len(r[["model", "weights"]].drop_duplicates())
+    n_models = r[S.VARIANT].nunique()
     title = title or f"neuroxr report: {Path(st.path).resolve().name}"
     parts = [f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
 <style>
@@ -273,7 +269,7 @@ border-bottom:1px solid #eee;text-align:right}} table.tbl th{{background:#f6f6f6
 code{{background:#f4f4f4;padding:0 3px}}
 </style></head><body>
 <h1>{e(title)}</h1>
-<p>{n_models} models ({n_layers} layers) scored against {n_neurons} neurons; metrics: {e(', '.join(stats.list_metrics(scores)))}.
+<p>{format_count(n_models, 'model')} ({format_count(n_layers, 'layer')}) scored against {format_count(n_neurons, 'neuron')}; metrics: {e(', '.join(stats.list_metrics(scores)))}.
 Generated {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} by neuroxr.</p>
 <div class="headline"><b>Headline.</b> {e(format_headline(headline)).replace(chr(10), '<br>')}</div>
 """]

@@ -13,13 +13,17 @@ leading axes; verb-first names and dispatch by dict, in the style of rsatoolbox.
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import kendalltau, rankdata
 
 from .errors import NeuroxrError
+from .mapping.kernels import calc_pearson, split_trial_means
+from .responses import draw_split_keys
 
 __all__ = [
     "RDM_KINDS",
     "COMPARISONS",
     "calc_rdm",
+    "corr_to_rdm",
     "compare_rdms",
     "upper_triangle",
     "calc_spearman_brown",
@@ -29,7 +33,8 @@ __all__ = [
 
 
 # --- RDMs -------------------------------------------------------------------------------------
-def _corr_to_rdm(C):
+def corr_to_rdm(C):
+    """Correlation matrices from covariances C (..., n, n) -> RDMs ``1 - r`` (zero diagonal, NaN rows for zero variance)."""
     d = np.sqrt(np.diagonal(C, axis1=-2, axis2=-1))
     with np.errstate(invalid="ignore", divide="ignore"):
         R = C / (d[..., :, None] * d[..., None, :])
@@ -47,7 +52,7 @@ def _rdm_from_features(X, **_):
     X = np.asarray(X, dtype=np.float64)
     Xc = X - X.mean(axis=-1, keepdims=True)
     C = Xc @ np.swapaxes(Xc, -1, -2)
-    return _corr_to_rdm(C)
+    return corr_to_rdm(C)
 
 
 def _rdm_from_gram(K, *, feature_sum=None, n_features=None, **_):
@@ -58,7 +63,7 @@ def _rdm_from_gram(K, *, feature_sum=None, n_features=None, **_):
     s = np.asarray(feature_sum, dtype=np.float64)
     p = np.asarray(n_features, dtype=np.float64)
     C = K - s[..., :, None] * s[..., None, :] / p[..., None, None]
-    return _corr_to_rdm(C)
+    return corr_to_rdm(C)
 
 
 def _rdm_from_responses(Y, **_):
@@ -106,24 +111,12 @@ def upper_triangle(rdm):
 
 
 # --- comparisons ------------------------------------------------------------------------------
-def _standardise_rows(v):
-    vc = v - v.mean(axis=-1, keepdims=True)
-    nrm = np.sqrt((vc * vc).sum(axis=-1, keepdims=True))
-    scale = np.abs(v).max(axis=-1, keepdims=True) if v.shape[-1] else 1.0
-    const = nrm <= 1e-12 * scale * np.sqrt(v.shape[-1])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = vc / nrm
-    return np.where(const, np.nan, out)
-
-
 def _pairwise_pearson(a, b):
     """a (A, m), b (B, m) -> (A, B); NaN where a vector is constant or has NaN."""
-    return np.clip(_standardise_rows(a) @ _standardise_rows(b).T, -1.0, 1.0)
+    return calc_pearson(a, b, pairwise=True)
 
 
 def _rank(v):
-    from scipy.stats import rankdata
-
     out = rankdata(v, axis=-1, method="average").astype(np.float64)
     return np.where(np.isnan(v).any(axis=-1, keepdims=True), np.nan, out)
 
@@ -143,8 +136,6 @@ def _pairwise_kendall_tau_a(a, b):
     From scipy's O(m log m) tau-b: ``tau_a = tau_b sqrt((n0 - n1)(n0 - n2)) / n0`` with ``n0``
     the number of pairs and ``n1``, ``n2`` the pairs tied in each vector.
     """
-    from scipy.stats import kendalltau
-
     A, m = a.shape
     B = b.shape[0]
     out = np.full((A, B), np.nan)
@@ -224,7 +215,8 @@ def split_trials(trials, *, seed: int | None = None):
         NaN where an image had fewer trials.
     seed : int, optional
         ``None``: odd/even split of each (neuron, image)'s valid trials in recorded order.
-        An int: a random split of the valid trials (same seed, same split).
+        An int: a random split of the valid trials, drawn by
+        :func:`neuroxr.responses.draw_split_keys` (the split-half reliability's rule).
 
     Returns
     -------
@@ -232,19 +224,8 @@ def split_trials(trials, *, seed: int | None = None):
         NaN where a half has no trial.
     """
     t = np.asarray(trials, dtype=np.float64)
-    valid = np.isfinite(t)
-    if seed is None:
-        order = np.cumsum(valid, axis=-1) - 1
-    else:
-        rng = np.random.default_rng(seed)
-        key = np.where(valid, rng.random(t.shape[-1])[None, None, :], np.inf)
-        order = np.argsort(np.argsort(key, axis=-1), axis=-1)
-    in_a = valid & (order % 2 == 0)
-    in_b = valid & (order % 2 == 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        a = np.where(in_a, t, 0).sum(-1) / in_a.sum(-1)
-        b = np.where(in_b, t, 0).sum(-1) / in_b.sum(-1)
-    return a, b
+    keys = None if seed is None else draw_split_keys(1, t.shape[1], t.shape[2], seed)[0]
+    return split_trial_means(t, keys)
 
 
 def calc_rdm_noise_ceiling(trials, groups, *, method: str = "pearson", n_splits: int = 1, seed: int = 0):

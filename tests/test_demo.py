@@ -30,7 +30,7 @@ def test_conwell2021_config_parses_and_lists_what_is_missing(tmp_path, capsys):
                              "min_reliability": 0.8, "n_splits": 100}
     assert cfg["score"]["metrics"] == ["srp-ridge", "rsa"] and cfg["extract"]["srp"] == 4096
     assert Path(cfg["_base"]) == REPO
-    pairs = pipeline._model_list(cfg)
+    pairs = pipeline.list_model_variants(pipeline.load_settings(cfg))
     models = {m for m, _ in pairs}
     assert {"alexnet", "resnet18", "pixels", "autoencoding"} <= models
     assert ("alexnet", "trained") in pairs and ("alexnet", "random") in pairs
@@ -138,10 +138,23 @@ def test_visp_config_finds_the_shared_recordings(allen_visp_npz):
     """pipelines/visp.toml: paths relative to the repository resolve to the shared data; the
     already-read config (a dict) keeps its base when checked again."""
     cfg = pipeline.read_config(REPO / "pipelines" / "visp.toml")
-    images = pipeline._spec_path(cfg, cfg["ingest"]["images"])
+    images = pipeline.resolve_spec(pipeline.load_settings(cfg), cfg["ingest"]["images"])
     assert images.endswith(":images") and Path(images.rpartition(":")[0]).resolve() == allen_visp_npz.resolve()
     assert pipeline.check_pipeline(cfg, study=REPO / "nonexistent-study") == []
     assert pipeline.read_config(cfg)["_base"] == cfg["_base"]
+
+
+def test_missing_shared_data_fails_under_ci_and_skips_elsewhere(tmp_path, monkeypatch):
+    from conftest import locate_allen_visp
+
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        locate_allen_visp(tmp_path)
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="NEUROXR_ALLEN_VISP"):
+        locate_allen_visp(tmp_path)
+    (tmp_path / "allen_visp.npz").write_bytes(b"")
+    assert locate_allen_visp(tmp_path) == tmp_path / "allen_visp.npz"
 
 
 def test_domain_configs_go_to_the_domains_pipeline(monkeypatch, tmp_path):
@@ -162,3 +175,55 @@ def test_domain_configs_go_to_the_domains_pipeline(monkeypatch, tmp_path):
     res = pipeline.run_pipeline(path, study=tmp_path)
     assert seen["study"] == tmp_path and seen["config"]["pipeline"]["kind"] == "prasad2022"
     assert res["report"] == tmp_path / "index.html"
+
+
+# ---------------------------------------------------------------------------------- strict configs
+def _write(tmp_path, text):
+    path = tmp_path / "pipeline.toml"
+    path.write_text("[study]\ndir = 'x'\n" + text)
+    return path
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[score]\nalhpa = 0.001\n", "[score] unknown key 'alhpa' (did you mean 'alpha'?)"),
+    ("[score]\nmetric = ['ridge']\n", "[score] unknown key 'metric' (did you mean 'metrics'?)"),
+    ("[extract]\nmodel = 'alexnet'\n", "[extract] unknown key 'model' (did you mean 'models'?)"),
+    ("[select]\nmin_reliabilty = 0.5\n", "[select] unknown key 'min_reliabilty' (did you mean 'min_reliability'?)"),
+    ("[scoring]\nmetrics = ['ridge']\n", "unknown table [scoring] (did you mean 'score'?)"),
+    ("[score]\nmetrics = 'ridge'\n", "[score] metrics must be a list of strings, got str 'ridge'"),
+    ("[score]\nmetrics = ['rige']\n", "[score] metrics: unknown value 'rige' (did you mean 'ridge'?)"),
+    ("[report]\nn_boot = -5\n", "[report] n_boot must be >= 0, got -5"),
+    ("[report]\nn_boot = 1.5\n", "[report] n_boot must be an integer, got float 1.5"),
+    ("[study]\n", "Cannot declare"),  # a second [study] table is invalid TOML
+    ("[score]\nalpha = 0\n", "[score] alpha must be > 0, got 0"),
+    ("[score]\nalpha = inf\n", "[score] alpha must be finite, got inf"),
+    ("[select]\nexclude_running = 1\n", "[select] exclude_running must be true or false, got int 1"),
+    ("[sweep]\nthresholds = [0.0, 1.5]\n", "[sweep] thresholds must be <= 1, got 1.5"),
+    ("[ingest]\nsource = 'arrays'\nn_images = 10\n", "[ingest] key 'n_images' does not apply to source 'arrays'"),
+    ("[ingest]\nsource = 'alen'\n", "[ingest] source: unknown value 'alen' (did you mean 'allen'?)"),
+])
+def test_config_typos_and_bad_values_are_errors(tmp_path, text, message):
+    path = _write(tmp_path, text)
+    with pytest.raises(NeuroxrError) as info:
+        pipeline.load_settings(path)
+    assert message in str(info.value) and str(info.value).startswith(str(path)), info.value
+
+
+def test_config_settings_are_typed(tmp_path):
+    path = _write(tmp_path, "[score]\nmetrics = ['ridge']\nalpha = 2\n[report]\nn_boot = 10\n[sweep]\n")
+    s = pipeline.load_settings(path)
+    assert s.score.metrics == ["ridge"] and s.score.alpha == 2 and s.report.n_boot == 10
+    assert s.sweep.thresholds == [round(0.1 * i, 1) for i in range(10)]  # an empty [sweep] runs with defaults
+    assert s.select is None and s.tradeoff is None and s.study.dir == "x" and s.base == tmp_path.resolve()
+    for name in ("conwell2021", "demo", "visp"):
+        pipeline.load_settings(REPO / "pipelines" / f"{name}.toml")
+
+
+def test_cli_run_with_a_typo_stops_before_any_work(tmp_path, capsys):
+    from neuroxr.cli import main
+
+    path = _write(tmp_path, "[score]\nalhpa = 0.001\n")
+    assert main(["run", str(path), "--study", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "[score] unknown key 'alhpa' (did you mean 'alpha'?)" in err and "Traceback" not in err
+    assert not (tmp_path / "s").exists()

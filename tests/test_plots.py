@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from neuroxr import plots, stats
-from test_stats import make_scores
+from test_stats import make_scores, select_neurons
 
 
 def check_png(path, min_w=300, min_h=150):
@@ -29,7 +29,7 @@ def tables():
     tasks = pd.DataFrame({"task": ["edge_texture", "class_object", "depth_zbuffer", "segment_semantic"],
                           "cluster": ["2D", "semantic", "3D", "semantic"]})
     rel = scores.splithalf_r.values
-    sweep = stats.sweep_reliability(lambda m: scores.isel(neuron=np.flatnonzero(m)), rel,
+    sweep = stats.rank_over_thresholds(lambda m: select_neurons(scores, np.flatnonzero(m)), rel,
                                     thresholds=[0, 0.3, 0.6], n_boot=50)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((30, 200))

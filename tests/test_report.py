@@ -9,7 +9,7 @@ import pytest
 
 from neuroxr import schema as S
 from neuroxr import stats
-from neuroxr.io.store import write_dataset
+from neuroxr.mapping.tree import replace_scores
 from test_plots import check_png
 from test_stats import make_scores
 
@@ -17,7 +17,7 @@ from test_stats import make_scores
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     d = tmp_path_factory.mktemp("study")
-    write_dataset(make_scores(seed=5), d / S.SCORES_STORE)
+    replace_scores(make_scores(seed=5), d / S.SCORES_STORE)
     return d
 
 
@@ -84,3 +84,59 @@ def test_cli_missing_scores_is_a_clear_error(tmp_path, capsys):
     assert main(["rank", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "scores.zarr" in err and "neuroxr score" in err
+
+
+# ---------------------------------------------------------------------------------- CLI details
+def _subparsers(parser):
+    import argparse
+
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def test_cli_help_prints_percent_once_and_every_option_has_help(capsys):
+    from neuroxr.cli import build_parser, main
+
+    with pytest.raises(SystemExit):
+        main(["rank", "--help"])
+    out = capsys.readouterr().out
+    assert "95%%" not in out and "95% intervals" in out
+    subs = _subparsers(build_parser())
+    for name in ("rank", "report", "run", "demo", "score", "verify"):
+        missing = [a.dest for a in subs[name]._actions if not a.help]
+        assert not missing, (name, missing)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["rank", "S", "--n-boot", "-5"], "must be >= 0, got -5"),
+    (["report", "S", "--seed", "x"], "expected an integer, got 'x'"),
+    (["score", "S", "--layer-chunk", "0"], "must be >= 1, got 0"),
+    (["score", "S", "--alphas", "1,x"], "takes comma-separated numbers"),
+])
+def test_cli_bad_counts_are_usage_errors(argv, message, capsys):
+    from neuroxr.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and message in err and "Traceback" not in err
+
+
+def test_counts_are_pluralised():
+    from neuroxr.info import format_count
+
+    assert [format_count(n, "layer") for n in (0, 1, 2)] == ["0 layers", "1 layer", "2 layers"]
+
+
+def test_cli_stops_quietly_when_stdout_is_closed(monkeypatch, capsys):
+    """`neuroxr models | head`: the reader goes away; exit 141 and no traceback."""
+    import io
+
+    from neuroxr.cli import main
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    assert main(["models"]) == 141
+    assert "Traceback" not in capsys.readouterr().err

@@ -88,6 +88,8 @@ def kill_at(args, study: Path, mode: str, rng, duration: float) -> tuple[bool, f
     if killed:
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    if killed:  # the kill itself ended it (not a run that finished or failed on its own)
+        assert proc.returncode == -signal.SIGKILL, proc.returncode
     return killed, time.monotonic() - t0
 
 
@@ -240,6 +242,33 @@ def test_score_reference_is_complete(score_setup):
     ds = xr.open_zarr(ref / S.SCORES_STORE)
     assert ds.sizes[S.LAYER] == 30 and ds.sizes[S.NEURON] == 36
     assert np.isfinite(ds[S.RIDGE_R].values).all()
+
+
+def _parts(study: Path) -> list[str]:
+    d = study / "scores.parts"
+    return sorted(p.name for p in d.glob("*.zarr") if not p.name.startswith(".")) if d.exists() else []
+
+
+def test_score_killed_between_parts_resumes_the_rest(score_setup):
+    """SIGKILL once the first parts are whole: the kill happened (-9), some parts exist and not all."""
+    root, base, ref, _ = score_setup
+    study = root / "between"
+    shutil.copytree(base, study)
+    proc = subprocess.Popen([NEUROXR, *_score_args(study)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    t0 = time.monotonic()
+    while proc.poll() is None and not _parts(study) and time.monotonic() - t0 < 300:
+        time.sleep(0.002)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    done = _parts(study)
+    assert 1 <= len(done) < 6, done
+    check_after_kill(study, ref)
+    run_cli(_score_args(study))
+    assert len(_parts(study)) == 6
+    assert_studies_equal(study, ref)
+    shutil.rmtree(study)
 
 
 @pytest.mark.parametrize("i", range(2))

@@ -91,12 +91,12 @@ def test_split_trials_with_nan_padding_matches_loops():
     for i, j in itertools.product(range(4), range(6)):
         v = t[i, j][np.isfinite(t[i, j])]
         assert a[i, j] == pytest.approx(v[0::2].mean()) and b[i, j] == pytest.approx(v[1::2].mean())
-    # a random split uses every valid trial once, in halves that differ by at most one trial
+    # a random split (drawn by responses.draw_split_keys) uses every valid trial once: k // 2 in half A
     ra, rb = rsa.split_trials(t, seed=3)
     assert not np.allclose(ra, a)
     valid = np.isfinite(t)
     total = np.where(valid, t, 0).sum(-1)
-    na = np.ceil(valid.sum(-1) / 2)
+    na = valid.sum(-1) // 2
     np.testing.assert_allclose(ra * na + rb * (valid.sum(-1) - na), total, atol=1e-12)
 
 

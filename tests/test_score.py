@@ -1,7 +1,7 @@
 """score_layers / score_study: exact against scikit-learn and scipy, lazy, resumable, crash-safe."""
 from __future__ import annotations
 
-import json
+import shutil
 from pathlib import Path
 
 import dask
@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from neuroxr import schema as S
 from neuroxr.errors import MissingDataError, NeuroxrError, SettingsMismatchError
 from neuroxr.io import store
-from neuroxr.mapping import open_scores, score
+from neuroxr.mapping import graph, kernels, open_scores, score
 
 AREAS = ("VISp", "VISl")
 
@@ -131,7 +131,7 @@ def test_score_layers_raw_features_and_alpha_grid():
 @pytest.mark.parametrize("redo", [1e-6, 2.0])
 def test_direct_and_algebraic_pearson_paths_agree(monkeypatch, redo):
     """redo=2: every neuron takes the direct (centred prediction) path; both match scikit-learn."""
-    monkeypatch.setattr(score, "_REDO_RTOL", redo)
+    monkeypatch.setattr(kernels, "REDO_RTOL", redo)
     Xs, Y = make_data(seed=3)
     grid = (1e-2, 1.0, 1e5)
     ds = score.score_layers(make_features(Xs), make_responses(Y), ("ridge",), alphas=grid).compute()
@@ -307,7 +307,7 @@ def test_crash_while_scoring_leaves_no_half_written_part(tmp_path, monkeypatch):
     root = write_study(tmp_path / "st", {"a": make_features(Xs, model="a")}, Y)
     score.score_study(root, metrics=("ridge",))
     store.write_dataset(make_features(Xs, model="b"), root / "features" / "b.zarr")
-    real = score._block_loo_scores
+    real = graph._loo_scores
     calls = {"n": 0}
 
     def flaky(R, Yb, n_out):
@@ -316,13 +316,13 @@ def test_crash_while_scoring_leaves_no_half_written_part(tmp_path, monkeypatch):
             raise KeyboardInterrupt("killed")
         return real(R, Yb, n_out)
 
-    monkeypatch.setattr(score, "_block_loo_scores", flaky)
+    monkeypatch.setattr(graph, "_loo_scores", flaky)
     with pytest.raises(KeyboardInterrupt):
         score.score_study(root, metrics=("ridge",), layer_chunk=1, neuron_chunk=4)
     assert not (root / "scores.parts" / "b.zarr").exists()
     sc = store.open_dataset(root / "scores.zarr")
     assert set(sc.model.values) == {"a"}  # the old store is intact
-    monkeypatch.setattr(score, "_block_loo_scores", real)
+    monkeypatch.setattr(graph, "_loo_scores", real)
     sc = store.open_dataset(score.score_study(root, metrics=("ridge",)))
     assert set(sc.model.values) == {"a", "b"}
     assert sorted(p.name for p in (root / "scores.parts").iterdir() if not p.name.startswith(".")) == \
@@ -406,3 +406,31 @@ def test_string_coords_of_extract_stores_open_after_scoring(tmp_path):
     root = write_study(tmp_path / "st", {"m": feats}, Y)
     sc = store.open_dataset(score.score_study(root, metrics=("ridge",)))
     assert sc.model.dtype.kind == "U" and list(sc.layer_name.values) == list(Xs)
+
+
+def test_torch_backend_scores_like_sklearn():
+    pytest.importorskip("torch")
+    Xs, Y = make_data(seed=9)
+    ds = score.score_layers(make_features(Xs), make_responses(Y), ("ridge",), alphas=(0.5, 20.0), backend="torch")
+    ds = ds.compute()
+    for i, X in enumerate(Xs.values()):
+        want = [sklearn_loo_r(X, Y[:, [j]], ds.ridge_alpha[i, j].item())[0] for j in range(Y.shape[1])]
+        np.testing.assert_allclose(ds.ridge_r[i].values, want, atol=1e-8)
+
+
+def test_parts_in_an_older_layout_are_rescored(tmp_path):
+    """A part without the tree layout (no 'variant', rsa_r at the root) is scored again, not assembled."""
+    Xs, Y = make_data()
+    root = write_study(tmp_path / "st", {"m": make_features(Xs)}, Y)
+    want = open_scores(score.score_study(root)).load()
+    part = root / "scores.parts" / "m.zarr"
+    flat = xr.open_zarr(part).load().drop_vars("variant")
+    flat["rsa_r"] = want["areas"].rsa_r.reset_coords(drop=True).drop_vars("area")
+    shutil.rmtree(part)
+    flat.to_zarr(part, zarr_format=3)
+    with pytest.raises(SettingsMismatchError, match="older neuroxr"):
+        score.assemble_scores(root)
+    logs = []
+    got = open_scores(score.score_study(root, log=logs.append))
+    assert [m for m in logs if "scoring" in m]
+    xr.testing.assert_identical(got["areas"].rsa_r.load(), want["areas"].rsa_r)

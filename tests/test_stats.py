@@ -14,8 +14,8 @@ AREAS = ("VISp", "VISl", "VISal", "VISpm", "VISrl", "VISam")
 CRE = ("Cux2-CreERT2", "Rorb-IRES2-Cre", "Rbp4-Cre_KL100")
 
 
-def make_scores(seed=0, n_neurons=120, models=None, rsa=True, srp=False, peak=None) -> xr.Dataset:
-    """A scores.zarr-like Dataset with planted structure.
+def make_scores(seed=0, n_neurons=120, models=None, rsa=True, srp=False, peak=None) -> xr.DataTree:
+    """A scores.zarr-like DataTree with planted structure (``ridge_r`` at the root, ``rsa_r`` in ``areas``).
 
     Each model's layer score follows a bump over relative depth peaking at ``peak[area]``
     (rising along the hierarchy) and scaled by the model's quality; random weights score lower.
@@ -51,14 +51,24 @@ def make_scores(seed=0, n_neurons=120, models=None, rsa=True, srp=False, peak=No
               "neuron": np.arange(n_neurons), "area": ("neuron", area), "cre_line": ("neuron", cre),
               "depth_um": ("neuron", rng.uniform(150, 400, n_neurons)),
               "splithalf_r": ("neuron", rng.uniform(0, 1, n_neurons))}
+    coords["variant"] = ("layer", np.array([f"{m}:{w}" for m, w in zip(meta.model, meta.weights)]))
     ds = xr.Dataset({"ridge_r": (("layer", "neuron"), np.array(ridge))}, coords=coords)
-    if rsa:
-        # the scores.zarr layout: rsa_r's `area` dim is labelled by `area_name`, beside the neuron coord `area`
-        ds["rsa_r"] = (("layer", "area"), np.array(rsa_rows))
-        ds = ds.assign_coords(area_name=("area", np.array(AREAS)))
     if srp:
         ds["srp_ridge_r"] = ds["ridge_r"] + 0.01
-    return ds
+    groups = {"/": ds}
+    if rsa:  # the scores.zarr layout: area-level scores in `areas`, `area` an index of names
+        layer = {c: ds[c].variable for c in ds.coords if ds[c].dims == ("layer",)}
+        groups["areas"] = xr.Dataset({"rsa_r": (("layer", "area"), np.array(rsa_rows))},
+                                     coords={**layer, "area": np.array(AREAS)})
+    return xr.DataTree.from_dict(groups)
+
+
+def select_neurons(tree: xr.DataTree, idx) -> xr.DataTree:
+    """``tree`` with the root group's neurons ``idx`` (the ``areas`` group as it is)."""
+    groups = {"/": tree.to_dataset(inherit=False).isel(neuron=idx)}
+    if "areas" in tree.children:
+        groups["areas"] = tree["areas"].to_dataset(inherit=False)
+    return xr.DataTree.from_dict(groups)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +97,7 @@ def test_rankings_contract_and_max_over_layers(scores, rankings):
     g_all = rankings[(rankings.metric == "ridge") & (rankings.area == "all")].set_index(["model", "weights"])
     np.testing.assert_allclose(g_all.score, allm.loc[g_all.index], rtol=1e-12)
     # overall = mean of the ridge and rsa `all` scores
-    r_all = scores.rsa_r.to_dataframe().reset_index().groupby(["model", "weights", "layer_name"]).rsa_r.mean()
+    r_all = scores["areas"].rsa_r.to_dataframe().reset_index().groupby(["model", "weights", "layer_name"]).rsa_r.mean()
     r_all = r_all.groupby(["model", "weights"]).max()
     ov = rankings[rankings.metric == "overall"].set_index(["model", "weights"])
     np.testing.assert_allclose(ov.score, (allm.loc[ov.index] + r_all.loc[ov.index]) / 2, rtol=1e-12)
@@ -103,8 +113,9 @@ def test_bootstrap_intervals_bracket_and_match_manual(scores, rankings):
     # the `all` interval is the percentile interval over area resamples: recompute by hand for one model
     row = rankings[(rankings.metric == "rsa") & (rankings.area == "all") & (rankings.model == "alexnet")
                    & (rankings.weights == "trained")].iloc[0]
-    sub = scores.rsa_r.where((scores.model == "alexnet") & (scores.weights == "trained"), drop=True)
-    assert list(sub.area_name.values) == list(AREAS)
+    areas = scores["areas"]
+    sub = areas.rsa_r.where((areas.model == "alexnet") & (areas.weights == "trained"), drop=True)
+    assert list(sub.area.values) == list(AREAS)
     sub = sub.sortby("depth").values  # (layer, area)
     idx = np.random.default_rng(1).integers(0, 6, size=(200, 6))
     samples = np.array([sub[:, i].mean(1).max() for i in idx])
@@ -123,7 +134,7 @@ def test_rank_by_cre_line_and_srp(rng):
 
 
 def test_trained_vs_random_matches_scipy(rankings):
-    t = stats.test_trained_vs_random(rankings, metrics=["ridge", "rsa"], areas=["all", "VISp"])
+    t = stats.compare_trained_random(rankings, metrics=["ridge", "rsa"], areas=["all", "VISp"])
     assert len(t) == 4
     for _, row in t.iterrows():
         r = rankings[(rankings.metric == row.metric) & (rankings.area == row.area)]
@@ -142,7 +153,7 @@ def test_trained_vs_random_matches_scipy(rankings):
 
 
 def test_transformers_vs_rest_matches_scipy_and_hedges(rankings):
-    t = stats.test_family_contrast(rankings, "transformer", metrics=["overall"], areas=["all"])
+    t = stats.compare_family(rankings, "transformer", metrics=["overall"], areas=["all"])
     assert len(t) == 1
     row = t.iloc[0]
     r = rankings[(rankings.metric == "overall") & (rankings.area == "all") & (rankings.weights == "trained")
@@ -156,7 +167,7 @@ def test_transformers_vs_rest_matches_scipy_and_hedges(rankings):
     g = (a.mean() - b.mean()) / sp * (1 - 3 / (4 * (n1 + n2) - 9))
     np.testing.assert_allclose(row.effect_size, g, rtol=1e-10)
     assert row.effect_size < 0  # transformers were planted worse
-    s = stats.test_family_contrast(rankings, "transformer", metrics=["overall"], areas=["all"], equal_var=True)
+    s = stats.compare_family(rankings, "transformer", metrics=["overall"], areas=["all"], equal_var=True)
     np.testing.assert_allclose(s.iloc[0].p, st.ttest_ind(a, b).pvalue, rtol=1e-10)
 
 
@@ -190,7 +201,7 @@ def test_metric_agreement(scores, rankings):
     # per model and area over layers, averaged: recompute with pandas + scipy
     df = scores.ridge_r.to_dataframe().reset_index()
     ridge = df.groupby(["model", "weights", "area", "depth"]).ridge_r.mean()
-    rsa = scores.rsa_r.to_dataframe().reset_index().drop(columns="area").rename(columns={"area_name": "area"})
+    rsa = scores["areas"].rsa_r.to_dataframe().reset_index()
     rsa = rsa.set_index(["model", "weights", "area", "depth"]).rsa_r
     j = pd.concat([ridge, rsa.loc[ridge.index]], axis=1)
     rhos = [st.spearmanr(g.ridge_r, g.rsa_r).statistic for _, g in j.groupby(level=[0, 1, 2]) if len(g) >= 3]
@@ -209,7 +220,7 @@ def test_depth_gradient_recovered(rankings):
     r = rankings[(rankings.metric == "ridge") & (rankings.area == "VISam") & (rankings.weights == "trained")
                  & (rankings.family != "baseline")]
     np.testing.assert_allclose(d.set_index("area").loc["VISam", "relative_depth"], r.relative_depth.mean())
-    g = stats.test_depth_gradient(rankings, metrics=["ridge"])
+    g = stats.correlate_depth(rankings, metrics=["ridge"])
     row = g.iloc[0]
     sub = rankings[(rankings.metric == "ridge") & (rankings.area != "all") & (rankings.weights == "trained")
                    & (rankings.family != "baseline")]
@@ -254,18 +265,18 @@ def test_reliability_sweep_filters_neurons(scores):
     rel = scores.splithalf_r.values
 
     def scores_at(mask):
-        return scores.isel(neuron=np.flatnonzero(mask))
+        return select_neurons(scores, np.flatnonzero(mask))
 
-    sw = stats.sweep_reliability(scores_at, rel, thresholds=[0.0, 0.5, 0.9], n_boot=50)
+    sw = stats.rank_over_thresholds(scores_at, rel, thresholds=[0.0, 0.5, 0.9], n_boot=50)
     n = sw.groupby("threshold").n_neurons.first()
     assert list(n) == [int((rel >= t).sum()) for t in (0.0, 0.5, 0.9)]
     row = sw[(sw.threshold == 0.5) & (sw.metric == "ridge") & (sw.model == "alexnet") & (sw.weights == "trained")]
-    sub = scores.isel(neuron=np.flatnonzero(rel >= 0.5))
+    sub = select_neurons(scores, np.flatnonzero(rel >= 0.5))
     sub = sub.ridge_r.where((sub.model == "alexnet") & (sub.weights == "trained"), drop=True)
     ref = sub.groupby("area").mean().mean("area").max()
     np.testing.assert_allclose(row.score.iloc[0], float(ref), rtol=1e-12)
     with pytest.raises(Exception, match="threshold"):
-        stats.sweep_reliability(scores_at, rel, thresholds=[2.0])
+        stats.rank_over_thresholds(scores_at, rel, thresholds=[2.0])
 
 
 def test_method_tradeoff_against_sklearn(rng):

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
+from importlib.metadata import PackageNotFoundError, version
 
 from ..errors import USER_ERRORS
+from ..io.store import resolve_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,8 +22,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="neuroxr",
         description="Which deep networks best model the mouse visual cortex: ingest, extract, score, rank, report.",
     )
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         v = version("neuroxr")
     except PackageNotFoundError:  # pragma: no cover
@@ -28,9 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"neuroxr {v}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    from . import __path__ as here
-
-    for info in sorted(pkgutil.iter_modules(here), key=lambda m: m.name):
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_") and not info.name.startswith("__") and info.name != "_common":
             mod = importlib.import_module(f"{__name__}.{info.name}")
             if hasattr(mod, "register"):
@@ -47,6 +46,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("neuroxr: interrupted; finished units are kept, rerun the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of stdout has gone (`neuroxr models | head`): stop quietly
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, as a shell reports a writer killed by the signal
     except USER_ERRORS as exc:  # clear one-line errors, no bare traceback
         if getattr(args, "debug", False):
             raise
@@ -56,10 +58,17 @@ def main(argv=None) -> int:
     return int(rc or 0)
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor
+        pass
+
+
 def _normalise_paths(args) -> None:
     """``file://`` URLs given as STUDY (or ``--study``) become plain local paths, in one place."""
-    from ..io.store import resolve_path
-
     for name in ("study", "path", "studies"):
         val = getattr(args, name, None)
         if isinstance(val, str) and ":/" in val:

@@ -1,92 +1,87 @@
 """``neuroxr rank | report | run | demo``: rankings, the report, whole pipelines, the demo."""
 from __future__ import annotations
 
-import sys
+import json
 
-from ._common import add_cluster_args
+import pandas as pd
+
+from .. import pipeline, report, stats
+from ..cluster import client_from_args
+from ..info import format_count
+from ..mapping import METRICS
+from ._common import add_cluster_args, non_negative_int, positive_int
 
 
 def _rank(args):
-    import pandas as pd
-
-    from ..report import write_rankings
-    from ..stats import headline_metric, select_ranking
-
-    path = write_rankings(args.study, args.metric or None, n_boot=args.n_boot, seed=args.seed)
+    path = report.write_rankings(args.study, args.metric or None, n_boot=args.n_boot, seed=args.seed)
     r = pd.read_csv(path)
-    metric = headline_metric(r)
-    top = select_ranking(r, metric).head(args.top)
-    print(f"wrote {path} ({len(r)} rows)")
+    metric = stats.headline_metric(r)
+    top = stats.select_ranking(r, metric).head(args.top)
+    print(f"wrote {path} ({format_count(len(r), 'row')})")
     print(f"top {len(top)} by {metric} (area all):")
     print(top[["rank", "model", "weights", "family", "score", "ci_low", "ci_high"]].to_string(index=False,
                                                                                             float_format="%.4f"))
 
 
 def _report(args):
-    import json
-
-    from ..report import format_headline, write_report
-
-    path = write_report(args.study, n_boot=args.n_boot, seed=args.seed)
+    path = report.write_report(args.study, n_boot=args.n_boot, seed=args.seed)
     print(f"report: {path}")
-    print(format_headline(json.loads((path.parent / "headline.json").read_text())))
+    print(report.format_headline(json.loads((path.parent / "headline.json").read_text())))
 
 
 def _run(args):
-    from ..cluster import client_from_args
-    from ..pipeline import check_pipeline, run_pipeline
-
     if args.check:
-        missing = check_pipeline(args.config, study=args.study)
+        missing = pipeline.check_pipeline(args.config, study=args.study)
         if missing:
             print("missing before this pipeline can run:\n" + "\n".join(f"  - {m}" for m in missing))
             return 1
         print("everything the pipeline needs is in place")
         return 0
     with client_from_args(args) as client:
-        res = run_pipeline(args.config, study=args.study, client=client, force=args.force or ())
+        res = pipeline.run_pipeline(args.config, study=args.study, client=client, force=args.force or ())
     print(f"report: {res['report']}")
     if res.get("headline"):
         print(res["headline"])
 
 
 def _demo(args):
-    from ..cluster import client_from_args
-    from ..pipeline import run_demo
-
     with client_from_args(args) as client:
-        res = run_demo(args.study, client=client, size=args.size, seed=args.seed)
+        res = pipeline.run_demo(args.study, client=client, size=args.size, seed=args.seed)
     print(f"report: {res['report']}")
     print(res["headline"])
     print(f"({res['seconds']:.0f} s; rerun to reuse what is done, or open the report in a browser)")
 
 
+def _add_bootstrap_args(p) -> None:
+    p.add_argument("--n-boot", type=non_negative_int, default=1000,
+                   help="bootstrap resamples for the 95%% intervals (default 1000; 0: no intervals)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the bootstrap (default 0)")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+
+
 def register(sub) -> None:
     p = sub.add_parser("rank", help="rank models: STUDY/reports/rankings.csv",
                        description="Max over layers of the area-mean score per model and area, the overall "
-                                   "ranking, bootstrapped 95%% intervals; writes STUDY/reports/rankings.csv.")
+                                   "ranking, bootstrapped 95% intervals; writes STUDY/reports/rankings.csv.")
     p.add_argument("study", help="study directory with scores.zarr")
-    p.add_argument("--metric", action="append", choices=["ridge", "srp-ridge", "pls", "rsa"],
+    p.add_argument("--metric", action="append", choices=stats.order_metrics(METRICS),
                    help="metric(s) to rank by (repeatable; default: all scored)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--top", type=int, default=10, help="rows printed (default 10)")
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    p.add_argument("--top", type=positive_int, default=10, help="rows printed (default 10)")
+    _add_bootstrap_args(p)
     p.set_defaults(func=_rank)
 
     p = sub.add_parser("report", help="STUDY/reports/index.html with figures (PNG) and tables (CSV)",
                        description="Rankings, statistics and figures of a scored study, as one HTML page "
                                    "with the PNGs and CSV tables beside it.")
-    p.add_argument("study")
-    p.add_argument("--n-boot", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    p.add_argument("study", help="study directory with scores.zarr")
+    _add_bootstrap_args(p)
     p.set_defaults(func=_report)
 
     p = sub.add_parser("run", help="run a pipeline config (TOML): ingest -> select -> extract -> score -> "
                                    "rank -> report, resumable",
                        description="Run a whole study from one TOML file (see pipelines/). Each stage skips "
-                                   "what is already done, so rerunning resumes.")
+                                   "what is already done, so rerunning resumes. Unknown tables or keys, "
+                                   "wrong types and out-of-range values stop it before any work.")
     p.add_argument("config", help="pipeline TOML, e.g. pipelines/conwell2021.toml")
     p.add_argument("--study", default=None, help="study directory (default: the config's [study] dir)")
     p.add_argument("--check", action="store_true",
@@ -105,10 +100,7 @@ def register(sub) -> None:
     p.add_argument("--study", default="neuroxr-demo", help="study directory (default ./neuroxr-demo)")
     p.add_argument("--size", choices=["small", "full"], default="full",
                    help="'small' is the reduced demo used by the tests")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of the simulation and the random weights (default 0)")
     add_cluster_args(p)
     p.set_defaults(func=_demo)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(0)

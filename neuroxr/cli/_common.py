@@ -1,5 +1,26 @@
-"""Options shared by subcommands."""
+"""Options shared by subcommands, and argparse types for counts."""
 from __future__ import annotations
+
+import argparse
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+#: argparse types: an integer >= 0 (bootstrap resamples, seeds) and >= 1 (sizes, counts)
+non_negative_int = _int_at_least(0)
+positive_int = _int_at_least(1)
 
 
 def add_cluster_args(parser) -> None:
@@ -8,9 +29,10 @@ def add_cluster_args(parser) -> None:
     g.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="address of a running dask.distributed scheduler, e.g. tcp://10.0.0.5:8786, "
                         "or the path of its scheduler file")
-    g.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="start a LocalCluster of N worker processes (default: run in this process)")
-    g.add_argument("--threads-per-worker", type=int, default=1, metavar="T")
+    g.add_argument("--workers", type=non_negative_int, default=None, metavar="N",
+                   help="start a LocalCluster of N worker processes (default or 0: run in this process)")
+    g.add_argument("--threads-per-worker", type=positive_int, default=1, metavar="T",
+                   help="threads of each LocalCluster worker (default 1)")
     g.add_argument("--memory-limit", default="auto", metavar="SIZE", help="per-worker memory limit, e.g. 3GB")
     g.add_argument("--dashboard-address", default="127.0.0.1:8787", metavar="HOST:PORT",
                    help="where the Dask dashboard listens (default 127.0.0.1:8787)")

@@ -4,23 +4,22 @@ from __future__ import annotations
 import json
 import sys
 
+from ..info import format_count
+from ..io import integrity
+from ..io.store import clean_stale, resolve_path
+from ..study import open_study
+
 
 def _cmd_verify(args) -> int:
-    from ..io.integrity import verify_store, verify_study
-    from ..io.store import clean_stale, resolve_path
-    from ..study import open_study
-
     if args.store:
-        problems = [p for s in args.store for p in verify_store(s)]
+        problems = [p for s in args.store for p in integrity.verify_store(s)]
     else:
         study = open_study(args.study)
         show = None if args.json or args.quiet else (lambda p: print(f"checking {p}", file=sys.stderr))
-        problems = verify_study(study, progress=show)
+        problems = integrity.verify_study(study, progress=show)
     removed = []
     if args.clean and not args.store:
-        from ..io.integrity import find_stale
-
-        for stale in find_stale(resolve_path(args.study)):
+        for stale in integrity.find_stale(resolve_path(args.study)):
             removed.extend(clean_stale(stale.parent))
         gone = {str(r) for r in removed}
         problems = [p for p in problems if not (p.kind == "stale" and p.store in gone)]
@@ -35,11 +34,11 @@ def _cmd_verify(args) -> int:
             print(f"{'ERROR' if p.is_error else 'warning'} {p.kind}: {p.message}")
         where = ", ".join(args.store) if args.store else args.study
         if errors:
-            print(f"{where}: {len(errors)} corrupted or unreadable chunk(s); rewrite the stores named above "
-                  f"(rerun the step with --overwrite) or restore them", file=sys.stderr)
+            print(f"{where}: {format_count(len(errors), 'corrupted or unreadable chunk')}; rewrite the stores "
+                  f"named above (rerun the step with --overwrite) or restore them", file=sys.stderr)
         elif not args.quiet:
             print(f"{where}: every chunk passed its checksum"
-                  + (f" ({len(problems)} warning(s))" if problems else ""))
+                  + (f" ({format_count(len(problems), 'warning')})" if problems else ""))
     return 1 if errors else 0
 
 

@@ -1,17 +1,21 @@
 """``neuroxr score STUDY``: leave-one-out ridge, RSA, SRP-ridge and PLS scores of every layer."""
 from __future__ import annotations
 
+import argparse
 import sys
 
-from ._common import add_cluster_args, add_overwrite_arg
+from ..cluster import client_from_args
+from ..info import format_count
+from ..mapping import METRICS, open_scores
+from ..mapping import score as scoring
+from ._common import add_cluster_args, add_overwrite_arg, positive_int
 
 
 def _alphas(text: str):
     try:
-        vals = tuple(float(x) for x in text.split(",") if x.strip())
+        return tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise SystemExit(f"neuroxr score: error: --alphas takes comma-separated numbers, got {text!r}")
-    return vals
+        raise argparse.ArgumentTypeError(f"takes comma-separated numbers, got {text!r}") from None
 
 
 def register(sub) -> None:
@@ -21,7 +25,7 @@ def register(sub) -> None:
                     "(rsa_r), ridge on the sparse random projection (srp_ridge_r) and PLS (pls_r). Writes "
                     "STUDY/scores.zarr; rerunning resumes, and new models are appended.")
     p.add_argument("study", help="study directory")
-    p.add_argument("--metric", dest="metrics", action="append", choices=["ridge", "rsa", "srp-ridge", "pls"],
+    p.add_argument("--metric", dest="metrics", action="append", choices=list(METRICS),
                    help="metric to compute (repeatable; default: ridge and rsa)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--alpha", type=float, default=1.0, help="ridge penalty (default 1.0)")
@@ -37,27 +41,29 @@ def register(sub) -> None:
                    help="comparison of RDMs (default pearson)")
     p.add_argument("--pls-splits", default="kfold", choices=["kfold", "random"],
                    help="PLS image splits: 5-fold (default) or repeated random halves")
-    p.add_argument("--pls-n-splits", type=int, default=None, metavar="K")
-    p.add_argument("--pls-components", type=int, default=25, metavar="C")
+    p.add_argument("--pls-n-splits", type=positive_int, default=None, metavar="K",
+                   help="number of PLS splits (default 5 for kfold, 100 for random)")
+    p.add_argument("--pls-components", type=positive_int, default=25, metavar="C",
+                   help="PLS components (default 25)")
     p.add_argument("--skip-nan-layers", action="store_true",
                    help="score layers with NaN features as NaN instead of stopping")
-    p.add_argument("--neuron-chunk", type=int, default=8192, metavar="N")
-    p.add_argument("--layer-chunk", type=int, default=8, metavar="L")
-    p.add_argument("--backend", default="numpy", choices=["numpy", "torch", "torch:cuda"])
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--neuron-chunk", type=positive_int, default=8192, metavar="N",
+                   help="neurons per scoring task (default 8192)")
+    p.add_argument("--layer-chunk", type=positive_int, default=8, metavar="L",
+                   help="layers per scoring task (default 8)")
+    p.add_argument("--backend", default="numpy", choices=["numpy", "torch", "torch:cuda"],
+                   help="array library of the ridge solves (default numpy)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     add_overwrite_arg(p)
     add_cluster_args(p)
     p.set_defaults(func=_run)
 
 
 def _run(args) -> int:
-    from ..cluster import client_from_args
-    from ..mapping.score import DEFAULT_PLS, score_study
-
-    pls = dict(DEFAULT_PLS, kind=args.pls_splits, n_components=args.pls_components)
+    pls = dict(scoring.DEFAULT_PLS, kind=args.pls_splits, n_components=args.pls_components)
     pls["n_splits"] = args.pls_n_splits or (5 if args.pls_splits == "kfold" else 100)
     with client_from_args(args) as client:
-        path = score_study(
+        path = scoring.score_study(
             args.study, metrics=tuple(args.metrics or ("ridge", "rsa")), alpha=args.alpha, alphas=args.alphas,
             zscore=args.zscore, models=args.models, client=client, overwrite=args.overwrite,
             neuron_chunk=args.neuron_chunk, layer_chunk=args.layer_chunk, areas=args.areas,
@@ -65,9 +71,9 @@ def _run(args) -> int:
             pls_options=pls, backend=args.backend, progress=args.progress,
             log=lambda msg: print(f"neuroxr score: {msg}", file=sys.stderr),
         )
-    from ..io.store import open_dataset
-
-    ds = open_dataset(path)
-    print(f"{path}: {ds.sizes.get('layer', 0)} layers, {ds.sizes.get('neuron', 0)} neurons, "
-          f"variables {list(ds.data_vars)}; NaN counts {ds.attrs.get('nan_counts', '{}')}")
+    tree = open_scores(path)
+    sizes = {d: n for node in tree.subtree for d, n in node.to_dataset(inherit=False).sizes.items()}
+    variables = [str(v) for node in tree.subtree for v in node.data_vars]
+    print(f"{path}: {format_count(sizes.get('layer', 0), 'layer')}, {format_count(sizes.get('neuron', 0), 'neuron')}, "
+          f"variables {variables}; NaN counts {tree.attrs.get('nan_counts', '{}')}")
     return 0

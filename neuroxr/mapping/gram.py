@@ -9,7 +9,7 @@ the number of features.
 How it is fast
 --------------
 Forming ``Z Z^T`` costs ``n^2 p`` multiply-adds (SYRK); everything else is ``O(n p)`` but,
-done as separate NumPy passes (cast to float64, mean, centre, variance, scale), it used to
+done as separate NumPy passes (cast to float64, mean, centre, variance, scale), it would
 cost more than the product itself.  On the CPU one compiled kernel (Numba, when installed)
 reads each float32 chunk twice while it sits in cache: the first pass gathers the
 per-feature sums (shifted by the first image, for stability), the second writes the z-scores (and, when the raw Gram is wanted, the float64 copy) into a reused
@@ -27,10 +27,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import NeuroxrError
 from ..runtime import available_cores, thread_pool
+from .backend import get_backend
 
-__all__ = ["GramAccumulator", "calc_gram", "calc_zscored_gram", "zscore_columns", "HAVE_NUMBA",
+__all__ = ["GramAccumulator", "GramInputError", "calc_gram", "calc_zscored_gram", "zscore_columns", "HAVE_NUMBA",
            "DEFAULT_CHUNK"]
+
+
+class GramInputError(NeuroxrError, ValueError):
+    """Arguments or feature chunks a Gram accumulator cannot take."""
 
 #: features per chunk: a (118, 1024) float64 block per buffer and thread stays near L2
 DEFAULT_CHUNK = 1024
@@ -276,9 +282,9 @@ class GramAccumulator:
                  chunk: int = DEFAULT_CHUNK, n_threads: int | None = 1, backend: str = "numpy",
                  use_numba: bool | None = None):
         if n < 1:
-            raise ValueError(f"GramAccumulator: n must be >= 1, got {n}")
+            raise GramInputError(f"GramAccumulator: n must be >= 1, got {n}")
         if ddof >= n and zscored:
-            raise ValueError(f"GramAccumulator: ddof={ddof} must be < n={n}")
+            raise GramInputError(f"GramAccumulator: ddof={ddof} must be < n={n}")
         self.n, self.raw, self.zscored, self.ddof = int(n), bool(raw), bool(zscored), int(ddof)
         self.chunk = max(1, int(chunk))
         self.n_threads = available_cores() if n_threads is None else max(1, int(n_threads))
@@ -288,21 +294,17 @@ class GramAccumulator:
             kernel = _pick_kernel(use_numba)
             self._parts = [_Part(self.n, self.chunk, self.raw, self.zscored, self.ddof, kernel)]
         elif backend.startswith("torch"):
-            import torch
-
-            device = backend.split(":", 1)[1] if ":" in backend else "cpu"
-            self._device = torch.device(device)
-            f64 = torch.float64
-            self._gram = torch.zeros((n, n), dtype=f64, device=self._device) if raw else None
-            self._gram_z = torch.zeros((n, n), dtype=f64, device=self._device) if zscored else None
-            self._fsum = torch.zeros(n, dtype=f64, device=self._device)
+            self._xb = xb = get_backend(backend)  # the torch backend of neuroxr.mapping.backend
+            self._gram = xb.zeros((n, n)) if raw else None
+            self._gram_z = xb.zeros((n, n)) if zscored else None
+            self._fsum = xb.zeros(n)
         else:
-            raise ValueError(f"GramAccumulator: backend must be 'numpy' or 'torch[:device]', got {backend!r}")
+            raise GramInputError(f"GramAccumulator: backend must be 'numpy' or 'torch[:device]', got {backend!r}")
 
     def add(self, x) -> None:
         """Add a chunk of features ``x`` (image, c): any float dtype, any strides."""
         if getattr(x, "ndim", None) != 2 or x.shape[0] != self.n:
-            raise ValueError(f"GramAccumulator.add: expected ({self.n}, features), got shape "
+            raise GramInputError(f"GramAccumulator.add: expected ({self.n}, features), got shape "
                              f"{getattr(x, 'shape', None)}")
         c = x.shape[1]
         if self.backend == "numpy":
@@ -321,10 +323,8 @@ class GramAccumulator:
         self.n_features += c
 
     def _add_torch(self, x):
-        import torch
-
-        n, f64 = self.n, torch.float64
-        t = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).to(self._device, f64)
+        torch, n = self._xb.torch, self.n
+        t = self._xb.asarray(x)
         self._fsum += t.sum(1)
         if self.raw:
             self._gram.addmm_(t, t.T)
@@ -349,10 +349,10 @@ class GramAccumulator:
             out["feature_sum"] = sum(p.fsum for p in self._parts).copy()
         else:
             if self.raw:
-                out["gram"] = self._gram.cpu().numpy()
+                out["gram"] = self._xb.to_numpy(self._gram)
             if self.zscored:
-                out["gram_z"] = self._gram_z.cpu().numpy()
-            out["feature_sum"] = self._fsum.cpu().numpy()
+                out["gram_z"] = self._xb.to_numpy(self._gram_z)
+            out["feature_sum"] = self._xb.to_numpy(self._fsum)
         return out
 
 

@@ -30,7 +30,11 @@ import warnings
 
 import numpy as np
 
+from .. import rsa
 from ..errors import NeuroxrError
+from ..runtime import quiet_warnings
+from ..responses import draw_split_keys
+from .kernels import calc_pearson, split_trial_means
 
 __all__ = [
     "make_splits",
@@ -39,6 +43,7 @@ __all__ = [
     "calc_pearson_columns",
     "calc_spearman_brown",
     "split_trial_halves",
+    "calc_pls_layer_scores",
 ]
 
 
@@ -92,8 +97,6 @@ def calc_pearson_columns(a, b) -> np.ndarray:
     NaN where either column is constant (or has a non-finite value).  A 1-D input counts as one
     column.  The computation is :func:`neuroxr.mapping.ridge.calc_pearson`.
     """
-    from .ridge import calc_pearson
-
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.ndim == 1:
@@ -110,11 +113,9 @@ def calc_spearman_brown(r) -> np.ndarray:
 
     :func:`neuroxr.rsa.calc_spearman_brown` with the undefined range set to NaN.
     """
-    from ..rsa import calc_spearman_brown as _spearman_brown
-
     r = np.asarray(r, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(r > -1.0, _spearman_brown(r), np.nan)
+        return np.where(r > -1.0, rsa.calc_spearman_brown(r), np.nan)
 
 
 def split_trial_halves(trials, kind: str = "even_odd", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -125,8 +126,9 @@ def split_trial_halves(trials, kind: str = "even_odd", seed: int = 0) -> tuple[n
     trials : array (neuron, image, trial)
         NaN where an image had fewer trials.
     kind : {"even_odd", "random"}
-        ``"even_odd"``: trials 0, 2, 4, ... vs 1, 3, 5, ... (as domain_rep); ``"random"``: a
-        random half of the trial slots (one permutation for all neurons and images).
+        ``"even_odd"``: the available trials 1st, 3rd, 5th, ... vs 2nd, 4th, ... (as domain_rep);
+        ``"random"``: random halves drawn by :func:`neuroxr.responses.draw_split_keys` (see
+        :func:`neuroxr.mapping.kernels.split_trial_means`).
 
     Returns
     -------
@@ -136,21 +138,13 @@ def split_trial_halves(trials, kind: str = "even_odd", seed: int = 0) -> tuple[n
     t = np.asarray(trials, dtype=np.float64)
     if t.ndim != 3:
         raise NeuroxrError(f"split_trial_halves: trials must be (neuron, image, trial), got shape {t.shape}")
-    n = t.shape[2]
-    if n < 2:
+    if t.shape[2] < 2:
         raise NeuroxrError("split_trial_halves: need at least 2 trials per image to split them in halves")
-    if kind == "even_odd":
-        i1, i2 = np.arange(0, n, 2), np.arange(1, n, 2)
-    elif kind == "random":
-        perm = np.random.default_rng(seed).permutation(n)
-        i1, i2 = np.sort(perm[: n // 2]), np.sort(perm[n // 2:])
-    else:
+    if kind not in ("even_odd", "random"):
         raise NeuroxrError(f"split_trial_halves: kind={kind!r} is not one of 'even_odd', 'random'")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices -> NaN
-        y1 = np.nanmean(t[:, :, i1], axis=2).T
-        y2 = np.nanmean(t[:, :, i2], axis=2).T
-    return y1, y2
+    keys = draw_split_keys(1, t.shape[1], t.shape[2], seed)[0] if kind == "random" else None
+    y1, y2 = split_trial_means(t, keys)
+    return y1.T, y2.T
 
 
 def _check_xy(X, Y, name="Y"):
@@ -330,3 +324,16 @@ def calc_pls_consistency(X, Y1, Y2, splits, n_components: int = 25, scale: bool 
     if return_parts:
         return c, {"r": r, "mapping_r": mr, "response_r": rr}
     return c
+
+
+def calc_pls_layer_scores(X, Y, splits, n_components: int) -> np.ndarray:
+    """One layer ``X (image, feature)``, ``Y (image, neuron)`` -> mean held-out r over ``splits`` (neuron,).
+
+    A layer with non-finite or constant features scores NaN.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if not np.isfinite(X).all() or np.ptp(X, axis=0).max(initial=0) == 0:
+        return np.full(Y.shape[1], np.nan)
+    r = cross_validated_pls(X, np.asarray(Y, dtype=np.float64), splits, n_components=n_components)
+    with quiet_warnings(RuntimeWarning):
+        return np.nanmean(r, axis=0)

@@ -2,8 +2,10 @@
 
 Pure array functions (samples first: ``K (image, image)``, ``Y (image, neuron)``), batched
 over any leading axes of ``K`` (layers), with the array backend passed explicitly
-(``backend="numpy"`` or ``"torch"`` / ``"torch:cuda"``), in the style of himalaya.  A thin
-scikit-learn style estimator, :class:`RidgeLOO`, sits on top.
+(``backend="numpy"`` or ``"torch"`` / ``"torch:cuda"``, :mod:`neuroxr.mapping.backend`), in the
+style of himalaya: the solvers are a registry, :data:`SOLVERS`, and the ``eigen`` solver's
+residual operators with the blocked leave-one-out kernel of :mod:`neuroxr.mapping.kernels` are
+what :mod:`neuroxr.mapping.score` runs.  A scikit-learn estimator, :class:`RidgeLOO`, sits on top.
 
 The computation
 ---------------
@@ -30,13 +32,23 @@ scores are NaN.  A neuron with constant responses has a NaN Pearson r.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..errors import NeuroxrError
+from .backend import BACKENDS, get_backend
+from .gram import calc_gram, calc_zscored_gram
+from .kernels import (calc_loo_residuals, calc_loo_scores, calc_pearson, calc_residual_operator,
+                      calc_residual_operators, decompose_gram)
 
 __all__ = [
     "BACKENDS",
     "SOLVERS",
+    "RidgeSolver",
     "get_backend",
     "calc_gram",
     "calc_zscored_gram",
@@ -48,226 +60,15 @@ __all__ = [
     "calc_loo_pearson",
     "check_alphas",
     "RidgeLOO",
+    "RidgeInputError",
+    "get_solver",
 ]
-
-#: relative size under which K' counts as zero (a constant layer)
-CONSTANT_LAYER_RTOL = 1e-12
-#: relative spread under which a column counts as constant (NaN Pearson r)
-CONSTANT_COLUMN_RTOL = 1e-12
-
-
-# --- BLAS threads -----------------------------------------------------------------------------
-# --- backends ---------------------------------------------------------------------------------
-class _NumpyBackend:
-    name = "numpy"
-
-    def asarray(self, x, dtype=np.float64):
-        return np.asarray(x, dtype=dtype)
-
-    def to_numpy(self, x):
-        return np.asarray(x)
-
-    def eigh(self, a):
-        return np.linalg.eigh(a)
-
-    def eye(self, n, dtype=np.float64):
-        return np.eye(n, dtype=dtype)
-
-    def ones(self, shape, dtype=np.float64):
-        return np.ones(shape, dtype=dtype)
-
-    def einsum(self, spec, *ops):
-        return np.einsum(spec, *ops, optimize=True)
-
-    def sqrt(self, x):
-        return np.sqrt(x)
-
-    def where(self, c, a, b):
-        return np.where(c, a, b)
-
-    def swap_last(self, a):
-        return np.swapaxes(a, -1, -2)
-
-    def diagonal(self, a):
-        return np.diagonal(a, axis1=-2, axis2=-1)
-
-    def nan(self):
-        return np.nan
-
-    def isfinite_all(self, a, axes):
-        return np.isfinite(a).all(axis=axes)
-
-    def argmin(self, a, axis):
-        return np.argmin(a, axis=axis)
-
-    def take_along(self, a, idx, axis):
-        return np.take_along_axis(a, idx, axis=axis)
-
-    def abs(self, x):
-        return np.abs(x)
-
-    def max(self, x, axis):
-        return np.max(x, axis=axis)
-
-
-class _TorchBackend:
-    def __init__(self, device="cpu"):
-        import torch
-
-        self.torch = torch
-        self.device = torch.device(device)
-        self.name = f"torch:{device}" if device != "cpu" else "torch"
-
-    def asarray(self, x, dtype=None):
-        t = self.torch
-        return t.as_tensor(np.asarray(x) if not isinstance(x, t.Tensor) else x,
-                           dtype=t.float64, device=self.device)
-
-    def to_numpy(self, x):
-        return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
-
-    def eigh(self, a):
-        return self.torch.linalg.eigh(a)
-
-    def eye(self, n, dtype=None):
-        return self.torch.eye(n, dtype=self.torch.float64, device=self.device)
-
-    def ones(self, shape, dtype=None):
-        return self.torch.ones(shape, dtype=self.torch.float64, device=self.device)
-
-    def einsum(self, spec, *ops):
-        return self.torch.einsum(spec, *ops)
-
-    def sqrt(self, x):
-        return self.torch.sqrt(x)
-
-    def where(self, c, a, b):
-        t = self.torch
-        return t.where(c, a if isinstance(a, t.Tensor) else t.as_tensor(a, dtype=t.float64, device=self.device),
-                       b if isinstance(b, t.Tensor) else t.as_tensor(b, dtype=t.float64, device=self.device))
-
-    def swap_last(self, a):
-        return a.transpose(-1, -2)
-
-    def diagonal(self, a):
-        return self.torch.diagonal(a, dim1=-2, dim2=-1)
-
-    def nan(self):
-        return float("nan")
-
-    def isfinite_all(self, a, axes):
-        out = self.torch.isfinite(a)
-        for ax in sorted(axes, reverse=True):
-            out = out.all(dim=ax)
-        return out
-
-    def argmin(self, a, axis):
-        return self.torch.argmin(a, dim=axis)
-
-    def take_along(self, a, idx, axis):
-        return self.torch.take_along_dim(a, idx, dim=axis)
-
-    def abs(self, x):
-        return self.torch.abs(x)
-
-    def max(self, x, axis):
-        return self.torch.amax(x, dim=axis)
-
-
-_NUMPY = _NumpyBackend()
-
-
-def _make_torch(device="cpu"):
-    return _TorchBackend(device)
-
-
-#: backend name -> factory; pass the name (or the object) explicitly to every function
-BACKENDS = {
-    "numpy": lambda: _NUMPY,
-    "torch": lambda: _make_torch("cpu"),
-    "torch:cuda": lambda: _make_torch("cuda"),
-}
-
-
-def get_backend(backend="numpy"):
-    """The backend object for ``backend`` (a name of :data:`BACKENDS` or a backend object)."""
-    if not isinstance(backend, str):
-        return backend
-    if backend not in BACKENDS:
-        raise NeuroxrError(f"unknown array backend {backend!r}; choose one of {sorted(BACKENDS)}")
-    try:
-        return BACKENDS[backend]()
-    except ImportError as exc:  # pragma: no cover - torch is a dependency
-        raise NeuroxrError(f"backend {backend!r} needs PyTorch: {exc}") from exc
-
-
-# --- Gram matrices ----------------------------------------------------------------------------
-# formed in neuroxr.mapping.gram (one fused pass per chunk); re-exported here for the ridge API
-from .gram import calc_gram, calc_zscored_gram  # noqa: E402
-
-
-# --- the core -----------------------------------------------------------------------------
-def _complement_basis(n, xb):
-    """V (n, n-1): orthonormal basis of the complement of the all-ones vector (Householder)."""
-    v = np.full(n, 1.0 / np.sqrt(n))
-    v[0] += 1.0  # v = u + e1 (no cancellation); P = I - 2 v v^T / v^T v maps u to -e1
-    P = np.eye(n) - 2.0 * np.outer(v, v) / (v @ v)
-    return xb.asarray(np.ascontiguousarray(P[:, 1:]))
-
-
-def decompose_gram(K, *, backend="numpy"):
-    """Eigendecomposition of ``K`` restricted to the complement of the all-ones vector.
-
-    Parameters
-    ----------
-    K : array (..., image, image)
-        Gram matrices (any leading axes, e.g. layer), symmetric.
-
-    Returns
-    -------
-    s : array (..., image - 1)
-        Eigenvalues of ``K' = V^T K V``.
-    W : array (..., image, image - 1)
-        ``V U``: eigenvectors mapped back to image space (orthonormal columns orthogonal to 1).
-    scale : array (...)
-        ``trace(K)`` (used to detect constant layers: ``sum(s) <= 1e-12 scale``).
-    """
-    xb = get_backend(backend)
-    K = xb.asarray(K)
-    n = K.shape[-1]
-    if n < 3:
-        raise NeuroxrError(f"leave-one-out ridge needs at least 3 images, got {n}")
-    V = _complement_basis(n, xb)
-    Kp = xb.swap_last(V) @ K @ V
-    Kp = 0.5 * (Kp + xb.swap_last(Kp))
-    s, U = xb.eigh(Kp)
-    W = V @ U
-    scale = xb.einsum("...ii->...", K)
-    return s, W, scale
-
-
-def calc_residual_operator(s, W, alpha, *, backend="numpy"):
-    """``R = W diag(alpha / (s + alpha)) W^T`` (..., image, image): the ridge residual operator."""
-    xb = get_backend(backend)
-    f = alpha / (s + alpha)
-    return (W * f[..., None, :]) @ xb.swap_last(W)
 
 
 def predict_loo(R, Y, *, backend="numpy"):
-    """Leave-one-out predictions ``Y - (R Y) / diag(R)`` from the residual operator.
-
-    Parameters
-    ----------
-    R : array (..., image, image)
-    Y : array (image, neuron)
-
-    Returns
-    -------
-    array (..., image, neuron)
-    """
+    """Leave-one-out predictions ``Y - (R Y) / diag(R)`` (..., image, neuron) from the residual operator R (..., image, image)."""
     xb = get_backend(backend)
-    d = xb.diagonal(R)
-    return Y - (R @ Y) / d[..., :, None]
+    return Y - (R @ Y) / xb.diagonal(R)[..., :, None]
 
 
 def check_alphas(alphas) -> tuple:
@@ -286,79 +87,79 @@ def check_alphas(alphas) -> tuple:
     return alphas
 
 
-def _constant_layers(s, scale, xb):
-    total = xb.einsum("...i->...", xb.abs(s))
-    return total <= CONSTANT_LAYER_RTOL * xb.where(scale > 0, scale, 1.0)
+def _as_layers(K):
+    """K (..., n, n) -> (L, n, n) float64 numpy and the leading shape."""
+    K = K.detach().cpu().numpy() if hasattr(K, "detach") else K
+    K = np.asarray(K, dtype=np.float64)
+    return K.reshape(-1, *K.shape[-2:]), K.shape[:-2]
 
 
-def _fit_ridge_loo_eigen(K, Y, alphas, xb):
-    """Solver ``eigen``: Householder-restricted eigendecomposition (see module docstring)."""
-    s, W, scale = decompose_gram(K, backend=xb)
-    Y = xb.asarray(Y)
-    best = None
-    best_err = None
-    best_idx = None
-    for i, alpha in enumerate(alphas):
-        R = calc_residual_operator(s, W, alpha, backend=xb)
-        E = (R @ Y) / xb.diagonal(R)[..., :, None]  # loo residuals (..., image, neuron)
-        if len(alphas) == 1:
-            best = E
-            best_idx = None
-            break
-        err = xb.einsum("...in,...in->...n", E, E)
-        if best is None:
-            best, best_err = E, err
-            best_idx = 0 * err
-        else:
-            better = err < best_err
-            best = xb.where(better[..., None, :], E, best)
-            best_err = xb.where(better, err, best_err)
-            best_idx = xb.where(better, 0 * err + i, best_idx)
-    pred = Y - best
-    const = _constant_layers(s, scale, xb)
-    pred = xb.where(const[..., None, None], xb.nan(), pred)
-    return pred, best_idx
+def _fit_eigen(K, Y, alphas, xb):
+    """Solver ``eigen``: Householder-restricted eigendecomposition (see the module docstring)."""
+    K3, lead = _as_layers(K)
+    E, idx = calc_loo_residuals(calc_residual_operators(K3, alphas, xb), Y)
+    pred = (Y - E).reshape(lead + E.shape[-2:])
+    return pred, None if len(alphas) == 1 else idx.reshape(lead + idx.shape[-1:])
 
 
-def _fit_ridge_loo_refit(K, Y, alphas, xb):
+def _refit_one(X, Y, alpha):
+    n = X.shape[0]
+    pred = np.empty_like(Y)
+    for i in range(n):
+        tr = np.arange(n) != i
+        xm, ym = X[tr].mean(0), Y[tr].mean(0)
+        Xc, Yc = X[tr] - xm, Y[tr] - ym
+        w = np.linalg.solve(Xc.T @ Xc + alpha * np.eye(X.shape[1]), Xc.T @ Yc)
+        pred[i] = ym + (X[i] - xm) @ w
+    return pred
+
+
+def _fit_refit(K, Y, alphas, xb):
     """Solver ``refit``: brute force, n explicit refits on n - 1 images (a slow reference).
 
     Features are rebuilt from ``K`` (``X = Q sqrt(eigenvalues)``, so ``X X^T = K``); each
     refit centres its training features and targets (unpenalised intercept) and solves the
     ridge normal equations.
     """
-    K = np.asarray(xb.to_numpy(xb.asarray(K)), dtype=np.float64)
-    Y = np.asarray(xb.to_numpy(xb.asarray(Y)), dtype=np.float64)
-    if K.ndim > 2:
-        outs = [_fit_ridge_loo_refit(k, Y, alphas, xb) for k in K.reshape(-1, *K.shape[-2:])]
-        pred = np.stack([o[0] for o in outs]).reshape(K.shape[:-2] + outs[0][0].shape)
-        idx = None if outs[0][1] is None else np.stack([o[1] for o in outs]).reshape(K.shape[:-2] + Y.shape[1:])
-        return pred, idx
-    n = K.shape[0]
-    lam, Q = np.linalg.eigh(0.5 * (K + K.T))
-    X = Q * np.sqrt(np.clip(lam, 0, None))
-    preds = []
-    for alpha in alphas:
-        pred = np.empty_like(Y)
-        for i in range(n):
-            tr = np.arange(n) != i
-            xm, ym = X[tr].mean(0), Y[tr].mean(0)
-            Xc, Yc = X[tr] - xm, Y[tr] - ym
-            w = np.linalg.solve(Xc.T @ Xc + alpha * np.eye(X.shape[1]), Xc.T @ Yc)
-            pred[i] = ym + (X[i] - xm) @ w
-        preds.append(pred)
-    if len(alphas) == 1:
-        return preds[0], None
-    errs = np.stack([((p - Y) ** 2).sum(0) for p in preds])
-    idx = errs.argmin(0)
-    return np.take_along_axis(np.stack(preds), idx[None, None], 0)[0], idx
+    K3, lead = _as_layers(K)
+    preds, idxs = [], []
+    for k in K3:
+        lam, Q = np.linalg.eigh(0.5 * (k + k.T))
+        X = Q * np.sqrt(np.clip(lam, 0, None))
+        P = np.stack([_refit_one(X, Y, a) for a in alphas])
+        idx = ((P - Y) ** 2).sum(1).argmin(0)
+        preds.append(np.take_along_axis(P, idx[None, None], 0)[0])
+        idxs.append(idx)
+    pred = np.stack(preds).reshape(lead + Y.shape)
+    return pred, None if len(alphas) == 1 else np.stack(idxs).reshape(lead + Y.shape[1:])
 
 
-#: solver name -> function(K, Y, alphas, backend) -> (predictions, best alpha index or None)
+@dataclass(frozen=True)
+class RidgeSolver:
+    """A leave-one-out ridge solver.
+
+    ``fit(K, Y, alphas, backend) -> (predictions (..., image, neuron), best alpha index or None)``;
+    ``operators(K (L, n, n), alphas, backend) -> R (L, alpha, n, n)``, where the solver has
+    residual operators: scoring then runs the blocked kernel
+    :func:`neuroxr.mapping.kernels.calc_loo_scores` on them.
+    """
+
+    name: str
+    fit: Callable
+    operators: Callable | None = None
+
+
+#: solver name -> :class:`RidgeSolver`
 SOLVERS = {
-    "eigen": _fit_ridge_loo_eigen,
-    "refit": _fit_ridge_loo_refit,
+    "eigen": RidgeSolver("eigen", _fit_eigen, calc_residual_operators),
+    "refit": RidgeSolver("refit", _fit_refit),
 }
+
+
+def get_solver(name: str) -> RidgeSolver:
+    if name not in SOLVERS:
+        raise NeuroxrError(f"unknown ridge solver {name!r}; choose one of {sorted(SOLVERS)}")
+    return SOLVERS[name]
 
 
 def _check_ridge_inputs(K, Y) -> None:
@@ -381,6 +182,12 @@ def _check_ridge_inputs(K, Y) -> None:
                            "the layer's features are not finite: re-extract it or skip it")
 
 
+def _targets(Y):
+    Y = Y.detach().cpu().numpy() if hasattr(Y, "detach") else Y
+    Y = np.asarray(Y, dtype=np.float64)
+    return (Y[:, None], True) if Y.ndim == 1 else (Y, False)
+
+
 def fit_ridge_loo(K, Y, alphas=(1.0,), *, solver="eigen", backend="numpy", return_alpha=False):
     """Leave-one-out ridge predictions of every target from a Gram matrix.
 
@@ -388,7 +195,7 @@ def fit_ridge_loo(K, Y, alphas=(1.0,), *, solver="eigen", backend="numpy", retur
     ----------
     K : array (..., image, image)
         Gram matrix ``X X^T`` of the (z-scored) features; leading axes (layers) are batched.
-    Y : array (image, neuron)
+    Y : array (image, neuron) or (image,)
         Targets.
     alphas : float or sequence of float
         Penalties; with several, each neuron gets the alpha of least leave-one-out squared
@@ -407,81 +214,52 @@ def fit_ridge_loo(K, Y, alphas=(1.0,), *, solver="eigen", backend="numpy", retur
     alpha : ndarray (..., neuron), only with ``return_alpha``
     """
     alphas = check_alphas(alphas)
-    if solver not in SOLVERS:
-        raise NeuroxrError(f"unknown ridge solver {solver!r}; choose one of {sorted(SOLVERS)}")
+    fit = get_solver(solver).fit
     _check_ridge_inputs(K, Y)
-    xb = get_backend(backend)
-    Y2 = np.asarray(Y, dtype=np.float64) if not hasattr(Y, "detach") else Y
-    squeeze = getattr(Y2, "ndim", 2) == 1
+    Y2, squeeze = _targets(Y)
+    pred, idx = fit(K, Y2, alphas, get_backend(backend))
+    a = np.full(pred.shape[:-2] + pred.shape[-1:], alphas[0]) if idx is None else np.asarray(alphas)[idx]
     if squeeze:
-        Y2 = Y2[:, None]
-    pred, idx = SOLVERS[solver](K, Y2, alphas, xb)
-    pred = np.asarray(xb.to_numpy(pred) if not isinstance(pred, np.ndarray) else pred)
-    if squeeze:
-        pred = pred[..., 0]
-    if not return_alpha:
-        return pred
-    if idx is None:
-        a = np.full(pred.shape[:-2] + pred.shape[-1:] if not squeeze else pred.shape[:-1], alphas[0])
-    else:
-        idx = np.asarray(xb.to_numpy(idx) if not isinstance(idx, np.ndarray) else idx).astype(int)
-        a = np.asarray(alphas)[idx]
-        if squeeze:
-            a = a[..., 0]
-    return pred, a
+        pred, a = pred[..., 0], a[..., 0]
+    return (pred, a) if return_alpha else pred
 
 
-# --- Pearson ------------------------------------------------------------------------------
-def calc_pearson(a, b, axis: int = 0):
-    """Pearson r along ``axis`` of two arrays of the same shape, vectorised (one dot per column).
-
-    Columns that are constant (or contain NaN) give NaN, never a warning.
-
-    Parameters
-    ----------
-    a, b : array (image, neuron) (or any shape; ``axis`` is the sample axis)
-
-    Returns
-    -------
-    r : ndarray, ``axis`` removed
-    """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        a, b = np.broadcast_arrays(a, b)
-    ac = a - a.mean(axis=axis, keepdims=True)
-    bc = b - b.mean(axis=axis, keepdims=True)
-    saa = (ac * ac).sum(axis=axis)
-    sbb = (bc * bc).sum(axis=axis)
-    sab = (ac * bc).sum(axis=axis)
-    # relative constancy test: spread tiny against magnitude
-    n = a.shape[axis]
-    ma = np.abs(a).max(axis=axis) if n else 0
-    mb = np.abs(b).max(axis=axis) if n else 0
-    tiny_a = saa <= (CONSTANT_COLUMN_RTOL * ma) ** 2 * n
-    tiny_b = sbb <= (CONSTANT_COLUMN_RTOL * mb) ** 2 * n
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = sab / np.sqrt(saa * sbb)
-    bad = tiny_a | tiny_b | ~np.isfinite(r)
-    return np.where(bad, np.nan, np.clip(r, -1.0, 1.0))
-
-
-def calc_loo_pearson(K, Y, alphas=(1.0,), *, backend="numpy", return_alpha=False):
+def calc_loo_pearson(K, Y, alphas=(1.0,), *, solver="eigen", backend="numpy", return_alpha=False):
     """Pearson r (..., neuron) of each neuron's leave-one-out ridge prediction with its responses.
 
-    ``K (..., image, image)``, ``Y (image, neuron)``; see :func:`fit_ridge_loo`.  Constant
-    neurons and constant layers give NaN.
+    ``K (..., image, image)``, ``Y (image, neuron)``; see :func:`fit_ridge_loo`.  With the
+    ``eigen`` solver this is the blocked kernel that scoring runs.  Constant neurons and
+    constant layers give NaN.
     """
-    out = fit_ridge_loo(K, Y, alphas, backend=backend, return_alpha=return_alpha)
-    pred, a = out if return_alpha else (out, None)
-    Yb = np.broadcast_to(np.asarray(Y, dtype=np.float64), pred.shape)
-    r = calc_pearson(pred, Yb, axis=-2)
+    alphas = check_alphas(alphas)
+    sol = get_solver(solver)
+    _check_ridge_inputs(K, Y)
+    Y2, squeeze = _targets(Y)
+    if sol.operators is None:
+        pred, idx = sol.fit(K, Y2, alphas, get_backend(backend))
+        r = calc_pearson(pred, np.broadcast_to(Y2, pred.shape), axis=-2)
+        idx = np.zeros(r.shape, dtype=int) if idx is None else idx
+    else:
+        K3, lead = _as_layers(K)
+        out = calc_loo_scores(sol.operators(K3, alphas, backend), Y2, n_out=2)
+        r, idx = out[0].reshape(lead + out.shape[-1:]), out[1].reshape(lead + out.shape[-1:])
+    a = np.where(np.isfinite(idx), np.asarray(alphas)[np.nan_to_num(idx).astype(int)], np.nan)
+    if squeeze:
+        r, a = r[..., 0], a[..., 0]
     return (r, a) if return_alpha else r
 
 
 # --- estimator ------------------------------------------------------------------------------
-class RidgeLOO:
-    """Scikit-learn style estimator: exact leave-one-out ridge from features (or a Gram matrix).
+class RidgeInputError(NeuroxrError, ValueError):
+    """Inputs a leave-one-out ridge cannot be fitted on (too few samples, unknown kernel)."""
+
+
+class RidgeLOO(RegressorMixin, BaseEstimator):
+    """Ridge regression with exact leave-one-out cross-validation, a scikit-learn estimator.
+
+    Each target gets the alpha of least leave-one-out squared error (as
+    :class:`sklearn.linear_model.RidgeCV` with ``alpha_per_target=True``); the intercept is
+    unpenalised.  The fit runs the ``eigen`` solver of :data:`SOLVERS` on the Gram matrix.
 
     Parameters
     ----------
@@ -489,14 +267,18 @@ class RidgeLOO:
     zscore : bool
         Z-score features over samples (ddof=0, zero-variance -> 0) before the ridge.
     kernel : {"linear", "precomputed"}
-        With ``"precomputed"``, ``fit`` takes the Gram matrix ``(image, image)`` instead of X.
+        With ``"precomputed"``, ``fit`` takes the Gram matrix ``(image, image)`` of the (already
+        scaled) features and ``predict`` the test-by-train Gram matrix ``(test, image)``.
     backend : str
 
     Attributes
     ----------
-    loo_predictions_ : ndarray (image, neuron)
-    alpha_ : ndarray (neuron,)
-    loo_r_ : ndarray (neuron,)
+    loo_predictions_ : ndarray (image, neuron) or (image,)
+    loo_r_ : ndarray (neuron,) or float: Pearson r of the leave-one-out predictions
+    alpha_ : ndarray (neuron,) or float
+    coef_ : ndarray (neuron, feature) or (feature,), ``kernel="linear"``
+    intercept_ : ndarray (neuron,) or float
+    dual_coef_ : ndarray (image, neuron) or (image,)
     """
 
     def __init__(self, alphas=(1.0,), zscore=True, kernel="linear", backend="numpy"):
@@ -505,24 +287,54 @@ class RidgeLOO:
         self.kernel = kernel
         self.backend = backend
 
-    def get_params(self, deep=True):
-        return {"alphas": self.alphas, "zscore": self.zscore, "kernel": self.kernel, "backend": self.backend}
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.input_tags.pairwise = self.kernel == "precomputed"
+        return tags
 
-    def set_params(self, **params):
-        for k, v in params.items():
-            setattr(self, k, v)
-        return self
-
-    def fit(self, X, Y):
-        X = np.asarray(X)
+    def _gram(self, X):
         if self.kernel == "precomputed":
-            K = np.asarray(X, dtype=np.float64)
-        elif self.zscore:
-            K = calc_zscored_gram(X)
+            return X
+        if self.kernel != "linear":
+            raise RidgeInputError(f"RidgeLOO: kernel must be 'linear' or 'precomputed', got {self.kernel!r}")
+        return calc_zscored_gram(X) if self.zscore else calc_gram(X)
+
+    def fit(self, X, y):
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
+        if X.shape[0] < 3:
+            raise RidgeInputError(f"RidgeLOO needs at least 3 samples for leave-one-out, got n_samples = {X.shape[0]}")
+        alphas = check_alphas(self.alphas)
+        K = self._gram(X)
+        Y, squeeze = _targets(y)
+        s, W, _ = decompose_gram(K, backend=self.backend)
+        s, W = (np.asarray(get_backend(self.backend).to_numpy(v)) for v in (s, W))
+        E, idx = calc_loo_residuals(calc_residual_operators(K[None], alphas, self.backend), Y)
+        alpha = np.asarray(alphas)[idx[0]]
+        pred = Y - E[0]
+        # dual coefficients of the centred problem: (Kc + alpha I)^-1 (y - ybar) = W diag(1/(s+alpha)) W^T y
+        dual = W @ ((W.T @ Y) / (s[:, None] + alpha[None, :]))
+        self._y_mean = Y.mean(0)
+        if self.kernel == "precomputed":
+            self._k_mean, self._k_all = K.mean(0), K.mean()
         else:
-            K = calc_gram(X)
-        Y = np.asarray(Y, dtype=np.float64)
-        self.loo_predictions_, self.alpha_ = fit_ridge_loo(K, Y, self.alphas, backend=self.backend,
-                                                           return_alpha=True)
-        self.loo_r_ = calc_pearson(self.loo_predictions_, Y, axis=0)
+            mean = X.mean(0)
+            sd = X.std(0) if self.zscore else np.ones(X.shape[1])
+            sd = np.where(sd > 0, sd, 1.0)
+            coef = (((X - mean) / sd).T @ dual / sd[:, None]).T  # (neuron, feature)
+            self.coef_ = coef[0] if squeeze else coef
+            self.intercept_ = (self._y_mean - coef @ mean)
+            self.intercept_ = self.intercept_[0] if squeeze else self.intercept_
+        one = (lambda a: a[..., 0]) if squeeze else (lambda a: a)
+        self.dual_coef_, self.loo_predictions_ = one(dual), one(pred)
+        self.alpha_, self.loo_r_ = one(alpha), one(calc_pearson(pred, Y, axis=0))
         return self
+
+    def predict(self, X):
+        check_is_fitted(self, "dual_coef_")
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        if self.kernel != "precomputed":
+            return X @ np.asarray(self.coef_).T + self.intercept_
+        Kc = X - X.mean(1, keepdims=True) - self._k_mean[None, :] + self._k_all
+        pred = Kc @ self.dual_coef_.reshape(Kc.shape[1], -1) + self._y_mean
+        return pred[:, 0] if np.ndim(self.dual_coef_) == 1 else pred

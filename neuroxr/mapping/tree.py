@@ -14,6 +14,7 @@ so ``ridge_r.groupby("area").mean().groupby("variant").max()`` is the paper's Ma
 from __future__ import annotations
 
 import re
+import shutil
 import warnings
 
 import dask
@@ -59,31 +60,25 @@ def label_variants(models, weights) -> np.ndarray:
                                                               np.asarray(weights).tolist())], dtype=str)
 
 
-def with_variant(layer_coords: dict) -> dict:
-    """``layer_coords`` ({name: (layer, values)}) with ``variant`` added from ``model`` and ``weights``."""
-    out = dict(layer_coords)
-    if "model" in out and "weights" in out and VARIANT not in out:
-        out[VARIANT] = (S.LAYER, label_variants(out["model"][1], out["weights"][1]))
-    return out
+def with_variant(obj):
+    """``obj`` (Dataset or DataArray along ``layer``) with the ``variant`` coord from ``model`` and ``weights``."""
+    if VARIANT in obj.coords or "model" not in obj.coords or "weights" not in obj.coords:
+        return obj
+    return obj.assign_coords({VARIANT: (S.LAYER, label_variants(obj["model"].values, obj["weights"].values))})
 
 
-def build_scores_tree(neuron_vars: dict, area_vars: dict, *, layer_coords: dict, neuron_coords: dict | None = None,
-                      area_coords: dict | None = None, attrs: dict | None = None) -> xr.DataTree:
-    """The scores tree from ``{name: (dims, data)}`` per group and the coords of each kind.
+def build_scores_tree(neuron_vars: dict, area_vars: dict, *, layer_coords: xr.Coordinates,
+                      attrs: dict | None = None) -> xr.DataTree:
+    """The scores tree from labelled DataArrays: ``{name: DataArray}`` per group.
 
-    ``layer_coords`` (``layer`` and the coords along it; ``variant`` is added) go to both groups,
-    ``neuron_coords`` to the root, ``area_coords`` (the ``area`` index, ``site``) to ``areas``.
+    ``neuron_vars`` (layer, neuron) go to the root, ``area_vars`` ((layer,) area / site) to
+    ``areas``; both groups get ``layer_coords`` (``layer`` and the coords along it) and ``variant``.
     """
-    layer = with_variant(layer_coords)
-
-    def dataset(variables, coords):
-        return xr.Dataset({k: xr.Variable(*v) for k, v in variables.items()}, coords={**layer, **coords})
-
-    root = dataset(neuron_vars, neuron_coords or {})
+    root = with_variant(xr.Dataset(neuron_vars).assign_coords(layer_coords))
     root.attrs.update(attrs or {})
     groups = {"/": root}
     if area_vars:
-        groups[AREAS_GROUP] = dataset(area_vars, area_coords or {})
+        groups[AREAS_GROUP] = with_variant(xr.Dataset(area_vars).assign_coords(layer_coords))
     return xr.DataTree.from_dict(groups)
 
 
@@ -169,8 +164,6 @@ def replace_scores(tree: xr.DataTree, path, *, chunks: dict = SCORES_CHUNKS):
         replace_store(tmp, path)
     finally:
         if tmp.exists():
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
     return resolve_path(path)
 

@@ -1,0 +1,163 @@
+"""The Dask graphs of scoring: dask arrays in, dask arrays out, no labels.
+
+Every task calls a kernel of :mod:`neuroxr.mapping.kernels` under
+:func:`neuroxr.runtime.single_threaded_blas` (Dask runs the tasks side by side; a
+multi-threaded BLAS inside each only adds synchronisation).
+
+- ridge: per layer chunk one task computes the residual operators ``R`` (layer, alpha, image,
+  image) of the ridge solver, per (layer chunk, neuron chunk) one task the leave-one-out
+  Pearson r (:func:`ridge_scores`).
+- RSA: a task per layer chunk computes the model RDMs from the raw Gram matrices and feature
+  sums; each area RDM is a reduction over neuron chunks; a task per layer chunk compares them.
+- PLS: one task per layer; the RDM noise ceiling: one task per area.
+"""
+from __future__ import annotations
+
+import dask
+import dask.array as da
+import numpy as np
+
+from .. import rsa
+from ..errors import NeuroxrError
+from ..runtime import single_threaded_blas
+from . import kernels
+from .pls import calc_pls_layer_scores
+from .ridge import get_solver
+
+__all__ = ["layer_chunked", "ridge_scores", "ridge_r", "ridge_r_alpha", "srp_grams", "model_rdms", "neural_rdms", "rsa_scores",
+           "pls_scores", "rdm_ceilings", "alphas_of"]
+
+
+def _blocked(fn):
+    """``fn`` run with single-threaded BLAS (a task body)."""
+    def run(*args, **kwargs):
+        with single_threaded_blas():
+            return fn(*args, **kwargs)
+    run.__name__ = run.__qualname__ = f"nxr_{fn.__name__}"
+    return run
+
+
+_operators = _blocked(lambda K, alphas, backend, solver: get_solver(solver).operators(K, alphas, backend))
+_loo_scores = _blocked(lambda R, Y, n_out: kernels.calc_loo_scores(R, Y, n_out))
+_zscored_grams = _blocked(kernels.calc_zscored_grams)
+_raw_grams = _blocked(kernels.calc_raw_grams)
+_pls = _blocked(calc_pls_layer_scores)
+
+
+@_blocked
+def _model_rdms(K, fsum, p):
+    # fsum arrives as (L, n, 1) and p as (L, 1, 1) (broadcast against K's chunks)
+    return rsa.calc_rdm(np.asarray(K, dtype=np.float64), "gram", feature_sum=np.asarray(fsum, dtype=np.float64)[..., 0],
+                        n_features=np.asarray(p, dtype=np.float64)[:, 0, 0])
+
+
+@_blocked
+def _rsa(model_rdms, neural_rdms, method):
+    return np.atleast_2d(rsa.compare_rdms(model_rdms, neural_rdms, method, pairwise=True))
+
+
+def layer_chunked(arr, layer_chunk: int):
+    """A dask array chunked by ``layer_chunk`` along axis 0, whole along the others."""
+    chunks = (int(layer_chunk),) + (-1,) * (arr.ndim - 1)
+    if isinstance(arr, da.Array):
+        return arr.rechunk(chunks)
+    return da.from_array(np.asarray(arr), chunks=chunks)
+
+
+def ridge_scores(K, Y, alphas, backend="numpy", solver="eigen"):
+    """K dask (layer, n, n) chunked over layers, Y dask (n, neuron) -> (r, best alpha index) dask (layer, neuron)."""
+    if get_solver(solver).operators is None:
+        raise NeuroxrError(f"ridge solver {solver!r} has no residual operators; scoring needs one (e.g. 'eigen')")
+    A = len(alphas)
+    R = K.map_blocks(_operators, alphas, backend, solver, dtype=np.float64, new_axis=1,
+                     chunks=(K.chunks[0], (A,), K.chunks[1], K.chunks[2]), token="nxr-ridge-operators")
+    n_out = 2 if A > 1 else 1
+    res = da.blockwise(_loo_scores, "kln", R, "laij", Y, "jn", n_out=n_out, new_axes={"k": n_out},
+                       dtype=np.float64, concatenate=True, token="nxr-ridge-scores")
+    return res[0], (res[1] if n_out > 1 else None)
+
+
+def ridge_r(K, Y, alphas, backend="numpy", solver="eigen"):
+    """:func:`ridge_scores` without the alpha choice: r dask (layer, neuron)."""
+    return ridge_scores(K, Y, alphas, backend, solver)[0]
+
+
+def ridge_r_alpha(K, Y, alphas, backend="numpy", solver="eigen"):
+    """:func:`ridge_scores` with each neuron's chosen alpha: (r, alpha) dask (layer, neuron)."""
+    r, idx = ridge_scores(K, Y, alphas, backend, solver)
+    return r, alphas_of(idx, alphas)
+
+
+def alphas_of(idx, alphas):
+    """Alpha index (float, NaN for NaN scores) -> alpha, blockwise."""
+    def lookup(i, table):
+        out = np.full(i.shape, np.nan)
+        ok = np.isfinite(i)
+        out[ok] = table[i[ok].astype(int)]
+        return out
+
+    return da.map_blocks(lookup, idx, np.asarray(alphas), dtype=np.float64)
+
+
+def srp_grams(srp, zscore: bool):
+    """srp dask (layer, n, component) -> Gram matrices (layer, n, n) of the (z-scored) components."""
+    n = srp.shape[1]
+    return srp.map_blocks(_zscored_grams if zscore else _raw_grams, dtype=np.float64,
+                          chunks=(srp.chunks[0], (n,), (n,)), token="nxr-srp-gram")
+
+
+def model_rdms(K, fsum, n_features):
+    """Raw Grams (layer, n, n), feature sums (layer, n), feature counts (layer,) -> RDMs (layer, n, n)."""
+    p = da.from_array(np.asarray(n_features, dtype=np.float64), chunks=(K.chunks[0],))
+    return da.map_blocks(_model_rdms, K, fsum[:, :, None], p[:, None, None], dtype=np.float64, token="nxr-model-rdms")
+
+
+def neural_rdms(Y, labels, groups, source="responses"):
+    """Y dask (n, neuron), labels (neuron,) -> dask (group, n, n) RDMs of each group's neurons.
+
+    The image-by-image covariance of each group's pattern is a reduction over neuron chunks.
+    """
+    rdms = []
+    for g in groups:
+        idx = np.flatnonzero(labels == g)
+        if idx.size < 2:
+            raise NeuroxrError(
+                f"{source}: area {g!r} has {idx.size} neuron(s) after selection, at least 2 are needed for its RDM; "
+                f"loosen the selection (`neuroxr select`) or leave the area out (areas=[...], --area)")
+        Ya = Y[:, idx].astype(np.float64)
+        Yc = Ya - Ya.mean(axis=1, keepdims=True)
+        C = (Yc @ Yc.T).rechunk(-1)
+        rdms.append(C.map_blocks(rsa.corr_to_rdm, dtype=np.float64))
+    return da.stack(rdms, axis=0)
+
+
+def rsa_scores(model, neural, method: str):
+    """Model RDMs (layer, n, n), neural RDMs (group, n, n) -> (layer, group)."""
+    return da.blockwise(_rsa, "la", model, "lij", neural.rechunk(-1), "aij", method=method,
+                        dtype=np.float64, concatenate=True, token="nxr-rsa")
+
+
+def pls_scores(srp, Y, splits, n_components: int):
+    """srp dask (layer, n, component), Y (n, neuron) -> (layer, neuron): one task per layer."""
+    Yfull = Y.rechunk({1: -1})
+    fn = dask.delayed(_pls, pure=True)
+    cols = [da.from_delayed(fn(srp[k], Yfull, splits, n_components), shape=(Yfull.shape[1],), dtype=np.float64)
+            for k in range(srp.shape[0])]
+    return da.stack(cols, axis=0).rechunk({1: Y.chunks[1]}) if cols else da.zeros((0, Y.shape[1]))
+
+
+def _ceiling(trials, method):
+    t = np.asarray(trials, dtype=np.float64)
+    _, ceiling, _ = rsa.calc_rdm_noise_ceiling(t, np.zeros(t.shape[0], dtype=int), method=method)
+    return ceiling
+
+
+def rdm_ceilings(trials, labels, groups, method: str):
+    """Split-half (odd/even trials) RDM noise ceiling of each group, Spearman-Brown corrected (group,)."""
+    fn = dask.delayed(_blocked(_ceiling), pure=True)
+    parts = []
+    for g in groups:
+        idx = np.flatnonzero(labels == g)
+        t = trials[idx] if isinstance(trials, da.Array) else np.asarray(trials)[idx]
+        parts.append(da.from_delayed(fn(t, method), shape=(1,), dtype=np.float64))
+    return da.concatenate(parts) if parts else da.zeros((0,))

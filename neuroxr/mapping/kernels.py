@@ -1,0 +1,266 @@
+"""Labels-free kernels of scoring: NumPy (or a backend) functions on plain arrays.
+
+Samples first (``K (..., image, image)``, ``Y (image, neuron)``), batched over leading axes
+(layers); no xarray, no Dask.  The Dask graph (:mod:`neuroxr.mapping.graph`) maps these over
+chunks.
+
+- :func:`calc_pearson`: THE Pearson r of the package (column-wise or pairwise).
+- :func:`decompose_gram`, :func:`calc_residual_operator`, :func:`calc_residual_operators`: the
+  leave-one-out ridge residual operators ``R`` from a Gram matrix (see :mod:`neuroxr.mapping.ridge`).
+- :func:`calc_loo_residuals` (predictions) and :func:`calc_loo_scores` (Pearson r, blocked for
+  thousands of neurons) from ``R``.
+- :func:`calc_zscored_grams`, :func:`calc_raw_grams`, :func:`split_trial_means`.
+
+RDMs and their comparisons are in :mod:`neuroxr.rsa`, PLS in :mod:`neuroxr.mapping.pls` (both
+plain-array modules too, using :func:`calc_pearson`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import NeuroxrError
+from .backend import get_backend
+from .gram import calc_zscored_gram
+
+__all__ = [
+    "CONSTANT_LAYER_RTOL", "CONSTANT_COLUMN_RTOL", "REDO_RTOL",
+    "calc_pearson", "decompose_gram", "calc_residual_operator", "find_constant_layers",
+    "calc_residual_operators", "calc_loo_residuals", "calc_loo_scores", "calc_zscored_grams",
+    "calc_raw_grams", "split_trial_means",
+]
+
+#: relative size under which K' counts as zero (a constant layer)
+CONSTANT_LAYER_RTOL = 1e-12
+#: relative spread under which a column counts as constant (NaN Pearson r)
+CONSTANT_COLUMN_RTOL = 1e-12
+#: below this prediction/response variance ratio, the LOO Pearson r is recomputed from centred predictions
+REDO_RTOL = 1e-6
+#: neurons per pass in the leave-one-out block (E and the Y block stay in a core's cache)
+COL_BLOCK = 1024
+MIN_BLOCK_FLOPS = 4_000_000
+
+
+# --- Pearson ----------------------------------------------------------------------------------
+def _standardise(v, axis):
+    """Centred, unit-norm along ``axis``; NaN where the spread is tiny against the magnitude."""
+    vc = v - v.mean(axis=axis, keepdims=True)
+    ss = (vc * vc).sum(axis=axis, keepdims=True)
+    n = v.shape[axis]
+    scale = np.abs(v).max(axis=axis, keepdims=True) if n else np.zeros_like(ss)
+    const = ss <= (CONSTANT_COLUMN_RTOL * scale) ** 2 * n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(const, np.nan, vc / np.sqrt(ss))
+
+
+def calc_pearson(a, b, axis: int = 0, *, pairwise: bool = False):
+    """Pearson r, vectorised (centre, normalise, one dot per pair); constant or NaN vectors give NaN.
+
+    Parameters
+    ----------
+    a, b : array
+        ``pairwise=False``: the same shape (or broadcastable), ``axis`` the sample axis, e.g.
+        (image, neuron); the result has ``axis`` removed.  ``pairwise=True``: ``a (A, m)`` and
+        ``b (B, m)``, every row of ``a`` against every row of ``b``, result (A, B).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if pairwise:
+        return np.clip(_standardise(a, -1) @ _standardise(b, -1).T, -1.0, 1.0)
+    if a.shape != b.shape:
+        a, b = np.broadcast_arrays(a, b)
+    r = (_standardise(a, axis) * _standardise(b, axis)).sum(axis=axis)
+    return np.where(np.isfinite(r), np.clip(r, -1.0, 1.0), np.nan)
+
+
+# --- leave-one-out ridge ----------------------------------------------------------------------
+def _complement_basis(n, xb):
+    """V (n, n-1): orthonormal basis of the complement of the all-ones vector (Householder)."""
+    v = np.full(n, 1.0 / np.sqrt(n))
+    v[0] += 1.0  # v = u + e1 (no cancellation); P = I - 2 v v^T / v^T v maps u to -e1
+    P = np.eye(n) - 2.0 * np.outer(v, v) / (v @ v)
+    return xb.asarray(np.ascontiguousarray(P[:, 1:]))
+
+
+def decompose_gram(K, *, backend="numpy"):
+    """Eigendecomposition of ``K`` (..., image, image) restricted to the complement of the all-ones vector.
+
+    Returns
+    -------
+    s : (..., image - 1) eigenvalues of ``K' = V^T K V``
+    W : (..., image, image - 1) ``V U``, eigenvectors mapped back to image space
+    scale : (...) ``trace(K)`` (constant layers: ``sum(s) <= 1e-12 scale``)
+    """
+    xb = get_backend(backend)
+    K = xb.asarray(K)
+    n = K.shape[-1]
+    if n < 3:
+        raise NeuroxrError(f"leave-one-out ridge needs at least 3 images, got {n}")
+    V = _complement_basis(n, xb)
+    Kp = xb.swap_last(V) @ K @ V
+    Kp = 0.5 * (Kp + xb.swap_last(Kp))
+    s, U = xb.eigh(Kp)
+    return s, V @ U, xb.einsum("...ii->...", K)
+
+
+def calc_residual_operator(s, W, alpha, *, backend="numpy"):
+    """``R = W diag(alpha / (s + alpha)) W^T`` (..., image, image): the ridge residual operator."""
+    xb = get_backend(backend)
+    f = alpha / (s + alpha)
+    return (W * f[..., None, :]) @ xb.swap_last(W)
+
+
+def find_constant_layers(s, scale, xb):
+    """True where ``K'`` vanishes against ``trace(K)`` (constant features predict nothing)."""
+    total = xb.einsum("...i->...", xb.abs(s))
+    return total <= CONSTANT_LAYER_RTOL * xb.where(scale > 0, scale, 1.0)
+
+
+def calc_residual_operators(K, alphas, backend="numpy"):
+    """K (L, n, n) -> residual operators R (L, A, n, n), numpy; NaN for non-finite or constant layers."""
+    K = np.asarray(K, dtype=np.float64)
+    finite = np.isfinite(K).all(axis=(-2, -1))
+    K0 = np.where(finite[:, None, None], K, 0.0)
+    xb = get_backend(backend)
+    s, W, scale = decompose_gram(K0, backend=xb)
+    bad = np.asarray(xb.to_numpy(find_constant_layers(s, scale, xb))) | ~finite
+    R = np.stack([np.asarray(xb.to_numpy(calc_residual_operator(s, W, a, backend=xb))) for a in alphas], axis=1)
+    R[bad] = np.nan
+    return R
+
+
+def _loo_maps(R):
+    """``M = diag(R)^-1 R`` (..., n, n): leave-one-out residuals are ``M Y``."""
+    return R / np.diagonal(R, axis1=-2, axis2=-1)[..., :, None]
+
+
+def calc_loo_residuals(R, Y):
+    """Leave-one-out residuals for the best alpha of each neuron.
+
+    R (L, A, n, n), Y (n, N) -> (E (L, n, N), alpha index (L, N)): ``E = (R Y) / diag(R)``
+    for the alpha of least leave-one-out squared error (ties keep the first, as scikit-learn).
+    """
+    Y = np.asarray(Y, dtype=np.float64)
+    E = _loo_maps(R) @ Y  # (L, A, n, N)
+    err = np.einsum("lain,lain->lan", E, E)
+    idx = np.argmin(np.where(np.isnan(err), np.inf, err), axis=1)
+    return np.take_along_axis(E, idx[:, None, None, :], axis=1)[:, 0], idx
+
+
+def _column_blocks(n, N, col_block):
+    # blocks of whole multiples of 64 columns, each product well above BLAS's small-matrix
+    # size (small-matrix kernels round differently): the last block takes the remainder
+    cb = int(col_block or max(COL_BLOCK, -(-MIN_BLOCK_FLOPS // (n * n * 64)) * 64))
+    edges = list(range(0, N - cb, cb)) + [N] if N >= 2 * cb else [0, N]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _loo_moments(Ms, sums, Y, col_block):
+    """Per layer and neuron, for the alpha of least LOO error: ``E.E``, ``E.Y``, ``1^T E``, alpha index."""
+    Lk, A = Ms.shape[:2]
+    n, N = Y.shape
+    ee, ey, m = np.empty((Lk, N)), np.empty((Lk, N)), np.empty((Lk, N))
+    idx = np.zeros((Lk, N), dtype=np.int64)
+    for j, j1 in _column_blocks(n, N, col_block):
+        sl = slice(j, j1)
+        Yb = np.ascontiguousarray(Y[:, sl])
+        for k in range(Lk):
+            for a in range(A):
+                E = Ms[k, a] @ Yb
+                ee_a = np.einsum("in,in->n", E, E)
+                ey_a = np.einsum("in,in->n", E, Yb)
+                m_a = sums[k, a] @ Yb
+                if a == 0:
+                    ee[k, sl], ey[k, sl], m[k, sl] = ee_a, ey_a, m_a
+                    continue
+                better = ee_a < ee[k, sl]  # least LOO squared error; ties keep the first alpha (as scikit-learn)
+                ee[k, sl] = np.where(better, ee_a, ee[k, sl])
+                ey[k, sl] = np.where(better, ey_a, ey[k, sl])
+                m[k, sl] = np.where(better, m_a, m[k, sl])
+                idx[k, sl] = np.where(better, a, idx[k, sl])
+    return ee, ey, m, idx
+
+
+def calc_loo_scores(R, Y, n_out: int = 1, col_block=None, redo_rtol: float | None = None):
+    """R (L, A, n, n), Y (n, N) -> (n_out, L, N): Pearson r of LOO predictions [, best alpha index].
+
+    With ``M = diag(R)^-1 R`` the leave-one-out residuals are ``E = M Y`` and the predictions
+    ``Y - E``.  Their Pearson r with ``Y`` needs only three numbers per neuron besides ``yy``:
+    ``E.E``, ``E.Y`` and ``sum(E) = (1^T M) Y``; so one product and two passes over ``E`` per
+    layer.  Where the prediction's variance is tiny against the response's (``pp < redo_rtol yy``,
+    heavy shrinkage) the algebraic form would cancel digits, so those neurons are recomputed
+    directly from the centred predictions.  Neurons are taken ``col_block`` at a time (outer
+    loop) so that ``E`` and the block of ``Y`` stay in cache; each column is independent.
+    """
+    redo_rtol = REDO_RTOL if redo_rtol is None else redo_rtol
+    Y = np.asarray(Y, dtype=np.float64)
+    L = R.shape[0]
+    n, N = Y.shape
+    out = np.full((n_out, L, N), np.nan)
+    ybar = Y.mean(axis=0)
+    Yc = Y - ybar
+    yy = np.einsum("in,in->n", Yc, Yc)
+    ymax = np.abs(Y).max(axis=0) if Y.size else np.zeros(N)
+    const_y = yy <= (CONSTANT_COLUMN_RTOL * ymax) ** 2 * n
+    ok = np.flatnonzero(np.isfinite(R).all(axis=(1, 2, 3)))  # others: constant or non-finite layer, NaN
+    if ok.size == 0 or N == 0:
+        return out
+    Ms = _loo_maps(R[ok])  # (layer, alpha, n, n)
+    ee, ey, m, idx = _loo_moments(Ms, Ms.sum(axis=-2), Y, col_block)
+    eyc = ey - ybar * m  # E . Yc
+    py = yy - eyc
+    pp = yy - 2.0 * eyc + ee - m * m / n
+    redo_mask = (pp < redo_rtol * yy) & ~const_y
+    for k in np.flatnonzero(redo_mask.any(axis=1)):
+        redo = np.flatnonzero(redo_mask[k])
+        for a in np.unique(idx[k, redo]):
+            cols = redo[idx[k, redo] == a]
+            E = Ms[k, a] @ Y[:, cols]
+            P = Yc[:, cols] - (E - E.mean(axis=0))
+            pp[k, cols] = np.einsum("in,in->n", P, P)
+            py[k, cols] = np.einsum("in,in->n", P, Yc[:, cols])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = py / np.sqrt(pp * yy)
+    const_p = pp <= (CONSTANT_COLUMN_RTOL ** 2) * yy
+    out[0, ok] = np.where(const_y | const_p | ~np.isfinite(r), np.nan, np.clip(r, -1.0, 1.0))
+    if n_out > 1:
+        out[1, ok] = idx
+    return out
+
+
+# --- Gram matrices of projected features ------------------------------------------------------
+def calc_zscored_grams(X):
+    """X (L, n, c) -> Z Z^T (L, n, n), Z z-scored per component over images (ddof=0, StandardScaler's rule)."""
+    X = np.asarray(X)
+    n = X.shape[1]
+    return np.stack([calc_zscored_gram(x, n_threads=1) for x in X]) if X.shape[0] else np.zeros((0, n, n))
+
+
+def calc_raw_grams(X):
+    """X (L, n, c) -> X X^T (L, n, n)."""
+    X = np.asarray(X, dtype=np.float64)
+    return X @ np.swapaxes(X, -1, -2)
+
+
+# --- split halves of trials -------------------------------------------------------------------
+def split_trial_means(trials, keys=None):
+    """The two half means of NaN-padded trials (neuron, image, trial) -> (neuron, image) each.
+
+    ``keys=None``: odd/even split of each (neuron, image)'s available trials in recorded order.
+    ``keys`` (image, trial), from :func:`neuroxr.responses.draw_split_keys`: the available
+    trials ranked by their keys, the first ``k // 2`` of ``k`` in half A, the rest in half B
+    (the rule of the split-half reliability).  NaN where a half has no trial.
+    """
+    t = np.asarray(trials, dtype=np.float64)
+    valid = np.isfinite(t)
+    if keys is None:
+        order = np.cumsum(valid, axis=-1) - 1
+        in_a, in_b = valid & (order % 2 == 0), valid & (order % 2 == 1)
+    else:
+        masked = np.where(valid, np.asarray(keys)[None], np.inf)
+        rank = np.argsort(np.argsort(masked, axis=-1, kind="stable"), axis=-1, kind="stable")
+        in_a = valid & (rank < (valid.sum(-1, keepdims=True) // 2))
+        in_b = valid & ~in_a
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = np.where(in_a, t, 0).sum(-1) / in_a.sum(-1)
+        b = np.where(in_b, t, 0).sum(-1) / in_b.sum(-1)
+    return a, b

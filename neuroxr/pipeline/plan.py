@@ -1,0 +1,188 @@
+"""What a pipeline will do and what it lacks: model variants, input files, weights in the caches."""
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+from .. import schema as S
+from ..features.zoo import list_models
+from ..io.store import open_dataset
+from ..stats import to_strings
+from .config import PipelineSettings
+
+
+def has_key(spec) -> bool:
+    """``FILE:key`` (a key after the last ':' with no path separator in it)."""
+    if not isinstance(spec, str) or ":" not in spec:
+        return False
+    key = spec.rpartition(":")[2]
+    return bool(key) and "/" not in key and "\\" not in key
+
+
+def resolve_spec(settings: PipelineSettings, spec):
+    """``FILE[:key]`` with FILE resolved against the config's base; other values unchanged."""
+    if not isinstance(spec, str):
+        return spec
+    if has_key(spec):
+        file, _, key = spec.rpartition(":")
+        return f"{settings.path(file)}:{key}"
+    return str(settings.path(spec))
+
+
+def _catalog_families() -> dict:
+    """model -> family of the default catalog ({} when it cannot be read)."""
+    try:
+        cat = list_models()
+    except Exception:  # the families only refine the pairs; the missing-data check names a broken catalog
+        return {}
+    return dict(zip(cat.model, cat.family))
+
+
+def list_model_variants(settings: PipelineSettings) -> list[tuple[str, str]]:
+    """(model, weights) pairs of the [extract] table, baselines last."""
+    ex = settings.extract
+    models = list(ex.models)
+    if ex.catalog:
+        cat = list_models(catalog=None if ex.catalog in (True, "models") else str(settings.path(ex.catalog)))
+        if ex.families:
+            cat = cat[cat.family.isin(ex.families)]
+        models += [m for m in cat.model if m not in models]
+    if ex.taskonomy:
+        models += [m for m in list_models(family="taskonomy").model if m not in models]
+    exclude = set(ex.exclude)
+    weights = [ex.weights] if isinstance(ex.weights, str) else list(ex.weights)
+    baselines = [b for b in ex.baselines if b not in models]
+    fam = _catalog_families()
+    pairs = []
+    for m in models:
+        if m in exclude:
+            continue
+        if fam.get(m) == "baseline":
+            pairs.append((m, "random"))
+            continue
+        for w in weights:
+            if w == "random" and fam.get(m) == "taskonomy" and "trained" in weights:
+                continue  # one random ResNet-50 encoder, not 24
+            pairs.append((m, w))
+    pairs += [(b, "random") for b in baselines]
+    return list(dict.fromkeys(pairs))
+
+
+def list_done_variants(study) -> set:
+    """(model, weights) pairs already extracted: ``features/<model>.zarr`` holds every weights
+    variant of a model along ``layer``; an unreadable store counts as not extracted."""
+    done = set()
+    d = Path(study) / S.FEATURES_DIR
+    for p in sorted(d.glob("*.zarr")) if d.exists() else []:
+        if p.name.startswith("."):
+            continue
+        try:
+            ds = open_dataset(p, chunks={})  # stored chunks (string coords cannot be auto-chunked)
+            done.update(zip(to_strings(ds["model"].values), to_strings(ds["weights"].values)))
+        except Exception:  # a half-written or foreign store: extract redoes it
+            continue
+    return done
+
+
+def _missing_inputs(settings: PipelineSettings, study: Path) -> list[str]:
+    """The [ingest] source's files that are not there (nothing once responses.zarr exists)."""
+    ing = settings.ingest
+    if (study / S.RESPONSES_STORE).exists():
+        return []
+    missing = []
+    if ing.source == "allen":
+        cache = settings.path(ing.cache or "allen_cache")
+        if not (cache / "manifest.json").exists() and not (cache.name == "manifest.json" and cache.exists()):
+            missing.append(f"Allen Brain Observatory cache: no manifest.json in {cache}; download it with "
+                           f"`neuroxr fetch allen {cache} --session {ing.session or 'three_session_B'}` "
+                           f"(or point [ingest] cache at an AllenSDK BrainObservatoryCache directory)")
+        else:
+            for sub in ("ophys_experiment_data",
+                        "ophys_experiment_events" if (ing.response or "events") == "events" else None):
+                if sub and not (cache / sub).is_dir():
+                    missing.append(f"Allen cache {cache}: no {sub}/ directory; run `neuroxr fetch allen {cache}`")
+    elif ing.source == "arrays":
+        for key in ("images", "responses", "trials", "neurons"):
+            spec = getattr(ing, key)
+            if spec is not None:
+                resolved = resolve_spec(settings, spec)
+                f = Path(resolved.rpartition(":")[0] if has_key(spec) else resolved)
+                if not f.exists():
+                    missing.append(f"[ingest] {key}: file {f} does not exist")
+    return missing
+
+
+def check_settings(settings: PipelineSettings, study: Path) -> list[str]:
+    """Everything checked settings need that is not here (see :func:`neuroxr.pipeline.check_pipeline`)."""
+    missing = _missing_inputs(settings, study) + _missing_weights(settings, study)
+    for pkg in settings.study.requires:
+        try:
+            importlib.import_module(pkg)
+        except ImportError:
+            missing.append(f"Python package {pkg!r} is not installed: pip install {pkg}")
+    return missing
+
+
+def _torch_hub_checkpoints() -> Path:
+    """``torch.hub.get_dir()/checkpoints`` without importing torch (TORCH_HOME, XDG_CACHE_HOME)."""
+    home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")), "torch")
+    return Path(home) / "hub" / "checkpoints"
+
+
+def _hf_hub_cache() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    hf_home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")), "huggingface")
+    return Path(hf_home) / "hub"
+
+
+def _missing_trained(model, row, hub, hf) -> str | None:
+    """What is missing for ``model``'s trained weights in the local caches (None: nothing)."""
+    src = row.get("source")
+    if src in ("torchvision", "taskonomy"):
+        fname = row.get("weights_file")
+        if not isinstance(fname, str) or not fname or not (hub / fname).exists():
+            return (f"{model} ({src}) trained weights: {hub / str(fname)} is missing; download it on a "
+                    f"machine that is online (torch hub cache), or give [extract] weights a file")
+    elif src == "timm":
+        ctor = str(row.get("constructor") or model)
+        if not any(hf.glob(f"models--timm--{ctor}*")):
+            return (f"{model} (timm) trained weights: no {hf}/models--timm--{ctor}* directory; "
+                    f"`huggingface-cli download timm/{ctor}` on a machine that is online")
+    elif src == "lightly":
+        return f"{model} (lightly) trained weights: give [extract] weights a SimCLR checkpoint file"
+    return None
+
+
+def _missing_weights(settings: PipelineSettings, study) -> list[str]:
+    """Trained weights the [extract] table needs that are not in the local caches (no imports of
+    torch or timm, no network: file and directory checks only)."""
+    out = []
+    pairs = list_model_variants(settings)
+    if not pairs:
+        return out
+    rows = {r["model"]: r for r in list_models().to_dict("records")}
+    hub, hf = _torch_hub_checkpoints(), _hf_hub_cache()
+    done = list_done_variants(study)
+    for model, weights in pairs:
+        if (model, weights) in done:
+            continue
+        row = rows.get(model)
+        if row is None:
+            out.append(f"model {model!r} is not in catalogs/models.csv (nor taskonomy.csv): check the name "
+                       f"(see catalogs/models.csv and catalogs/taskonomy.csv)")
+            continue
+        if weights == "random" or row.get("family") == "baseline":
+            continue
+        if weights != "trained":
+            p = settings.path(weights)
+            if not p.exists():
+                out.append(f"{model}: weights file {p} does not exist")
+            continue
+        problem = _missing_trained(model, row, hub, hf)
+        if problem:
+            out.append(problem)
+    return out
