@@ -23,7 +23,8 @@ from .imported import import_features, read_feature_file
 from .preprocess import find_pixel_scale, preprocess_images
 from .progress import format_bytes, format_seconds, plural
 from .reduce import (SRP_EPS, SRP_SEED, FeatureError, SRPCache, build_layer_dataset, find_srp_components,
-                     reduce_features, reduce_model)
+                     reduce_features)
+from .run import reduce_model
 from .threads import describe_threads, extraction_threads
 from .variants import (StaleFeaturesError, clean_features_dir, find_features_path, find_up_to_date, has_variant,
                        make_store_settings, skipped_result, store_bytes, write_variant)
