@@ -81,8 +81,10 @@ def register(sub):
 
     p = sub.add_parser("extract", help="extract per-layer Gram matrices (and SRP) into STUDY/features/<model>.zarr",
                        description="Run models over STUDY/stimuli.zarr and store per-layer summaries "
-                                   "(gram, gram_z, feature_sum, optional srp). Resumable: finished "
-                                   "(model, weights) pairs are skipped.")
+                                   "(gram, gram_z, feature_sum, optional srp). Resumable: a (model, weights) pair "
+                                   "already extracted from the same stimuli, weights, seed, SRP settings and "
+                                   "preprocessing is skipped; one whose inputs changed stops with a message "
+                                   "naming the change (--overwrite rebuilds it). Progress lines go to stderr.")
     p.add_argument("study", help="study directory (with stimuli.zarr)")
     p.add_argument("--model", action="append", default=None, metavar="M", help="model name (repeatable)")
     p.add_argument("--weights", default=None, help="random (default), trained, or a checkpoint PATH")
