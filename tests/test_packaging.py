@@ -87,7 +87,7 @@ def test_models_into_a_closed_pipe_ends_quietly(tmp_path):
     finally:
         os.close(w)
     assert "Traceback" not in res.stderr and "BrokenPipeError" not in res.stderr, res.stderr
-    assert res.returncode == 0
+    assert res.returncode == 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader left
 
 
 def test_every_option_of_the_features_and_domains_commands_has_help():

@@ -1,7 +1,6 @@
 """``neuroxr models`` (the catalog) and ``neuroxr extract`` (per-layer features of a study)."""
 from __future__ import annotations
 
-import os
 import sys
 import time
 
@@ -18,15 +17,6 @@ class CommandLineError(NeuroxrError, ValueError):
     """Command-line options that do not go together."""
 
 
-def _print_to_pipe(text: str) -> None:
-    """Print ``text``; a reader that stops early (``neuroxr models | head``) ends the output quietly."""
-    try:
-        print(text, flush=True)
-    except BrokenPipeError:
-        # nothing more can be written; point stdout at devnull so the flush at exit does not fail either
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
 def _models(args):
     df = list_models(family=args.family, source=args.source, catalog=args.catalog)
     cols = [c for c in ("model", "family", "source", "input_size", "resize_size", "params", "top1", "cluster")
@@ -36,7 +26,7 @@ def _models(args):
         if c in table:
             table[c] = [int(v) if pd.notna(v) else "" for v in df[c]]
     with pd.option_context("display.max_rows", None, "display.width", 200):
-        _print_to_pipe(table.fillna("").to_string(index=False))
+        print(table.fillna("").to_string(index=False), flush=True)
     print(plural(len(df), "model"), file=sys.stderr)
     return 0
 
