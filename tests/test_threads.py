@@ -48,7 +48,7 @@ CHILD = textwrap.dedent(r'''
     E.load_model, E.reduce_model = watched(E.load_model), watched(E.reduce_model)
 
     def busy_threads(me):
-        n = 0
+        busy = []
         for tid in os.listdir("/proc/self/task"):
             if int(tid) == me:
                 continue
@@ -57,14 +57,18 @@ CHILD = textwrap.dedent(r'''
                     state = fh.read().rsplit(")", 1)[1].split()[0]
             except OSError:
                 continue
-            n += state == "R"
-        return n
+            if state == "R":
+                busy.append(int(tid))
+        return busy
 
     def monitor():
         me = threading.get_native_id()
         while not stop.is_set():
             if active.is_set():
-                peak["busy"] = max(peak["busy"], busy_threads(me))
+                busy = busy_threads(me)
+                if len(busy) > peak["busy"]:
+                    names = {t.native_id: t.name for t in threading.enumerate()}
+                    peak["busy"], peak["threads"] = len(busy), [names.get(t, str(t)) for t in busy]
                 peak["samples"] += 1
             time.sleep(0.001)
 

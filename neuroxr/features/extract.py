@@ -22,8 +22,8 @@ from .hooks import LayerHooks, iter_batches, iter_layer_activations, run_forward
 from .imported import import_features, read_feature_file
 from .preprocess import find_pixel_scale, preprocess_images
 from .progress import format_bytes, format_seconds, plural
-from .reduce import (SRP_EPS, SRP_SEED, FeatureError, SRPCache, build_layer_dataset, find_srp_components,
-                     reduce_features)
+from .reduce import (SRP_EPS, SRP_SEED, FeatureError, SRPCache, build_layer_dataset, default_ram_budget,
+                     find_srp_components, reduce_features)
 from .run import reduce_model
 from .threads import describe_threads, extraction_threads
 from .variants import (StaleFeaturesError, clean_features_dir, find_features_path, find_up_to_date, has_variant,
@@ -88,6 +88,8 @@ def extract_model(study, model: str, weights="random", seed: int = 0, srp=None, 
                                          rerun=_rerun(study, model, weights, seed, srp)):
         return skipped_result(model, label)
     S.validate_stimuli(stim, st.store(S.STIMULI_STORE))
+    if pixels.nbytes <= default_ram_budget() / 4:  # read once here, not by the store's I/O threads mid-extraction
+        pixels = pixels.compute(scheduler="synchronous")
     with extraction_threads(threads) as n_threads:
         loaded = load_model(model, weights=weights, seed=seed, device=device, catalog=catalog)
         if log is not None:
