@@ -1,21 +1,33 @@
-"""Streaming extraction vs a bare torch forward pass: time and peak memory, side by side.
+"""Extraction of every layer vs a bare torch forward pass of the same model, same threads, same images.
 
-    python benchmarks/bench_extract.py [--model vgg16] [--images 118] [--batch-size 32]
+    python benchmarks/bench_extract.py [--model alexnet --model resnet50 ...] [--images 118]
+                                       [--batch-size 32] [--repeat 3] [--threads N]
 
-Each measurement runs in a fresh child process; peak memory is the child's ru_maxrss.
-Stimuli: the shared VISp images (118, 31x31) when present, else random; models resize to 224 px.
+Default models: alexnet, resnet50, vgg16, vit_base_patch16_224 (random weights).  For each model
+the two sides alternate (bare first in odd rounds, extraction first in even ones), each in a
+fresh child process that sets the same thread budget (torch intra-op threads; for the extraction
+also the Gram accumulator's threads, BLAS at one: :mod:`neuroxr.features.threads`) and runs the
+same 1-image warm-up before the clock starts.  Printed: the load average before and after, the
+thread settings and the BLAS libraries (threadpoolctl), the median of ``--repeat`` rounds per
+side, their ratio and each side's peak memory (the child's ``ru_maxrss``).
+
+Stimuli: the shared VISp images (the demo's 118, 31x31) when present, else random; the models
+resize them to their input size.
 """
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import resource
+import statistics
 import time
+from pathlib import Path
+
+MODELS = ("alexnet", "resnet50", "vgg16", "vit_base_patch16_224")
 
 
 def _stimuli(n):
-    from pathlib import Path
-
     import numpy as np
 
     here = Path(__file__).resolve().parents[1]
@@ -26,34 +38,50 @@ def _stimuli(n):
     return np.random.default_rng(0).uniform(0, 255, (n, 31, 31)).astype(np.float32)
 
 
-def _forward(model, n, batch_size, q):
-    from neuroxr.features.extract import preprocess_images, run_forward
+def _prepare(model, n, threads):
+    import torch
+
+    from neuroxr.features.hooks import run_forward
+    from neuroxr.features.preprocess import preprocess_images
     from neuroxr.features.zoo import load_model
 
+    torch.set_num_threads(threads)
     lm = load_model(model, device="cpu")
     px = _stimuli(n)
-    run_forward(lm, preprocess_images(lm, px[:1], 255.0))  # warm-up
+    run_forward(lm, preprocess_images(lm, px[:1], 255.0))  # the same warm-up on both sides
+    return lm, px
+
+
+def _peak_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def _bare(model, n, batch_size, threads, q):
+    from neuroxr.features.hooks import run_forward
+    from neuroxr.features.preprocess import preprocess_images
+
+    lm, px = _prepare(model, n, threads)
     t = time.perf_counter()
     for s in range(0, n, batch_size):
         run_forward(lm, preprocess_images(lm, px[s:s + batch_size], 255.0))
-    dt = time.perf_counter() - t
-    q.put((dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, None))
+    q.put({"seconds": time.perf_counter() - t, "peak_gb": _peak_gb()})
 
 
-def _extract(model, n, batch_size, q):
-    from neuroxr.features.extract import preprocess_images, reduce_model, run_forward
-    from neuroxr.features.zoo import load_model
+def _extract(model, n, batch_size, threads, q):
+    import tempfile
 
-    lm = load_model(model, device="cpu")
-    px = _stimuli(n)
-    run_forward(lm, preprocess_images(lm, px[:1], 255.0))  # same warm-up as the bare pass
-    t = time.perf_counter()
-    ds = reduce_model(lm, px, batch_size=batch_size, progress=False)
-    dt = time.perf_counter() - t
-    q.put((dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, int(ds.sizes["layer"])))
+    from neuroxr.features.run import reduce_model
+    from neuroxr.features.threads import extraction_threads
+
+    lm, px = _prepare(model, n, threads)
+    with tempfile.TemporaryDirectory() as tmp, extraction_threads(threads) as budget:
+        t = time.perf_counter()
+        ds = reduce_model(lm, px, batch_size=batch_size, progress=False, n_threads=budget, tmpdir=tmp)
+        dt = time.perf_counter() - t
+    q.put({"seconds": dt, "peak_gb": _peak_gb(), "layers": int(ds.sizes["layer"])})
 
 
-def _run(fn, *args):
+def _run(fn, *args) -> dict:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     p = ctx.Process(target=fn, args=(*args, q))
@@ -63,17 +91,56 @@ def _run(fn, *args):
     return out
 
 
+def describe_machine(threads: int) -> str:
+    """Load average, cores, the thread budget and the BLAS libraries as threadpoolctl sees them."""
+    import numpy  # noqa: F401 - loads its BLAS for threadpoolctl
+    import scipy.linalg  # noqa: F401
+    from threadpoolctl import threadpool_info
+
+    from neuroxr.runtime import available_cores
+
+    blas = "; ".join(f"{i['internal_api']} {i.get('version')} {i['num_threads']} threads "
+                     f"({i.get('architecture', '?')})" for i in threadpool_info() if i["user_api"] == "blas")
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    return (f"load average {load}; {available_cores()} available cores, --threads {threads} "
+            f"(torch intra-op {threads}, Gram {threads}, BLAS 1 inside the extraction); BLAS: {blas}")
+
+
+def bench_model(model, args) -> dict:
+    sides = {"bare": [], "extract": []}
+    layers = None
+    for r in range(args.repeat):
+        order = ("bare", "extract") if r % 2 == 0 else ("extract", "bare")
+        for side in order:
+            fn = _bare if side == "bare" else _extract
+            res = _run(fn, model, args.images, args.batch_size, args.threads)
+            sides[side].append(res)
+            layers = res.get("layers", layers)
+    med = {k: statistics.median(x["seconds"] for x in v) for k, v in sides.items()}
+    peak = {k: max(x["peak_gb"] for x in v) for k, v in sides.items()}
+    return {"model": model, "bare": med["bare"], "extract": med["extract"], "ratio": med["extract"] / med["bare"],
+            "peak_bare": peak["bare"], "peak_extract": peak["extract"], "layers": layers}
+
+
 def main(argv=None):
+    from neuroxr.runtime import available_cores
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="vgg16")
-    ap.add_argument("--images", type=int, default=118)
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--model", action="append", default=None, help=f"repeatable (default: {', '.join(MODELS)})")
+    ap.add_argument("--images", type=int, default=118, help="images (default 118, the demo's)")
+    ap.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds per side; medians are printed (default 3)")
+    ap.add_argument("--threads", type=int, default=None, help="thread budget (default: the available cores)")
     args = ap.parse_args(argv)
-    tf, mf, _ = _run(_forward, args.model, args.images, args.batch_size)
-    print(f"bare forward   {args.model} {args.images} images: {tf:8.1f} s   peak {mf:6.2f} GB", flush=True)
-    te, me, layers = _run(_extract, args.model, args.images, args.batch_size)
-    print(f"extraction     {args.model} {args.images} images: {te:8.1f} s   peak {me:6.2f} GB   ({layers} layers)")
-    print(f"ratio extraction / forward: time {te / tf:.2f}x   peak memory {me / mf:.2f}x")
+    args.threads = args.threads or available_cores()
+    print(describe_machine(args.threads), flush=True)
+    print(f"{'model':24s} {'layers':>6s} {'bare s':>8s} {'extract s':>10s} {'ratio':>6s} {'peak bare GB':>13s} "
+          f"{'peak extract GB':>16s}", flush=True)
+    for model in args.model or MODELS:
+        r = bench_model(model, args)
+        print(f"{r['model']:24s} {r['layers']:6d} {r['bare']:8.2f} {r['extract']:10.2f} {r['ratio']:6.2f} "
+              f"{r['peak_bare']:13.2f} {r['peak_extract']:16.2f}", flush=True)
+    print("load average after: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
 
 
 if __name__ == "__main__":

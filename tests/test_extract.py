@@ -278,3 +278,15 @@ def test_models_with_internal_reshapes_extract_per_image_layers():
         X = brute[i][2].astype(np.float64)
         K = X @ X.T
         np.testing.assert_allclose(ds["gram"].values[i], K, rtol=1e-6, atol=1e-9 * np.abs(K).max())
+
+
+def test_one_pass_equals_the_batched_path(visp_images):
+    """All images in one batch: reduced in the hooks (no buffers) or kept then reduced, the same numbers."""
+    lm = load_model("resnet18", device="cpu")
+    lm.input_size, lm.resize_size = 64, 0
+    px = visp_images[:8]
+    one = reduce_model(lm, px, batch_size=8, progress=False)
+    kept = reduce_model(lm, px, batch_size=8, ram_budget=1, progress=False)  # too small for one pass: kept, spilled
+    xr.testing.assert_allclose(one, kept, rtol=1e-12)
+    ref = list(iter_layer_activations(lm, px, batch_size=8))
+    _check_against_brute(one, ref)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..features.progress import plural
 from ._common import add_overwrite_arg
-from ._features import CommandLineError, plural
+from ._features import CommandLineError
 
 
 def register(sub) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 from ..errors import NeuroxrError
 from ._common import add_cluster_args, add_overwrite_arg
@@ -11,14 +12,10 @@ class CommandLineError(NeuroxrError, ValueError):
     """Command-line options that do not go together."""
 
 
-def plural(n: int, word: str) -> str:
-    """``1 layer``, ``2 layers``."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
 def _models(args):
     import pandas as pd
 
+    from ..features.progress import plural
     from ..features.zoo import list_models
 
     df = list_models(family=args.family, source=args.source, catalog=args.catalog)
@@ -34,10 +31,16 @@ def _models(args):
     return 0
 
 
+def _log(msg: str) -> None:
+    print(f"neuroxr extract: {msg}", file=sys.stderr, flush=True)
+
+
 def _extract(args):
     from ..cluster import client_from_args
-    from ..features.extract import extract_features, import_features  # torch
+    from ..features.extract import describe_result, extract_features, import_features  # torch
+    from ..features.progress import format_bytes, format_seconds, plural
 
+    t0 = time.perf_counter()
     if args.features:
         if not args.model or len(args.model) != 1:
             raise CommandLineError("--features FILE needs exactly one --model NAME to store the layers under")
@@ -50,12 +53,13 @@ def _extract(args):
         with client_from_args(args) as client:
             res = extract_features(args.study, models=args.model, weights=args.weights or "random", seed=args.seed,
                                    srp=args.srp, catalog=args.catalog, family=args.family, client=client,
-                                   overwrite=args.overwrite, batch_size=args.batch_size, device=args.device)
+                                   overwrite=args.overwrite, batch_size=args.batch_size, device=args.device,
+                                   threads=args.threads, log=_log)
     for r in res:
-        bad = r["nonfinite"]
-        extra = f", {plural(len(bad), 'non-finite layer')}: {', '.join(bad[:5])}" if bad else ""
-        layers = plural(r["layers"], "layer") if r["layers"] is not None else "already extracted"
-        print(f"{r['model']} [{r['weights'][:16]}]: {r['status']} ({layers}{extra})")
+        print(describe_result(r))
+    done = [r for r in res if r["status"] == "done"]
+    _log(f"{plural(len(done), 'model')} extracted, {len(res) - len(done)} skipped in "
+         f"{format_seconds(time.perf_counter() - t0)}; wrote {format_bytes(sum(r.get('bytes', 0) for r in res))}")
     return 0
 
 
@@ -69,8 +73,10 @@ def register(sub):
 
     p = sub.add_parser("extract", help="extract per-layer Gram matrices (and SRP) into STUDY/features/<model>.zarr",
                        description="Run models over STUDY/stimuli.zarr and store per-layer summaries "
-                                   "(gram, gram_z, feature_sum, optional srp). Resumable: finished "
-                                   "(model, weights) pairs are skipped.")
+                                   "(gram, gram_z, feature_sum, optional srp). Resumable: a (model, weights) pair "
+                                   "already extracted from the same stimuli, weights, seed, SRP settings and "
+                                   "preprocessing is skipped; one whose inputs changed stops with a message "
+                                   "naming the change (--overwrite rebuilds it). Progress lines go to stderr.")
     p.add_argument("study", help="study directory (with stimuli.zarr)")
     p.add_argument("--model", action="append", default=None, metavar="M", help="model name (repeatable)")
     p.add_argument("--weights", default=None, help="random (default), trained, or a checkpoint PATH")
@@ -83,6 +89,9 @@ def register(sub):
                    help="import features computed elsewhere (.npy (image, feature), .npz one array per layer, .nc)")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads of each extraction: torch and the Gram accumulation, BLAS kept at one "
+                        "(default: the CPUs this process may use, shared among a Dask worker's threads)")
     add_overwrite_arg(p)
     add_cluster_args(p)
     p.set_defaults(func=_extract)

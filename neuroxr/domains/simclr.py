@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..errors import MissingDataError, NeuroxrError, StoreExistsError
+from ..features.checkpoints import read_checkpoint
 from .naturalness import list_domain_images
 
 __all__ = [
@@ -306,7 +307,7 @@ def load_simclr_checkpoint(path) -> dict:
     path = Path(path)
     if not path.exists():
         raise MissingDataError(f"{path}: checkpoint does not exist; train one with `neuroxr train-ssl DOMAIN_DIR --out {path}`")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint(path, "SimCLR checkpoint")
     if not isinstance(ckpt, dict) or "model_state_dict" not in ckpt:
         raise NeuroxrError(f"{path}: not a neuroxr SimCLR checkpoint (no 'model_state_dict'); "
                            "write one with `neuroxr train-ssl`")

@@ -27,7 +27,8 @@ def find_pixel_scale(pixels) -> float:
     if getattr(arr, "dtype", None) == np.uint8:
         return 255.0
     mx = arr.max()
-    mx = float(mx.compute() if hasattr(mx, "compute") else mx)
+    # dask: computed in this thread, not in a pool of its own beside the model's threads
+    mx = float(mx.compute(scheduler="synchronous") if hasattr(mx, "compute") else mx)
     return 255.0 if mx > 1.5 else 1.0
 
 

@@ -1,7 +1,8 @@
 """Streaming per-layer reductions: Gram matrices, feature sums and the sparse random projection.
 
 A model's layers stream past :class:`LayerCollector` batch by batch (held in memory, or
-spilled to files past a RAM budget); layers whose outputs are identical to an earlier
+spilled to files past a RAM budget), or are reduced in their hooks in one pass
+(:mod:`.onepass`, chosen by :func:`neuroxr.features.run.reduce_model`); layers whose outputs are identical to an earlier
 layer's (Dropout and Identity in eval mode, a block whose output is its last ReLU's) are
 dropped, keeping the first.  Each kept layer is then reduced by feature chunks
 (:class:`LayerReducer`), so memory stays at one chunk per layer.  Depth is the order of
@@ -10,21 +11,17 @@ execution among the kept layers.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import warnings
 
 import numpy as np
 import torch
 import xarray as xr
 from sklearn.random_projection import SparseRandomProjection, johnson_lindenstrauss_min_dim
-from tqdm.auto import tqdm
 
 from .. import schema as S
 from ..errors import NeuroxrError
+from ..io.reader import available_memory
 from ..mapping.gram import GramAccumulator
-from .hooks import LayerHooks, iter_batches, run_forward
-from .preprocess import find_pixel_scale, preprocess_images
 
 
 class FeatureError(NeuroxrError, ValueError):
@@ -36,6 +33,15 @@ class FeatureError(NeuroxrError, ValueError):
 #: layer, applied to the raw (not z-scored) features; layers with p <= n_components are kept as is.
 SRP_EPS = 0.1
 SRP_SEED = 1
+#: the activations kept in memory until the last batch: this share of the available memory, at least 1 GiB
+RAM_SHARE = 0.25
+MIN_RAM_BUDGET = 1 << 30
+
+
+def default_ram_budget() -> float:
+    """Bytes of activations an extraction may hold: :data:`RAM_SHARE` of the memory available to this
+    process (host and cgroup limit), at least :data:`MIN_RAM_BUDGET`."""
+    return max(float(MIN_RAM_BUDGET), RAM_SHARE * available_memory())
 
 
 def find_srp_components(srp, n_images: int) -> int | None:
@@ -79,11 +85,12 @@ class LayerReducer:
     (measured on resnet18).
     """
 
-    def __init__(self, n: int, p: int, srp: SRPCache | None, precision: str = "float64"):
+    def __init__(self, n: int, p: int, srp: SRPCache | None, precision: str = "float64", n_threads: int = 1):
         if precision != "float64":
             raise FeatureError(f"precision must be 'float64', got {precision!r}")
         self.n, self.p, self.precision = n, p, precision
-        self._acc = GramAccumulator(n, raw=True, zscored=True, n_threads=None)
+        # n_threads: the caller's thread budget (features.threads), BLAS kept at one thread there
+        self._acc = GramAccumulator(n, raw=True, zscored=True, n_threads=n_threads)
         self.srp = None
         if srp is not None:
             self.srp = np.zeros((n, srp.k))
@@ -160,21 +167,19 @@ class ActivationBuffer:
                 pass
 
 
-class LayerCollector:
-    """Forward-hook callback: fingerprints each layer's output, keeps distinct layers' rows."""
+def as_rows(t) -> torch.Tensor:
+    """A layer's output (image, ...) as a contiguous float32 CPU tensor (image, features)."""
+    f = t.reshape(t.shape[0], -1)
+    if f.dtype != torch.float32 or f.device.type != "cpu":
+        f = f.to("cpu", torch.float32)
+    return f.contiguous()
 
-    def __init__(self, n: int, ram_budget: float, tmpdir):
-        self.n, self.ram_budget, self.tmpdir = n, ram_budget, tmpdir
-        self.layers: dict = {}
-        self.batch = -1
-        self.batch_keys: dict = {}
-        self.ram_used = 0
+
+class Fingerprints:
+    """Fingerprint of a layer's output: a fixed random projection and the norm of each image's row."""
+
+    def __init__(self):
         self._w: dict = {}
-        self._spills = 0
-
-    def new_batch(self):
-        self.batch += 1
-        self.batch_keys = {}
 
     def _weights(self, p):
         if p not in self._w:
@@ -184,26 +189,43 @@ class LayerCollector:
             self._w[p] = torch.randn(p, generator=g, dtype=torch.float32)
         return self._w[p]
 
+    def key(self, f: torch.Tensor) -> tuple:
+        """``(p, projection bytes, norm bytes)`` of ``f`` (image, p) float32."""
+        fp = torch.mv(f, self._weights(f.shape[1]))
+        norm = torch.linalg.vector_norm(f, dim=1)
+        return f.shape[1], fp.numpy().tobytes(), norm.numpy().tobytes()
+
+
+class LayerCollector:
+    """Forward-hook callback: fingerprints each layer's output, keeps distinct layers' rows."""
+
+    def __init__(self, n: int, ram_budget: float, tmpdir):
+        self.n, self.ram_budget, self.tmpdir = n, ram_budget, tmpdir
+        self.layers: dict = {}
+        self.batch = -1
+        self.batch_keys: dict = {}
+        self.ram_used = 0
+        self._fingerprints = Fingerprints()
+        self.spills = 0
+
+    def new_batch(self):
+        self.batch += 1
+        self.batch_keys = {}
+
     def _new_buffer(self, p):
         need = self.n * p * 4
         if self.ram_used + need <= self.ram_budget:
             self.ram_used += need
             return ActivationBuffer(self.n, p)
-        self._spills += 1
-        return ActivationBuffer(self.n, p, os.path.join(self.tmpdir, f"layer{self._spills:04d}.f32"))
+        self.spills += 1
+        return ActivationBuffer(self.n, p, os.path.join(self.tmpdir, f"layer{self.spills:04d}.f32"))
 
     def __call__(self, name, mtype, t):
         nb = t.shape[0]
-        f = t.reshape(nb, -1)
-        if f.dtype != torch.float32 or f.device.type != "cpu":
-            f = f.to("cpu", torch.float32)
-        f = f.contiguous()
+        f = as_rows(t)
         p = f.shape[1]
-        # fingerprint: a fixed random projection and the norm of each image's output; layers
-        # whose fingerprints agree in every batch are taken as duplicates of the first
-        fp = torch.mv(f, self._weights(p))
-        norm = torch.linalg.vector_norm(f, dim=1)
-        key = (p, fp.numpy().tobytes(), norm.numpy().tobytes())
+        # layers whose fingerprints agree in every batch are taken as duplicates of the first
+        key = self._fingerprints.key(f)
         L = self.layers.get(name)
         if L is None:
             L = {"type": mtype, "p": p, "alias": None, "buffer": None, "finite": True, "keys": [],
@@ -272,6 +294,15 @@ def build_layer_dataset(model, weights, family, source, names, types, results, f
     return xr.Dataset(data, coords=coords)
 
 
+def read_batch(pixels, sl) -> np.ndarray:
+    """``pixels[sl]`` as a NumPy array; lazy (dask) stimuli are read in this thread, not in a pool of
+    their own beside the model's threads (the thread budget of :mod:`.threads`)."""
+    data = getattr(pixels[sl], "data", pixels[sl])
+    if hasattr(data, "compute"):
+        data = data.compute(scheduler="synchronous")
+    return np.asarray(data)
+
+
 def reduce_features(features: np.ndarray, srp_components=None, srp_seed: int = SRP_SEED,
                     chunk_bytes: int = 8 << 20, precision: str = "float64", srp_cache=None) -> dict:
     """Per-layer summaries of one full feature matrix (image, n_features), computed by feature chunks.
@@ -292,93 +323,6 @@ def reduce_features(features: np.ndarray, srp_components=None, srp_seed: int = S
     return red.finish()
 
 
-def reduce_model(loaded, pixels, image=None, *, batch_size: int = 32, srp=None, srp_seed: int = SRP_SEED,
-                 ram_budget: float = 1 << 30, tmpdir=None, chunk_bytes: int = 8 << 20,
-                 precision: str = "float64", progress=None, device=None):
-    """Run ``loaded`` over the stimuli and reduce every distinct layer as it streams past.
-
-    Parameters
-    ----------
-    loaded : LoadedModel
-    pixels : ndarray or DataArray (image, y, x)
-        The stimuli; a lazy DataArray is read one batch at a time.
-    image : array of int, optional
-        The ``image`` coordinate (default: ``pixels``' own, or 0..n-1).
-    batch_size : int
-        Images per forward pass (peak memory ~ one batch of the largest layers).
-    srp : int, 'auto' or None
-        Number of sparse-random-projection components to store as ``srp`` (layer, image, component).
-    ram_budget : float
-        Bytes of layer activations held in memory until the last batch; layers beyond it are
-        spilled to files in ``tmpdir`` and read back by feature chunks.
-
-    Returns
-    -------
-    Dataset
-        ``gram``, ``gram_z`` (layer, image, image_j) float64, ``feature_sum`` (layer, image) float64,
-        optional ``srp`` (layer, image, component) float32, with the layer coords of the contract.
-    """
-    if device is not None:
-        loaded.model.to(device)
-        loaded.device = str(device)
-    n = int(pixels.shape[0])
-    if image is None:
-        image = pixels[pixels.dims[0]].values if hasattr(pixels, "dims") and pixels.dims[0] in pixels.coords else np.arange(n)
-    srp_k = find_srp_components(srp, n)
-    work = tempfile.mkdtemp(prefix=".spill-", dir=tmpdir)
-    collector = LayerCollector(n, ram_budget, work)
-    try:
-        _run_batches(loaded, pixels, collector, batch_size, progress)
-        cache = SRPCache(srp_k, srp_seed) if srp_k else None
-        layers = _reduce_collected(collector, n, cache, precision, chunk_bytes,
-                                   tqdm_kw=dict(desc=f"{loaded.name} layers", unit="layer", leave=False,
-                                                disable=None if progress is None else not progress))
-    finally:
-        collector.close()
-        shutil.rmtree(work, ignore_errors=True)
-    if not layers["names"]:
-        raise FeatureError(f"model {loaded.name!r} produced no layer outputs on these stimuli")
-    return build_layer_dataset(loaded.name, loaded.weights, loaded.family, loaded.source, layers["names"],
-                               layers["types"], layers["results"], layers["finite"], image, srp_k,
-                               layers["n_features"])
-
-
-def _run_batches(loaded, pixels, collector: LayerCollector, batch_size: int, progress) -> None:
-    """Forward every batch of stimuli through ``loaded`` with ``collector`` on its layers."""
-    n = int(pixels.shape[0])
-    scale = find_pixel_scale(pixels)
-    with LayerHooks(loaded.model, collector) as hooks:
-        for sl in tqdm(list(iter_batches(n, batch_size)), desc=f"{loaded.name} forward", unit="batch",
-                       disable=None if progress is None else not progress, leave=False):
-            batch = pixels[sl]
-            batch = np.asarray(batch.values if hasattr(batch, "values") else batch)
-            hooks.new_batch(len(batch))
-            collector.new_batch()
-            run_forward(loaded, preprocess_images(loaded, batch, scale))
-
-
-def _reduce_collected(collector: LayerCollector, n: int, cache, precision: str, chunk_bytes: int,
-                      tqdm_kw: dict) -> dict:
-    """Reduce every distinct layer the collector holds; lists of names, types, results, finite, n_features."""
-    out = {"names": [], "types": [], "results": [], "finite": [], "n_features": []}
-    roots = [(k, L) for k, L in collector.layers.items() if L["alias"] is None]
-    for name, L in tqdm(roots, **tqdm_kw):
-        buf = L["buffer"]
-        if buf.rows != n:  # produced in some batches only (conditional branch): not a layer of all images
-            buf.close()
-            continue
-        red = LayerReducer(n, L["p"], cache, precision)
-        for start, x in buf.chunks(red.chunk_size(chunk_bytes)):
-            red.add(x, start)
-        buf.close()
-        res = red.finish()
-        out["names"].append(name)
-        out["types"].append(L["type"])
-        out["results"].append(res)
-        out["finite"].append(bool(all(np.isfinite(v).all() for v in res.values())))
-        out["n_features"].append(L["p"])
-    return out
-
-
 __all__ = ["SRP_EPS", "SRP_SEED", "FeatureError", "SRPCache", "LayerReducer", "LayerCollector",
-           "ActivationBuffer", "find_srp_components", "build_layer_dataset", "reduce_features", "reduce_model"]
+           "ActivationBuffer", "find_srp_components", "build_layer_dataset", "reduce_features",
+           "default_ram_budget", "read_batch", "as_rows", "Fingerprints", "RAM_SHARE", "MIN_RAM_BUDGET"]

@@ -3,13 +3,19 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from .. import schema as S
+from ..errors import SettingsMismatchError
 from ..io.store import check_settings, clean_stale, open_dataset, provenance, read_settings, write_dataset
 from .reduce import SRP_EPS, FeatureError
+
+
+class StaleFeaturesError(SettingsMismatchError):
+    """A features store was built from other inputs or settings than this run's; the message names which."""
 
 
 def find_features_path(study, model):
@@ -69,10 +75,66 @@ def has_variant(study, model: str, weights: str) -> bool:
     return weights in set(np.asarray(ds["weights"].values).tolist())
 
 
+def _plain(value):
+    """``value`` as it reads back from the store's JSON attributes (tuples become lists)."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _first_change(stored: dict, current: dict):
+    """``(key, stored value, current value)`` of the first key whose values differ, or None."""
+    for key in sorted(current):
+        old, new = stored.get(key, "<not recorded>"), _plain(current[key])
+        if old != new:
+            return key, old, new
+    return None
+
+
+def _stale(path, what: str, change, rerun: str) -> StaleFeaturesError:
+    key, old, new = change
+    return StaleFeaturesError(
+        f"{path}: {what} changed since these features were extracted ({key}: stored {old!r}, now {new!r}); "
+        f"rerun `{rerun} --overwrite` to rebuild the store (or use another study directory)"
+    )
+
+
+def find_up_to_date(path, label: str, *, stimuli: str, settings: dict, variant: dict, rerun: str) -> bool:
+    """Whether the features store ``path`` already holds variant ``label`` built from these inputs.
+
+    True: the store records the same stimuli hash, store settings (SRP) and, for ``label``, the same
+    ``variant`` record (weights, seed, preprocessing): the work can be skipped.  False: the store
+    or the variant is not there yet.  Raises :class:`StaleFeaturesError` naming the first input
+    that differs (content hashes and settings, never times), with the command (``rerun``) that
+    rebuilds it.
+    """
+    if not path.exists():
+        return False
+    attrs = open_dataset(path).attrs
+    inputs = json.loads(attrs.get("inputs", "{}"))
+    change = _first_change(inputs, {"stimuli": stimuli})
+    if change:
+        raise _stale(path, "the stimuli", change, rerun)
+    change = _first_change(read_settings(attrs), settings)
+    if change:
+        raise _stale(path, "a store setting", change, rerun)
+    variants = json.loads(attrs.get("variants", "{}"))
+    if label not in variants:
+        return False
+    change = _first_change(variants[label], variant)
+    if change:
+        raise _stale(path, f"variant {label[:16]!r}", change, rerun)
+    return True
+
+
+def store_bytes(path) -> int:
+    """Bytes of the files under ``path`` (a store directory)."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
 def skipped_result(model: str, label: str) -> dict:
     """The summary of a (model, weights) pair that is already extracted."""
-    return {"model": model, "weights": label, "status": "skipped", "layers": None, "nonfinite": []}
+    return {"model": model, "weights": label, "status": "skipped", "layers": None, "nonfinite": [], "seconds": 0.0,
+            "bytes": 0}
 
 
 __all__ = ["find_features_path", "make_store_settings", "write_variant", "clean_features_dir", "has_variant",
-           "skipped_result"]
+           "find_up_to_date", "skipped_result", "store_bytes", "StaleFeaturesError"]

@@ -33,6 +33,7 @@ import pandas as pd
 from ..catalogs import read_catalog
 from ..errors import MissingDataError, NeuroxrError
 from ..io.store import hash_file
+from .checkpoints import read_checkpoint
 
 MODELS_CATALOG = "models.csv"
 TASKONOMY_CATALOG = "taskonomy.csv"
@@ -354,7 +355,7 @@ def _trained(row: dict, seed: int):
                     f"put {fname} (from {url}) at {target}, or pass --weights PATH"
                 ) from exc
         model = build_taskonomy_encoder()
-        sd = unwrap_taskonomy_checkpoint(torch.load(target, map_location="cpu", weights_only=True))
+        sd = unwrap_taskonomy_checkpoint(read_checkpoint(target, f"Taskonomy checkpoint of {name!r}"))
         _load_state_dict(model, sd, target, name)
         return model
     if src == "neuroxr":
@@ -399,17 +400,9 @@ def _load_state_dict(model, sd: dict, path, name: str) -> None:
 
 
 def _from_file(row: dict, path: Path, seed: int):
-    import torch
-
     if not path.exists():
         raise MissingDataError(f"weights file {path} does not exist (model {row['model']!r})")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointMismatchError(
-            f"{path}: cannot be read with torch.load(weights_only=True) ({type(exc).__name__}: {exc}); "
-            "save plain tensors: torch.save(model.state_dict(), path)"
-        ) from exc
+    obj = read_checkpoint(path, f"checkpoint of {row['model']!r}")
     sd, outer = _unwrap_checkpoint(obj, path)
     arch = outer.get("arch") if isinstance(outer, dict) else None
     if isinstance(arch, str) and arch not in (row["constructor"], row["model"]):

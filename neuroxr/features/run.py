@@ -1,0 +1,146 @@
+"""A model over a study's stimuli, every distinct layer reduced: in one pass, or batch by batch.
+
+:func:`reduce_model` takes one pass when every image fits one batch (``batch_size >= n``) and
+the layers' sizes (probed on one image) fit the memory budget, each layer reduced in its hook
+(:mod:`.onepass`); otherwise it runs batches, keeping each layer's rows (in memory up to the
+budget, then in spill files) and reduces them afterwards (:class:`~.reduce.LayerCollector`).
+Both give the same numbers.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .hooks import LayerHooks, iter_batches, run_forward
+from .onepass import one_pass_fits, probe_layers, reduce_in_one_pass
+from .preprocess import find_pixel_scale, preprocess_images
+from .progress import StepLog, format_bytes
+from .reduce import (SRP_SEED, FeatureError, LayerCollector, LayerReducer, SRPCache, build_layer_dataset,
+                     default_ram_budget, find_srp_components, read_batch)
+
+
+def reduce_model(loaded, pixels, image=None, *, batch_size: int = 32, srp=None, srp_seed: int = SRP_SEED,
+                 ram_budget: float | None = None, tmpdir=None, chunk_bytes: int = 8 << 20,
+                 precision: str = "float64", progress=None, device=None, n_threads: int = 1, log=None):
+    """Run ``loaded`` over the stimuli and reduce every distinct layer (in one pass when it fits).
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+    pixels : ndarray or DataArray (image, y, x)
+        The stimuli; a lazy DataArray is read one batch at a time.
+    image : array of int, optional
+        The ``image`` coordinate (default: ``pixels``' own, or 0..n-1).
+    batch_size : int
+        Images per forward pass (peak memory ~ one batch of the largest layers).  When every image
+        fits one batch and ``ram_budget``, that one pass reduces each layer in its hook: no
+        activations are kept, no spill files written (the fastest way; torch's kernels give
+        float32 round-off differences between batch sizes, ~1e-8 relative in the Gram).
+    srp : int, 'auto' or None
+        Number of sparse-random-projection components to store as ``srp`` (layer, image, component).
+    ram_budget : float, optional
+        Bytes of activations this may hold (default :func:`default_ram_budget`): one pass of every
+        image when it fits (:func:`~neuroxr.features.onepass.one_pass_fits`), else batches whose
+        layers are held in memory up to the budget, the rest spilled to files in ``tmpdir`` and
+        read back by feature chunks.
+    n_threads : int
+        Threads of the Gram accumulation (the caller sets torch's and BLAS's: see
+        :func:`neuroxr.features.threads.extraction_threads`).
+    log : callable, optional
+        Receives progress lines (batches and layer groups, with elapsed time and what is left).
+
+    Returns
+    -------
+    Dataset
+        ``gram``, ``gram_z`` (layer, image, image_j) float64, ``feature_sum`` (layer, image) float64,
+        optional ``srp`` (layer, image, component) float32, with the layer coords of the contract.
+    """
+    if device is not None:
+        loaded.model.to(device)
+        loaded.device = str(device)
+    n = int(pixels.shape[0])
+    if image is None:
+        image = pixels[pixels.dims[0]].values if hasattr(pixels, "dims") and pixels.dims[0] in pixels.coords else np.arange(n)
+    srp_k = find_srp_components(srp, n)
+    budget = default_ram_budget() if ram_budget is None else ram_budget
+    cache = SRPCache(srp_k, srp_seed) if srp_k else None
+    prefix = f"{loaded.name} [{str(loaded.weights)[:16]}]"
+    scale = find_pixel_scale(pixels)
+    # one pass only where it is the batched computation itself (all images in one batch): torch's
+    # kernels may pick other algorithms for another batch size (float32 round-off, ~1e-8 in the Gram)
+    sizes = probe_layers(loaded, pixels, scale) if n <= batch_size else {}
+    if one_pass_fits(n, sizes, budget):
+        if log is not None:
+            log(f"{prefix}: one forward pass of all {n} images, {len(sizes)} layers reduced in their hooks")
+        layers = reduce_in_one_pass(loaded, pixels, scale, sizes, cache, precision, chunk_bytes, n_threads, log,
+                                    prefix)
+    else:
+        layers = _reduce_in_batches(loaded, pixels, scale, batch_size, budget, tmpdir, cache, precision, chunk_bytes,
+                                    n_threads, progress, log, prefix)
+    if not layers["names"]:
+        raise FeatureError(f"model {loaded.name!r} produced no layer outputs on these stimuli")
+    return build_layer_dataset(loaded.name, loaded.weights, loaded.family, loaded.source, layers["names"],
+                               layers["types"], layers["results"], layers["finite"], image, srp_k,
+                               layers["n_features"])
+
+
+def _reduce_in_batches(loaded, pixels, scale, batch_size, budget, tmpdir, cache, precision, chunk_bytes, n_threads,
+                       progress, log, prefix) -> dict:
+    """Batches through ``loaded``, each layer's rows kept (memory up to ``budget``, then spill files), then reduced."""
+    n = int(pixels.shape[0])
+    work = tempfile.mkdtemp(prefix=".spill-", dir=tmpdir)
+    collector = LayerCollector(n, budget, work)
+    try:
+        _run_batches(loaded, pixels, scale, collector, batch_size, progress,
+                     StepLog(log, prefix, "forward batch", -(-n // max(1, batch_size))))
+        return _reduce_collected(collector, n, cache, precision, chunk_bytes, n_threads, log, prefix,
+                                 tqdm_kw=dict(desc=f"{loaded.name} layers", unit="layer", leave=False,
+                                              disable=None if progress is None else not progress))
+    finally:
+        collector.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_batches(loaded, pixels, scale, collector: LayerCollector, batch_size: int, progress, steps: StepLog) -> None:
+    """Forward every batch of stimuli through ``loaded`` with ``collector`` on its layers."""
+    n = int(pixels.shape[0])
+    with LayerHooks(loaded.model, collector) as hooks:
+        batches = list(iter_batches(n, batch_size))
+        for i, sl in enumerate(tqdm(batches, desc=f"{loaded.name} forward", unit="batch",
+                                    disable=None if progress is None else not progress, leave=False)):
+            batch = read_batch(pixels, sl)
+            hooks.new_batch(len(batch))
+            collector.new_batch()
+            run_forward(loaded, preprocess_images(loaded, batch, scale))
+            steps.step(i + 1, f"{format_bytes(collector.ram_used)} held, {collector.spills} spilled")
+
+
+def _reduce_collected(collector: LayerCollector, n: int, cache, precision: str, chunk_bytes: int, n_threads: int,
+                      log, prefix: str, tqdm_kw: dict) -> dict:
+    """Reduce every distinct layer the collector holds; lists of names, types, results, finite, n_features."""
+    out = {"names": [], "types": [], "results": [], "finite": [], "n_features": []}
+    roots = [(k, L) for k, L in collector.layers.items() if L["alias"] is None]
+    steps = StepLog(log, prefix, "layers reduced", len(roots))
+    total, done = max(1, sum(L["p"] for _, L in roots)), 0
+    for i, (name, L) in enumerate(tqdm(roots, **tqdm_kw)):
+        buf = L["buffer"]
+        if buf.rows == n:  # else produced in some batches only (conditional branch): not a layer of all images
+            red = LayerReducer(n, L["p"], cache, precision, n_threads=n_threads)
+            for start, x in buf.chunks(red.chunk_size(chunk_bytes)):
+                red.add(x, start)
+            res = red.finish()
+            out["names"].append(name)
+            out["types"].append(L["type"])
+            out["results"].append(res)
+            out["finite"].append(bool(all(np.isfinite(v).all() for v in res.values())))
+            out["n_features"].append(L["p"])
+        buf.close()
+        done += L["p"]
+        steps.step(i + 1, f"last {name}", share=done / total)
+    return out
+
+
+__all__ = ["reduce_model"]
