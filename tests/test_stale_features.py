@@ -194,3 +194,30 @@ def test_stimuli_store_keeps_its_hash_across_reads(arrays):
     assert extract_features(study, ["pixels"], progress=False)[0]["status"] == "skipped"
     px = xr.open_zarr(study / S.STIMULI_STORE)[S.PIXELS].values
     np.testing.assert_array_equal(px, images)
+
+
+def test_cleaning_keeps_a_live_runs_spill_folder_and_removes_a_dead_ones(tmp_path):
+    """Issue 14 item 5: a second `extract` must not delete the spill folder of one still running."""
+    import subprocess
+    import sys
+
+    from neuroxr.features.variants import clean_features_dir
+    from neuroxr.io.paths import hostname
+
+    feats = tmp_path / "features"
+    feats.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = feats / f".spill-abc123-p{sleeper.pid}@{hostname()}"
+        dead_proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        dead = feats / f".spill-def456-p{int(dead_proc.stdout)}@{hostname()}"
+        unowned = feats / ".spill-old"
+        for d in (live, dead, unowned):
+            d.mkdir()
+            (d / "layer0001.f32").write_bytes(b"\0" * 16)
+        clean_features_dir(tmp_path)
+        assert live.exists() and (live / "layer0001.f32").exists()
+        assert not dead.exists() and not unowned.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()

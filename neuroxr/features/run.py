@@ -14,6 +14,7 @@ import tempfile
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..io.paths import owner_tag
 from .hooks import LayerHooks, iter_batches, run_forward
 from .onepass import one_pass_fits, probe_layers, reduce_in_one_pass
 from .preprocess import find_pixel_scale, preprocess_images
@@ -91,7 +92,7 @@ def _reduce_in_batches(loaded, pixels, scale, batch_size, budget, tmpdir, cache,
                        progress, log, prefix) -> dict:
     """Batches through ``loaded``, each layer's rows kept (memory up to ``budget``, then spill files), then reduced."""
     n = int(pixels.shape[0])
-    work = tempfile.mkdtemp(prefix=".spill-", dir=tmpdir)
+    work = tempfile.mkdtemp(prefix=".spill-", suffix=owner_tag(), dir=tmpdir)  # owned: never cleaned under a live run
     collector = LayerCollector(n, budget, work)
     try:
         _run_batches(loaded, pixels, scale, collector, batch_size, progress,

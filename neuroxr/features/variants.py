@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import xarray as xr
 
 from .. import schema as S
 from ..errors import SettingsMismatchError
+from ..io.paths import pid_alive
 from ..io.store import check_settings, clean_stale, open_dataset, provenance, read_settings, write_dataset
 from .reduce import SRP_EPS, FeatureError
 
@@ -58,12 +60,22 @@ def write_variant(path, ds, settings, inputs, overwrite):
     return path
 
 
+_SPILL_OWNER = re.compile(r"-p(\d+)@(.+)$")
+
+
+def spill_owner_alive(p: Path, max_foreign_age: float = 6 * 3600) -> bool:
+    """True if the spill directory ``p`` (``.spill-<id>-p<pid>@<host>``) may belong to a running extraction."""
+    m = _SPILL_OWNER.search(p.name)
+    return m is not None and pid_alive(int(m.group(1)), m.group(2), p, max_foreign_age)
+
+
 def clean_features_dir(study):
-    """Remove what a killed run left (temporary stores, spill directories); run before any task starts."""
+    """Remove what killed runs left (temporary stores, spill directories); a live run's are kept."""
     d = S.study_path(study, S.FEATURES_DIR)
     clean_stale(d)
     for p in d.glob(".spill-*") if d.exists() else []:
-        shutil.rmtree(p, ignore_errors=True)
+        if not spill_owner_alive(p):
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def has_variant(study, model: str, weights: str) -> bool:
