@@ -23,11 +23,20 @@ from .backend import get_backend
 from .gram import calc_zscored_gram
 
 __all__ = [
-    "CONSTANT_LAYER_RTOL", "CONSTANT_COLUMN_RTOL", "REDO_RTOL",
+    "CONSTANT_LAYER_RTOL", "CONSTANT_COLUMN_RTOL", "REDO_RTOL", "ALPHA_RTOL", "AlphaScaleError", "check_alpha_scale",
     "calc_pearson", "decompose_gram", "calc_residual_operator", "find_constant_layers",
     "calc_residual_operators", "calc_loo_residuals", "calc_loo_scores", "calc_zscored_grams",
     "calc_raw_grams", "split_trial_means",
 ]
+
+#: smallest penalty relative to the Gram matrix's scale (trace(K) / n): below it the residual
+#: operator underflows and every leave-one-out score would be NaN
+ALPHA_RTOL = 1e-15
+
+
+class AlphaScaleError(NeuroxrError, ValueError):
+    """A ridge penalty too small for the Gram matrix's scale."""
+
 
 #: relative size under which K' counts as zero (a constant layer)
 CONSTANT_LAYER_RTOL = 1e-12
@@ -115,10 +124,24 @@ def find_constant_layers(s, scale, xb):
     return total <= CONSTANT_LAYER_RTOL * xb.where(scale > 0, scale, 1.0)
 
 
+def check_alpha_scale(K, alphas, finite=None) -> None:
+    """Refuse a penalty below :data:`ALPHA_RTOL` x ``trace(K) / n`` of a finite layer of ``K`` (L, n, n)."""
+    scale = np.einsum("lii->l", K) / K.shape[-1]
+    if finite is not None:
+        scale = scale[finite]
+    top = float(scale.max()) if scale.size else 0.0
+    low = min(alphas)
+    if top > 0 and low < ALPHA_RTOL * top:
+        raise AlphaScaleError(
+            f"ridge penalty alpha={low:g} is below {ALPHA_RTOL:g} x the Gram matrix's scale (trace/n = {top:.4g}): "
+            f"every leave-one-out fit would underflow to NaN; use alpha >= {ALPHA_RTOL * top:.3g}")
+
+
 def calc_residual_operators(K, alphas, backend="numpy"):
     """K (L, n, n) -> residual operators R (L, A, n, n), numpy; NaN for non-finite or constant layers."""
     K = np.asarray(K, dtype=np.float64)
     finite = np.isfinite(K).all(axis=(-2, -1))
+    check_alpha_scale(K, alphas, finite)
     K0 = np.where(finite[:, None, None], K, 0.0)
     xb = get_backend(backend)
     s, W, scale = decompose_gram(K0, backend=xb)
@@ -232,7 +255,7 @@ def calc_zscored_grams(X):
     """X (L, n, c) -> Z Z^T (L, n, n), Z z-scored per component over images (ddof=0, StandardScaler's rule)."""
     X = np.asarray(X)
     n = X.shape[1]
-    return np.stack([calc_zscored_gram(x, n_threads=1) for x in X]) if X.shape[0] else np.zeros((0, n, n))
+    return np.stack([calc_zscored_gram(x, n_threads=1, backend="numpy") for x in X]) if X.shape[0] else np.zeros((0, n, n))
 
 
 def calc_raw_grams(X):

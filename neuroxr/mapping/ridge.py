@@ -72,16 +72,20 @@ def predict_loo(R, Y, *, backend="numpy"):
 
 
 def check_alphas(alphas) -> tuple:
-    """Validate ridge penalties: a non-empty sequence of finite numbers > 0."""
+    """Validate ridge penalties: a non-empty sequence of finite numbers > 0 (and not subnormal).
+
+    A penalty tiny against the Gram matrix's scale is refused where the scale is known, by
+    :func:`neuroxr.mapping.kernels.calc_residual_operators` (:data:`~neuroxr.mapping.kernels.ALPHA_RTOL`).
+    """
     if np.isscalar(alphas):
         alphas = (alphas,)
     alphas = tuple(float(a) for a in alphas)
     if not alphas:
         raise NeuroxrError("no ridge penalty given; pass alpha=1.0 or alphas=(0.1, 1, 10)")
-    bad = [a for a in alphas if not (np.isfinite(a) and a > 0)]
+    bad = [a for a in alphas if not (np.isfinite(a) and a >= np.finfo(np.float64).tiny)]
     if bad:
         raise NeuroxrError(
-            f"ridge penalty alpha must be a finite number > 0, got {bad[0]!r}; "
+            f"ridge penalty alpha must be a finite number >= {np.finfo(np.float64).tiny:.3g}, got {bad[0]!r}; "
             "alpha=0 is ordinary least squares, whose leave-one-out fit is undefined with more features than images"
         )
     return alphas
