@@ -203,7 +203,21 @@ def _loo_moments(Ms, sums, Y, col_block):
     return ee, ey, m, idx
 
 
-def calc_loo_scores(R, Y, n_out: int = 1, col_block=None, redo_rtol: float | None = None):
+def _loo_moments_device(Ms, sums, Y, xb):
+    """:func:`_loo_moments` on a torch backend: every layer, alpha and neuron in a few batched products."""
+    torch = xb.torch
+    Yt = xb.asarray(Y)
+    E = xb.asarray(Ms) @ Yt  # (layer, alpha, n, neuron)
+    ee = torch.einsum("lain,lain->lan", E, E)
+    ey = torch.einsum("lain,in->lan", E, Yt)
+    del E
+    m = xb.asarray(sums) @ Yt  # (layer, alpha, neuron)
+    idx = torch.argmin(ee, dim=1, keepdim=True)  # the first of equal errors, as scikit-learn
+    pick = [xb.to_numpy(torch.take_along_dim(v, idx, dim=1)[:, 0]) for v in (ee, ey, m)]
+    return (*pick, xb.to_numpy(idx[:, 0]).astype(np.int64))
+
+
+def calc_loo_scores(R, Y, n_out: int = 1, col_block=None, redo_rtol: float | None = None, backend="numpy"):
     """R (L, A, n, n), Y (n, N) -> (n_out, L, N): Pearson r of LOO predictions [, best alpha index].
 
     With ``M = diag(R)^-1 R`` the leave-one-out residuals are ``E = M Y`` and the predictions
@@ -213,6 +227,7 @@ def calc_loo_scores(R, Y, n_out: int = 1, col_block=None, redo_rtol: float | Non
     heavy shrinkage) the algebraic form would cancel digits, so those neurons are recomputed
     directly from the centred predictions.  Neurons are taken ``col_block`` at a time (outer
     loop) so that ``E`` and the block of ``Y`` stay in cache; each column is independent.
+    With a torch ``backend`` (``"torch:cuda"``) the products run there, all neurons at once.
     """
     redo_rtol = REDO_RTOL if redo_rtol is None else redo_rtol
     Y = np.asarray(Y, dtype=np.float64)
@@ -228,7 +243,11 @@ def calc_loo_scores(R, Y, n_out: int = 1, col_block=None, redo_rtol: float | Non
     if ok.size == 0 or N == 0:
         return out
     Ms = _loo_maps(R[ok])  # (layer, alpha, n, n)
-    ee, ey, m, idx = _loo_moments(Ms, Ms.sum(axis=-2), Y, col_block)
+    xb = get_backend(backend)
+    if xb.name == "numpy":
+        ee, ey, m, idx = _loo_moments(Ms, Ms.sum(axis=-2), Y, col_block)
+    else:
+        ee, ey, m, idx = _loo_moments_device(Ms, Ms.sum(axis=-2), Y, xb)
     eyc = ey - ybar * m  # E . Yc
     py = yy - eyc
     pp = yy - 2.0 * eyc + ee - m * m / n

@@ -245,7 +245,7 @@ def calc_loo_pearson(K, Y, alphas=(1.0,), *, solver="eigen", backend="numpy", re
         idx = np.zeros(r.shape, dtype=int) if idx is None else idx
     else:
         K3, lead = _as_layers(K)
-        out = calc_loo_scores(sol.operators(K3, alphas, backend), Y2, n_out=2)
+        out = calc_loo_scores(sol.operators(K3, alphas, backend), Y2, n_out=2, backend=backend)
         r, idx = out[0].reshape(lead + out.shape[-1:]), out[1].reshape(lead + out.shape[-1:])
     a = np.where(np.isfinite(idx), np.asarray(alphas)[np.nan_to_num(idx).astype(int)], np.nan)
     if squeeze:

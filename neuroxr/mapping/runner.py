@@ -24,9 +24,9 @@ and moved into place as it finishes.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import shutil
+import sys
 from collections import deque
 from pathlib import Path
 
@@ -137,18 +137,34 @@ def _has_tree_layout(store: Path) -> bool:
 def compute_scores(obj, *, client=None, progress: bool = False, what: str = "scoring"):
     """Compute a lazy result of :func:`score_layers` (or any delayed write of it).
 
-    Locally, BLAS is held to one thread for the whole computation and the threaded scheduler
+    Locally, BLAS (and torch's intra-op pool, where torch is loaded) is held to one thread for
+    the whole computation and the threaded scheduler
     gets :func:`neuroxr.runtime.available_cores` workers (one core: the synchronous scheduler).  With a ``client`` the tasks limit
     BLAS threads themselves on the workers; :func:`neuroxr.cluster.gather` polls the scheduler
     (a clear error if every worker stays paused).
     """
     if client is not None:
         return gather(client, client.compute(obj), what=what, progress=progress)
-    with single_threaded_blas(), local_scheduler():
+    with single_threaded_blas(), _single_threaded_torch(), local_scheduler():
         if progress:
             with ProgressBar():
                 return dask.compute(obj)[0]
         return dask.compute(obj)[0]
+
+
+@contextlib.contextmanager
+def _single_threaded_torch():
+    """One torch intra-op thread per Dask task while scoring runs (where torch is loaded at all)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def local_scheduler():
