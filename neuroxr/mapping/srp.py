@@ -40,18 +40,20 @@ def find_n_components(n_images: int, n_components="auto", eps: float = SRP_EPS) 
 
 def _tracking_sample(rng, p: int, m: int) -> np.ndarray:
     """``m`` distinct positions of ``range(p)`` in draw order, redrawing repeats from the stream."""
-    out = np.empty(0, dtype=np.int64)
-    need = m
-    while need:
-        draw = rng.randint(p, size=need).astype(np.int64)
-        both = np.concatenate([out, draw])
-        _, first = np.unique(both, return_index=True)
-        keep = np.zeros(both.size, dtype=bool)
-        keep[first] = True
-        new = draw[keep[out.size:]]
-        out = np.concatenate([out, new])
-        need = m - out.size
-    return out
+    draw = rng.randint(p, size=m)
+    srt = np.sort(draw)
+    if not (srt[1:] == srt[:-1]).any():  # the common case: no repeat among the m draws
+        return draw.astype(np.int64)
+    seen, out = set(), []
+    values = draw.tolist()
+    while True:
+        for v in values:
+            if v not in seen:
+                seen.add(v)
+                out.append(v)
+        if len(out) == m:
+            return np.asarray(out, dtype=np.int64)
+        values = rng.randint(p, size=m - len(out)).tolist()
 
 
 def _positions(rng, p: int, m: int) -> np.ndarray:
