@@ -1,30 +1,22 @@
-"""Scoring speed and memory: the study's reference pipeline against neuroxr, side by side.
+"""Scoring speed: every neuroxr scoring path against its peer on the same answer, side by side.
 
-Reference (as the study did it): scikit-learn ``SparseRandomProjection`` (eps 0.1, Johnson-
-Lindenstrauss, ~4,088 components for 118 images), ``StandardScaler``, ``RidgeCV(alphas=[1],
-store_cv_results=True)`` (generalized/leave-one-out CV) and a Pearson r per neuron.
+Rows (each child a fresh process, the kinds alternating, medians of ``--repeat``; ``max|dr|``
+beside each ratio):
 
-neuroxr: the z-scored Gram matrix streamed over feature chunks (``calc_zscored_gram``), then the
-lazy ``score_layers`` graph (exact leave-one-out ridge, Householder-restricted eigendecomposition).
+- srp-ridge including its projection vs scikit-learn's pipeline (``SparseRandomProjection``
+  fitted per layer, eps 0.1, ``StandardScaler``, ``RidgeCV(alphas=[1])`` GCV, Pearson); neuroxr
+  draws the same matrix (:mod:`neuroxr.mapping.srp`) and scores ``srp-ridge``;
+- exact ridge vs ``StandardScaler`` + ``RidgeCV`` on the full features (50 neurons: scikit-learn
+  also forms the feature x neuron coefficients);
+- RSA of one layer vs rsatoolbox (``benchmarks/bench_rsa.py``);
+- the paper pipeline vs neuroxr's exact ridge, labelled DIFFERENT ANSWERS (not a same-answer ratio).
 
-Every measurement runs in its own child process (same seed, same data generated in the child,
-one tiny warm-up run of the same pipeline first so one-off import and JIT costs are not timed),
-so peak memory is honest: ``peak`` is the child's ru_maxrss, ``delta`` is peak minus the resident
-size right after the data were generated (what the pipeline itself added).  Each measurement
-imports its own libraries inside its function, so a child holds no other pipeline's modules.  Correctness:
-
-- ``max|dr| srp``: neuroxr's ``srp-ridge`` on the reference's own projection vs the reference r;
-- ``max|dr| exact``: neuroxr ``ridge`` vs scikit-learn ``RidgeCV`` on the full z-scored features
-  (both exact; run up to ``--exact-max-p`` features, on the first 20 neurons: scikit-learn also
-  forms the coefficients, feature x neuron, 49 GB at p = 10^6 and 6,619 neurons).
-
-Also: a zoo of ``--zoo-layers`` layers scored against ``--zoo-neurons`` neurons given the features
-(Gram matrices in Zarr stores on disk), through ``score_study`` (ridge and rsa).
+The header prints the load average, the thread settings (``--threads``) and threadpoolctl's BLAS.
 
 Usage::
 
-    python benchmarks/bench_score.py                         # p = 1e4, 1e6, 3e6 x 6,619 / 60,000 neurons + zoo
-    python benchmarks/bench_score.py --p 1e4,1e6 --neurons 6619 --zoo-layers 0
+    python benchmarks/bench_score.py --p 1e6 --repeat 3
+    python benchmarks/bench_score.py --p 1e6 --neurons 6619 --zoo-layers 10000
 """
 from __future__ import annotations
 
@@ -40,6 +32,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_rsa import compare_rsa  # noqa: E402
 
 N_IMAGES = 118
 SEED = 0
@@ -103,8 +98,8 @@ def _warm_up_neuroxr(threads):
 
     Xw, Yw = make_data(20_000, 10)
     with dask.config.set(scheduler="threads", num_workers=2):
-        compute_scores(score_layers(_features_dataset(calc_zscored_gram(Xw, n_threads=threads or None)), _responses(Yw),
-                                    ("ridge",)).ridge_r)
+        compute_scores(score_layers(_features_dataset(calc_zscored_gram(Xw, n_threads=threads or None, backend="numpy")),
+                                    _responses(Yw), ("ridge",), backend="numpy").ridge_r)
 
 
 def child_reference(p, N, out, pearson="vectorised", save_srp=True):
@@ -172,10 +167,10 @@ def child_neuroxr(p, N, out, threads=0):
     base = rss_kb()
     c0 = cpu_s()
     t0 = time.perf_counter()
-    K = calc_zscored_gram(X, n_threads=threads or None)
+    K = calc_zscored_gram(X, n_threads=threads or None, backend="numpy")
     t1 = time.perf_counter()
-    with dask.config.set(scheduler="threads", num_workers=os.cpu_count() or 2):
-        r = compute_scores(score_layers(_features_dataset(K), resp, ("ridge",)).ridge_r).values[0]
+    with dask.config.set(scheduler="threads", num_workers=threads or os.cpu_count() or 2):
+        r = compute_scores(score_layers(_features_dataset(K), resp, ("ridge",), backend="numpy").ridge_r).values[0]
     t2 = time.perf_counter()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     np.save(out / "r_nxr.npy", r)
@@ -183,36 +178,61 @@ def child_neuroxr(p, N, out, threads=0):
             "delta_kb": peak - base}
 
 
-def child_neuroxr_srp(p, N, out):
-    """srp-ridge on the reference's own projection (correctness only, not timed)."""
-    from neuroxr.mapping.score import score_layers
+def child_neuroxr_srp(p, N, out, threads=0):
+    """neuroxr's srp-ridge including its projection (scikit-learn's matrix, drawn fast, chunk by chunk)."""
+    import dask
 
-    _, Y = make_data(p, N)
-    srp = np.load(out / "srp.npy")
-    ds = _features_dataset(np.zeros((srp.shape[0], srp.shape[0])), srp=srp)
-    r = score_layers(ds, _responses(Y), ("srp-ridge",)).srp_ridge_r.values[0]
+    from neuroxr.mapping.score import compute_scores, score_layers
+    from neuroxr.mapping.srp import project_srp
+
+    X, Y = make_data(p, N)
+    resp = _responses(Y)
+    project_srp(X[:, :20_000], 50, SEED)  # warm-up
+    c0 = cpu_s()
+    t0 = time.perf_counter()
+    srp = project_srp(X, "auto", SEED)
+    t1 = time.perf_counter()
+    ds = _features_dataset(np.zeros((X.shape[0], X.shape[0])), srp=srp)
+    with dask.config.set(scheduler="threads", num_workers=threads or os.cpu_count() or 2):
+        r = compute_scores(score_layers(ds, resp, ("srp-ridge",), backend="numpy").srp_ridge_r).values[0]
+    t2 = time.perf_counter()
     np.save(out / "r_nxr_srp.npy", r)
-    return {}
+    return {"time": t2 - t0, "cpu": cpu_s() - c0, "srp_time": t1 - t0, "score_time": t2 - t1}
 
 
-def child_exact(p, N, out, n_targets=20):
-    """scikit-learn RidgeCV on the full z-scored features (exact LOO), for max|dr| against neuroxr.
+def child_exact(p, N, out, n_targets=50):
+    """scikit-learn StandardScaler + RidgeCV on the full features (exact LOO), timed, first ``n_targets`` neurons.
 
-    Only the first ``n_targets`` neurons: scikit-learn also forms the (feature, neuron)
-    coefficients, 49 GB at p = 10^6 and 6,619 neurons.
+    Only a few neurons: scikit-learn also forms the (feature, neuron) coefficients.
     """
     from sklearn.linear_model import RidgeCV
     from sklearn.preprocessing import StandardScaler
 
     X, Y = make_data(p, N)
-    Y = Y[:, :n_targets]
-    Z = StandardScaler().fit_transform(X.astype(np.float64))
-    del X
+    Y = Y[:, :n_targets].astype(np.float64)
+    RidgeCV(alphas=[1.0], store_cv_results=True, scoring="neg_mean_squared_error").fit(
+        StandardScaler().fit_transform(X[:, :2000]), Y)  # warm-up
     t0 = time.perf_counter()
-    m = RidgeCV(alphas=[1.0], store_cv_results=True, scoring="neg_mean_squared_error").fit(Z, Y.astype(np.float64))
-    r = pearson_columns(m.cv_results_[..., 0], Y.astype(np.float64))
+    Z = StandardScaler().fit_transform(X)
+    m = RidgeCV(alphas=[1.0], store_cv_results=True, scoring="neg_mean_squared_error").fit(Z, Y)
+    r = pearson_columns(m.cv_results_[..., 0], Y)
+    t1 = time.perf_counter()
     np.save(out / "r_exact.npy", r)
-    return {"time": time.perf_counter() - t0}
+    return {"time": t1 - t0}
+
+
+def child_exact_neuroxr(p, N, out, threads=0, n_targets=50):
+    """neuroxr's exact ridge on the same neurons: the z-scored Gram, then the leave-one-out kernel."""
+    from neuroxr.mapping.ridge import calc_loo_pearson, calc_zscored_gram
+
+    X, Y = make_data(p, N)
+    Y = Y[:, :n_targets].astype(np.float64)
+    calc_loo_pearson(calc_zscored_gram(X[:, :2000], n_threads=threads or None, backend="numpy"), Y)  # warm-up
+    t0 = time.perf_counter()
+    r = calc_loo_pearson(calc_zscored_gram(X, n_threads=threads or None, backend="numpy"), Y)
+    t1 = time.perf_counter()
+    np.save(out / "r_exact_nxr.npy", r)
+    return {"time": t1 - t0}
 
 
 def child_peak_gemm():
@@ -270,7 +290,8 @@ def child_zoo(n_layers, N, study, layers_per_model=100):
 
 
 CHILDREN = {"reference": child_reference, "neuroxr": child_neuroxr, "neuroxr-srp": child_neuroxr_srp,
-            "exact": child_exact, "gemm": child_peak_gemm, "zoo": child_zoo}
+            "exact": child_exact, "exact-neuroxr": child_exact_neuroxr, "gemm": child_peak_gemm, "zoo": child_zoo}
+PATH_ARG = ("reference", "neuroxr", "neuroxr-srp", "exact", "exact-neuroxr")
 
 
 def run_child(kind, *args, timeout=3600):
@@ -283,9 +304,8 @@ def run_child(kind, *args, timeout=3600):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_repeated(kind, repeat, *args):
-    """Run a timed child ``repeat`` times (fresh processes): median of the times, max of the memory."""
-    runs = [run_child(kind, *args) for _ in range(max(1, repeat))]
+def _summarise(runs):
+    """Median of the times, max of the memory, over runs of one child (or its first error)."""
     bad = [r for r in runs if "error" in r]
     if bad:
         return bad[0]
@@ -300,83 +320,100 @@ def run_repeated(kind, repeat, *args):
     return out
 
 
+def run_alternating(kinds, repeat, args_of):
+    """Each child ``repeat`` times, alternating kinds in fresh processes: {kind: summary}."""
+    runs = {k: [] for k in kinds}
+    for _ in range(max(1, repeat)):
+        for k in kinds:
+            runs[k].append(run_child(k, *args_of[k]))
+    return {k: _summarise(v) for k, v in runs.items()}
+
+
+def _max_dr(tmp, a, b):
+    fa, fb = tmp / a, tmp / b
+    if not (fa.exists() and fb.exists()):
+        return float("nan")
+    ra, rb = np.load(fa), np.load(fb)
+    return float(np.nanmax(np.abs(ra[:rb.size] - rb[:ra.size])))
+
+
+def _row(label, peer_name, peer, nxr, dr, target):
+    if "error" in peer or "error" in nxr:
+        return f"{label:<46} | failed: {peer.get('error') or nxr.get('error')}"
+    ratio = peer["time"] / nxr["time"]
+    return (f"{label:<46} | {peer_name:<22} {peer['time']:8.2f} s | neuroxr {nxr['time']:8.2f} s | "
+            f"{ratio:6.2f}x (target {target}) | max|dr| {dr:.1e}")
+
+
+def _environment(threads):
+    from threadpoolctl import threadpool_info
+
+    blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('threading_layer', '-')}, "
+            f"{i.get('num_threads')} threads, {i.get('architecture', '-')})"
+            for i in threadpool_info() if i.get("user_api") == "blas"]
+    print(f"# machine: {os.cpu_count()} cores (shared), load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(f"# threads: neuroxr Gram {threads or 'one per available core'} (BLAS 1 thread inside); "
+          f"peers: their BLAS defaults; BLAS: {'; '.join(blas) or 'none found'}")
+
+
+def bench_one(p, N, repeat, threads, pearson):
+    """All same-answer rows and the different-answers row at one (p, N)."""
+    lines = []
+    with tempfile.TemporaryDirectory(prefix="nxr_bench_") as tmp:
+        tmp = Path(tmp)
+        a = (p, N, str(tmp))
+        got = run_alternating(["reference", "neuroxr-srp", "neuroxr"], repeat,
+                              {"reference": a + (pearson, False), "neuroxr-srp": a + (threads,), "neuroxr": a + (threads,)})
+        lines.append(_row(f"srp-ridge incl. projection, p={p:.0e}, N={N}", "scikit-learn pipeline", got["reference"],
+                          got["neuroxr-srp"], _max_dr(tmp, "r_ref.npy", "r_nxr_srp.npy"), ">= 3x"))
+        ex = run_alternating(["exact", "exact-neuroxr"], repeat, {"exact": a, "exact-neuroxr": a + (threads,)})
+        lines.append(_row(f"exact ridge, p={p:.0e}, 50 neurons", "scaler + RidgeCV", ex["exact"], ex["exact-neuroxr"],
+                          _max_dr(tmp, "r_exact.npy", "r_exact_nxr.npy"), ">= 3x"))
+        rsa = compare_rsa(p, repeat, threads)
+        lines.append(_row(f"RSA of one layer, p={p:.0e}", "rsatoolbox", {"time": rsa.get("peer", np.nan), **rsa},
+                          {"time": rsa.get("nxr", np.nan)}, rsa.get("max_dr", np.nan), ">= 2x"))
+        lines.append(_row(f"DIFFERENT ANSWERS: paper srp vs exact, p={p:.0e}", "scikit-learn pipeline",
+                          got["reference"], got["neuroxr"], float("nan"), "n/a") + " (not comparable)")
+    return lines, {"p": p, "N": N, "srp": got, "exact": ex, "rsa": rsa}
+
+
 def _fmt_mb(kb):
     return f"{kb / 1024:8.0f}"
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--p", default="1e4,1e6,3e6", help="feature counts (comma-separated)")
-    ap.add_argument("--neurons", default="6619,60000", help="neuron counts (comma-separated)")
+    ap.add_argument("--p", default="1e6", help="feature counts (comma-separated)")
+    ap.add_argument("--neurons", default="6619", help="neuron counts (comma-separated)")
     ap.add_argument("--threads", type=int, default=0,
                     help="threads for neuroxr's Gram (0: one per core, the default; the reference uses BLAS's threads)")
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs of each timed pipeline (fresh processes; medians of time, max of memory)")
-    ap.add_argument("--exact-max-p", type=float, default=1e6, help="largest p for the exact scikit-learn comparison")
     ap.add_argument("--reference-pearson", choices=["vectorised", "loop"], default="vectorised")
-    ap.add_argument("--zoo-layers", type=int, default=10000)
+    ap.add_argument("--zoo-layers", type=int, default=0, help="also time score_study on a zoo of this many layers")
     ap.add_argument("--zoo-neurons", type=int, default=6619)
-    ap.add_argument("--skip-reference-above", type=float, default=float("inf"),
-                    help="skip the reference pipeline above this p (time/memory on a shared machine)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("child_args", nargs="?", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         cargs = json.loads(args.child_args)
-        if args.child in ("reference", "neuroxr", "neuroxr-srp", "exact"):
+        if args.child in PATH_ARG:
             cargs[2] = Path(cargs[2])
         print(json.dumps(CHILDREN[args.child](*cargs)))
         return 0
 
     ps = [int(float(x)) for x in args.p.split(",") if x]
     Ns = [int(float(x)) for x in args.neurons.split(",") if x]
-    print(f"# bench_score: {N_IMAGES} images; machine: {os.cpu_count()} cores (shared with other jobs; "
-          f"load average {os.getloadavg()[0]:.1f} at start)")
-    gemm = run_child("gemm")
-    print(f"# float64 matmul rate now: {gemm.get('gflops', float('nan')):.1f} GFLOP/s")
-    head = (f"{'p':>9} {'neurons':>7} | {'ref s':>7} {'ref cpu':>7} {'ref MB':>8} {'(+MB)':>7} | {'nxr s':>7} "
-            f"{'nxr cpu':>7} {'gram s':>7} {'nxr MB':>8} {'(+MB)':>7} | {'speedup':>7} {'cpu x':>6} {'mem x':>6} | "
-            f"{'max|dr| srp':>11} {'max|dr| exact':>13} | {'gram/ideal':>10}")
-    print(head)
-    print("-" * len(head))
+    print(f"# bench_score: {N_IMAGES} images; medians of {args.repeat} runs, alternating fresh processes")
+    _environment(args.threads)
     rows = []
     for p in ps:
         for N in Ns:
-            with tempfile.TemporaryDirectory(prefix="nxr_bench_") as tmp:
-                tmp = Path(tmp)
-                ref = run_repeated("reference", args.repeat, p, N, str(tmp), args.reference_pearson) \
-                    if p <= args.skip_reference_above else {"error": "skipped"}
-                nxr = run_repeated("neuroxr", args.repeat, p, N, str(tmp), args.threads)
-                dr_srp = dr_exact = float("nan")
-                if "error" not in ref and "error" not in nxr:
-                    run_child("neuroxr-srp", p, N, str(tmp))
-                    if (tmp / "r_nxr_srp.npy").exists():
-                        dr_srp = float(np.nanmax(np.abs(np.load(tmp / "r_nxr_srp.npy") - np.load(tmp / "r_ref.npy"))))
-                if p <= args.exact_max_p and "error" not in nxr:
-                    ex = run_child("exact", p, N, str(tmp))
-                    if "error" not in ex:
-                        r_ex = np.load(tmp / "r_exact.npy")
-                        dr_exact = float(np.nanmax(np.abs(r_ex - np.load(tmp / "r_nxr.npy")[:r_ex.size])))
-                ideal = p * N_IMAGES ** 2 / (gemm.get("gflops", np.nan) * 1e9)  # SYRK flops at the matmul rate
-                row = {"p": p, "neurons": N, "reference": ref, "neuroxr": nxr, "max_dr_srp": dr_srp,
-                       "max_dr_exact": dr_exact, "gram_ideal_s": ideal}
-                rows.append(row)
-                if "error" in nxr:
-                    print(f"{p:>9} {N:>7} | neuroxr failed: {nxr['error']}")
-                    continue
-                if "error" in ref:
-                    rt = rc = rm = rd = float("nan")
-                    print(f"# reference at p={p}, N={N}: {ref['error']}")
-                else:
-                    rt, rc, rm, rd = ref["time"], ref["cpu"], ref["peak_kb"], ref["delta_kb"]
-                print(f"{p:>9} {N:>7} | {rt:7.2f} {rc:7.2f} {_fmt_mb(rm)} {_fmt_mb(rd):>7} | {nxr['time']:7.3f} "
-                      f"{nxr['cpu']:7.3f} {nxr['gram_time']:7.3f} {_fmt_mb(nxr['peak_kb'])} {_fmt_mb(nxr['delta_kb']):>7} | "
-                      f"{rt / nxr['time']:7.1f} {rc / nxr['cpu']:6.1f} {rd / max(nxr['delta_kb'], 1):6.1f} | "
-                      f"{dr_srp:11.2e} {dr_exact:13.2e} | {nxr['gram_time'] / ideal:10.2f}", flush=True)
-    print(f"# times are medians of {args.repeat} runs each (fresh processes); memory is the largest of them")
-    print("# speedup = ref s / nxr s (wall, same data); cpu x = ratio of CPU seconds (user+sys; less sensitive to")
-    print("# other jobs on a shared machine); mem x = ratio of the memory each pipeline added (+MB);")
-    print("# gram/ideal = neuroxr's Gram time over p*n^2 flops at the measured matmul rate (moonshot: <= 2)")
+            lines, row = bench_one(p, N, args.repeat, args.threads, args.reference_pearson)
+            rows.append(row)
+            for line in lines:
+                print(line, flush=True)
+    print(f"# load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if args.zoo_layers:
         with tempfile.TemporaryDirectory(prefix="nxr_zoo_") as tmp:
             z = run_child("zoo", args.zoo_layers, args.zoo_neurons, str(Path(tmp) / "study"))

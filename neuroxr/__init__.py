@@ -50,6 +50,7 @@ _LAZY = {
     "score_study": "neuroxr.mapping.score",
     "score_layers": "neuroxr.mapping.score",
     "compute_scores": "neuroxr.mapping.score",
+    "project_srp": "neuroxr.mapping.srp",
     # analyses
     "rank_models": "neuroxr.stats",
     "write_report": "neuroxr.report",

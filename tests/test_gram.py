@@ -1,4 +1,8 @@
 """The streamed Gram matrices against scikit-learn's StandardScaler and plain float64 products."""
+import os
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -110,3 +114,41 @@ def test_property_streamed_equals_scaler(n, p, chunk, seed, scale, offset):
     tol = 1e-9 * max(1.0, np.abs(ref["gram_z"]).max())
     np.testing.assert_allclose(got["gram_z"], ref["gram_z"], rtol=0, atol=tol)
     np.testing.assert_allclose(got["gram"], ref["gram"], rtol=1e-10, atol=1e-10 * np.abs(ref["gram"]).max())
+
+
+# --- backend "auto" and benchmarks/gpu_check.sh ------------------------------------------------
+def test_auto_backend_is_numpy_without_cuda_and_gram_unchanged():
+    import torch
+
+    from neuroxr.mapping.backend import resolve_backend
+    from neuroxr.mapping.gram import GramAccumulator
+
+    want = "torch:cuda" if torch.cuda.is_available() else "numpy"
+    assert resolve_backend("auto") == want and GramAccumulator(3).backend == want
+    assert resolve_backend("torch") == "torch" and resolve_backend("numpy") == "numpy"
+
+
+def _gpu_check(env_extra):
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "NXR_GPU_CHECK_P": "20000", "NXR_GPU_CHECK_NEURONS": "300",
+           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", **env_extra}
+    return subprocess.run(["bash", str(repo / "benchmarks" / "gpu_check.sh")], capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+def test_gpu_check_on_torch_cpu_compares_against_numpy():
+    proc = _gpu_check({"NXR_GPU_CHECK_DEVICE": "torch"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert any(ln.startswith("gram ") and "max|dK|" in ln for ln in lines)
+    assert any(ln.startswith("scoring ") and "max|dr|" in ln for ln in lines)
+    assert lines[-1] == "gpu_check: OK"
+
+
+def test_gpu_check_without_cuda_exits_clearly():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    proc = _gpu_check({})
+    assert proc.returncode == 3 and "no CUDA device" in proc.stdout

@@ -195,3 +195,25 @@ def test_estimator_passes_sklearn_checks(params):
     # every check applies (none is listed as an expected failure); "precomputed" gets square
     # Gram inputs through the pairwise tag
     check_estimator(ridge.RidgeLOO(**params))
+
+
+# --- the sparse random projection: scikit-learn's matrix, drawn fast ---------------------------
+@pytest.mark.parametrize("p,k,seed", [(300, 50, 1), (5000, 300, 0), (20000, 400, 3), (3, 2, 0)])
+def test_srp_matrix_equals_sklearn(p, k, seed):
+    from sklearn.random_projection import SparseRandomProjection
+
+    from neuroxr.mapping.srp import calc_srp_matrix
+
+    want = SparseRandomProjection(n_components=k, random_state=seed).fit(np.zeros((1, p))).components_
+    got = calc_srp_matrix(p, k, seed)
+    assert got.shape == want.shape and (got != want).nnz == 0
+
+
+def test_project_srp_matches_sklearn_fit_transform():
+    from sklearn.random_projection import SparseRandomProjection
+
+    from neuroxr.mapping.srp import project_srp
+
+    X = np.random.default_rng(0).standard_normal((40, 12000))
+    want = SparseRandomProjection(n_components="auto", eps=0.1, random_state=2).fit_transform(X)
+    np.testing.assert_allclose(project_srp(X, "auto", 2, chunk=2500), want, rtol=0, atol=1e-10)

@@ -310,11 +310,11 @@ def test_crash_while_scoring_leaves_no_half_written_part(tmp_path, monkeypatch):
     real = graph._loo_scores
     calls = {"n": 0}
 
-    def flaky(R, Yb, n_out):
+    def flaky(R, Yb, n_out, **kw):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt("killed")
-        return real(R, Yb, n_out)
+        return real(R, Yb, n_out, **kw)
 
     monkeypatch.setattr(graph, "_loo_scores", flaky)
     with pytest.raises(KeyboardInterrupt):

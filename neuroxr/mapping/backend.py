@@ -7,11 +7,14 @@ so Dask workers each build their own (as himalaya does).
 """
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 
 from ..errors import NeuroxrError
 
-__all__ = ["BACKENDS", "get_backend", "NumpyBackend", "TorchBackend"]
+__all__ = ["BACKENDS", "get_backend", "resolve_backend", "cuda_available", "NumpyBackend", "TorchBackend"]
 
 
 class NumpyBackend:
@@ -151,10 +154,29 @@ BACKENDS = {
 }
 
 
+def cuda_available() -> bool:
+    """True if PyTorch sees a CUDA device (torch is imported only where an NVIDIA driver is present)."""
+    if "torch" not in sys.modules and not (os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/nvidiactl")):
+        return False
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def resolve_backend(backend="auto"):
+    """``"auto"`` -> ``"torch:cuda"`` where a CUDA device is present, else ``"numpy"``; others unchanged."""
+    if isinstance(backend, str) and backend == "auto":
+        return "torch:cuda" if cuda_available() else "numpy"
+    return backend
+
+
 def get_backend(backend="numpy"):
-    """The backend object for ``backend`` (a name of :data:`BACKENDS` or a backend object)."""
+    """The backend object for ``backend`` (a name of :data:`BACKENDS`, ``"auto"``, or a backend object)."""
     if not isinstance(backend, str):
         return backend
+    backend = resolve_backend(backend)
     if backend.startswith("torch:") and backend not in BACKENDS:  # any torch device, e.g. "torch:cuda:1"
         return _make_torch(backend.split(":", 1)[1])
     if backend not in BACKENDS:

@@ -25,14 +25,17 @@ layer is then reported as non-finite rather than silently scored).
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from ..errors import NeuroxrError
-from ..runtime import available_cores, thread_pool
-from .backend import get_backend
+from ..runtime import available_cores, single_threaded_blas, thread_pool
+from .backend import get_backend, resolve_backend
 
 __all__ = ["GramAccumulator", "GramInputError", "calc_gram", "calc_zscored_gram", "zscore_columns", "HAVE_NUMBA",
-           "DEFAULT_CHUNK"]
+           "DEFAULT_CHUNK", "blas_threads", "blas_budget"]
 
 
 class GramInputError(NeuroxrError, ValueError):
@@ -211,6 +214,40 @@ def _symmetrize(K):
     return K + np.triu(K, 1).T
 
 
+_CONTROLLER = None
+
+
+def _blas_controller() -> ThreadpoolController:
+    """One scan of the loaded BLAS libraries per process (a scan costs milliseconds)."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController().select(user_api="blas")
+    return _CONTROLLER
+
+
+def blas_threads() -> int:
+    """The most threads any loaded BLAS library would start now."""
+    return max((lib.num_threads for lib in _blas_controller().lib_controllers), default=1)
+
+
+@contextlib.contextmanager
+def blas_budget():
+    """Hold BLAS to one thread in the block: the accumulator's own threads are the parallelism.
+
+    One owner of parallelism: T Python threads each calling a BLAS that starts its own threads
+    put T x BLAS busy threads on the process's cores.  Measured on a loaded 2-core machine at
+    p = 3e5: 2 threads x 1 BLAS thread 0.23 s, 1 thread x 2 BLAS threads 3.1 s, 2 x 2 11.7 s;
+    so the accumulator takes ``available_cores()`` threads and BLAS one.  Inside an already
+    limited caller (a Dask task under :func:`neuroxr.runtime.single_threaded_blas`) the block
+    costs nothing (no library scan).
+    """
+    if blas_threads() <= 1:
+        yield
+    else:
+        with single_threaded_blas():
+            yield
+
+
 class _Part:
     """One thread's share of a CPU accumulation: its own buffers and triangles."""
 
@@ -264,9 +301,10 @@ class GramAccumulator:
         triangles, summed by :meth:`result`).  The kernel and the SYRK release the GIL, so they
         run side by side.  ``None``: one per available core.  Use 1 inside an already parallel
         caller (a Dask task).
-    backend : {"numpy", "torch", "torch:cuda", ...}
+    backend : {"auto", "numpy", "torch", "torch:cuda", ...}
         ``"numpy"``: the compiled kernel and BLAS SYRK on the CPU (or NumPy without Numba);
-        ``"torch[:device]"``: the chunk is z-scored and multiplied with PyTorch on ``device``.
+        ``"torch[:device]"``: the chunk is z-scored and multiplied with PyTorch on ``device``;
+        ``"auto"`` (default): ``"torch:cuda"`` where a CUDA device is present, else ``"numpy"``.
     use_numba : bool, optional
         Force the compiled kernel on or off (``None``: use it when Numba is installed).
 
@@ -279,7 +317,7 @@ class GramAccumulator:
     """
 
     def __init__(self, n: int, *, raw: bool = True, zscored: bool = True, ddof: int = 0,
-                 chunk: int = DEFAULT_CHUNK, n_threads: int | None = 1, backend: str = "numpy",
+                 chunk: int = DEFAULT_CHUNK, n_threads: int | None = 1, backend: str = "auto",
                  use_numba: bool | None = None):
         if n < 1:
             raise GramInputError(f"GramAccumulator: n must be >= 1, got {n}")
@@ -288,7 +326,7 @@ class GramAccumulator:
         self.n, self.raw, self.zscored, self.ddof = int(n), bool(raw), bool(zscored), int(ddof)
         self.chunk = max(1, int(chunk))
         self.n_threads = available_cores() if n_threads is None else max(1, int(n_threads))
-        self.backend = backend
+        self.backend = backend = resolve_backend(backend)
         self.n_features = 0
         if backend == "numpy":
             kernel = _pick_kernel(use_numba)
@@ -312,12 +350,14 @@ class GramAccumulator:
             starts = list(range(0, c, self.chunk))
             T = min(self.n_threads, len(starts))
             if T <= 1:
-                self._parts[0].add_many(x, starts)
+                with blas_budget():
+                    self._parts[0].add_many(x, starts)
             else:
                 while len(self._parts) < T:
                     p0 = self._parts[0]
                     self._parts.append(_Part(p0.n, p0.chunk, p0.raw, p0.zscored, p0.ddof, p0.kernel))
-                list(thread_pool("gram", T).map(lambda i: self._parts[i].add_many(x, starts[i::T]), range(T)))
+                with blas_budget():
+                    list(thread_pool("gram", T).map(lambda i: self._parts[i].add_many(x, starts[i::T]), range(T)))
         else:
             self._add_torch(x)
         self.n_features += c
@@ -362,12 +402,13 @@ def _gram(X, chunk, zscore, ddof, n_threads, backend="numpy"):
     p = X.shape[1]
     # feed the accumulator a few chunks per thread at a time (X may be a memory map or Zarr array)
     step = acc.chunk * max(1, acc.n_threads) * 8
-    for s in range(0, p, step):
-        acc.add(X[:, s:s + step])
+    with blas_budget() if acc.backend == "numpy" else contextlib.nullcontext():
+        for s in range(0, p, step):
+            acc.add(X[:, s:s + step])
     return acc.result()["gram_z" if zscore else "gram"]
 
 
-def calc_gram(X, *, chunk: int = DEFAULT_CHUNK, n_threads: int | None = None, backend: str = "numpy") -> np.ndarray:
+def calc_gram(X, *, chunk: int = DEFAULT_CHUNK, n_threads: int | None = None, backend: str = "auto") -> np.ndarray:
     """``K = X X^T`` (image, image) in float64, streaming over feature chunks.
 
     Parameters
@@ -379,13 +420,13 @@ def calc_gram(X, *, chunk: int = DEFAULT_CHUNK, n_threads: int | None = None, ba
     n_threads : int, optional
         Threads on alternate chunks (see :class:`GramAccumulator`); ``None``: one per core.
     backend : str
-        ``"numpy"`` or ``"torch[:device]"`` (see :class:`GramAccumulator`).
+        ``"auto"``, ``"numpy"`` or ``"torch[:device]"`` (see :class:`GramAccumulator`).
     """
     return _gram(X, chunk, False, 0, n_threads, backend)
 
 
 def calc_zscored_gram(X, *, chunk: int = DEFAULT_CHUNK, ddof: int = 0, n_threads: int | None = None,
-                      backend: str = "numpy") -> np.ndarray:
+                      backend: str = "auto") -> np.ndarray:
     """``Z Z^T`` with ``Z`` the features z-scored per feature over images, streamed over chunks.
 
     Equals ``Z = StandardScaler().fit_transform(X); Z @ Z.T`` to round-off (constant features

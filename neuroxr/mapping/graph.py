@@ -38,7 +38,7 @@ def _blocked(fn):
 
 
 _operators = _blocked(lambda K, alphas, backend, solver: get_solver(solver).operators(K, alphas, backend))
-_loo_scores = _blocked(lambda R, Y, n_out: kernels.calc_loo_scores(R, Y, n_out))
+_loo_scores = _blocked(lambda R, Y, n_out, backend: kernels.calc_loo_scores(R, Y, n_out, backend=backend))
 _zscored_grams = _blocked(kernels.calc_zscored_grams)
 _raw_grams = _blocked(kernels.calc_raw_grams)
 _pls = _blocked(calc_pls_layer_scores)
@@ -72,7 +72,7 @@ def ridge_scores(K, Y, alphas, backend="numpy", solver="eigen"):
     R = K.map_blocks(_operators, alphas, backend, solver, dtype=np.float64, new_axis=1,
                      chunks=(K.chunks[0], (A,), K.chunks[1], K.chunks[2]), token="nxr-ridge-operators")
     n_out = 2 if A > 1 else 1
-    res = da.blockwise(_loo_scores, "kln", R, "laij", Y, "jn", n_out=n_out, new_axes={"k": n_out},
+    res = da.blockwise(_loo_scores, "kln", R, "laij", Y, "jn", n_out=n_out, backend=backend, new_axes={"k": n_out},
                        dtype=np.float64, concatenate=True, token="nxr-ridge-scores")
     return res[0], (res[1] if n_out > 1 else None)
 

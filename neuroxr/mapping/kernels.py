@@ -23,11 +23,20 @@ from .backend import get_backend
 from .gram import calc_zscored_gram
 
 __all__ = [
-    "CONSTANT_LAYER_RTOL", "CONSTANT_COLUMN_RTOL", "REDO_RTOL",
+    "CONSTANT_LAYER_RTOL", "CONSTANT_COLUMN_RTOL", "REDO_RTOL", "ALPHA_RTOL", "AlphaScaleError", "check_alpha_scale",
     "calc_pearson", "decompose_gram", "calc_residual_operator", "find_constant_layers",
     "calc_residual_operators", "calc_loo_residuals", "calc_loo_scores", "calc_zscored_grams",
     "calc_raw_grams", "split_trial_means",
 ]
+
+#: smallest penalty relative to the Gram matrix's scale (trace(K) / n): below it the residual
+#: operator underflows and every leave-one-out score would be NaN
+ALPHA_RTOL = 1e-15
+
+
+class AlphaScaleError(NeuroxrError, ValueError):
+    """A ridge penalty too small for the Gram matrix's scale."""
+
 
 #: relative size under which K' counts as zero (a constant layer)
 CONSTANT_LAYER_RTOL = 1e-12
@@ -115,10 +124,24 @@ def find_constant_layers(s, scale, xb):
     return total <= CONSTANT_LAYER_RTOL * xb.where(scale > 0, scale, 1.0)
 
 
+def check_alpha_scale(K, alphas, finite=None) -> None:
+    """Refuse a penalty below :data:`ALPHA_RTOL` x ``trace(K) / n`` of a finite layer of ``K`` (L, n, n)."""
+    scale = np.einsum("lii->l", K) / K.shape[-1]
+    if finite is not None:
+        scale = scale[finite]
+    top = float(scale.max()) if scale.size else 0.0
+    low = min(alphas)
+    if top > 0 and low < ALPHA_RTOL * top:
+        raise AlphaScaleError(
+            f"ridge penalty alpha={low:g} is below {ALPHA_RTOL:g} x the Gram matrix's scale (trace/n = {top:.4g}): "
+            f"every leave-one-out fit would underflow to NaN; use alpha >= {ALPHA_RTOL * top:.3g}")
+
+
 def calc_residual_operators(K, alphas, backend="numpy"):
     """K (L, n, n) -> residual operators R (L, A, n, n), numpy; NaN for non-finite or constant layers."""
     K = np.asarray(K, dtype=np.float64)
     finite = np.isfinite(K).all(axis=(-2, -1))
+    check_alpha_scale(K, alphas, finite)
     K0 = np.where(finite[:, None, None], K, 0.0)
     xb = get_backend(backend)
     s, W, scale = decompose_gram(K0, backend=xb)
@@ -180,7 +203,21 @@ def _loo_moments(Ms, sums, Y, col_block):
     return ee, ey, m, idx
 
 
-def calc_loo_scores(R, Y, n_out: int = 1, col_block=None, redo_rtol: float | None = None):
+def _loo_moments_device(Ms, sums, Y, xb):
+    """:func:`_loo_moments` on a torch backend: every layer, alpha and neuron in a few batched products."""
+    torch = xb.torch
+    Yt = xb.asarray(Y)
+    E = xb.asarray(Ms) @ Yt  # (layer, alpha, n, neuron)
+    ee = torch.einsum("lain,lain->lan", E, E)
+    ey = torch.einsum("lain,in->lan", E, Yt)
+    del E
+    m = xb.asarray(sums) @ Yt  # (layer, alpha, neuron)
+    idx = torch.argmin(ee, dim=1, keepdim=True)  # the first of equal errors, as scikit-learn
+    pick = [xb.to_numpy(torch.take_along_dim(v, idx, dim=1)[:, 0]) for v in (ee, ey, m)]
+    return (*pick, xb.to_numpy(idx[:, 0]).astype(np.int64))
+
+
+def calc_loo_scores(R, Y, n_out: int = 1, col_block=None, redo_rtol: float | None = None, backend="numpy"):
     """R (L, A, n, n), Y (n, N) -> (n_out, L, N): Pearson r of LOO predictions [, best alpha index].
 
     With ``M = diag(R)^-1 R`` the leave-one-out residuals are ``E = M Y`` and the predictions
@@ -190,6 +227,7 @@ def calc_loo_scores(R, Y, n_out: int = 1, col_block=None, redo_rtol: float | Non
     heavy shrinkage) the algebraic form would cancel digits, so those neurons are recomputed
     directly from the centred predictions.  Neurons are taken ``col_block`` at a time (outer
     loop) so that ``E`` and the block of ``Y`` stay in cache; each column is independent.
+    With a torch ``backend`` (``"torch:cuda"``) the products run there, all neurons at once.
     """
     redo_rtol = REDO_RTOL if redo_rtol is None else redo_rtol
     Y = np.asarray(Y, dtype=np.float64)
@@ -205,7 +243,11 @@ def calc_loo_scores(R, Y, n_out: int = 1, col_block=None, redo_rtol: float | Non
     if ok.size == 0 or N == 0:
         return out
     Ms = _loo_maps(R[ok])  # (layer, alpha, n, n)
-    ee, ey, m, idx = _loo_moments(Ms, Ms.sum(axis=-2), Y, col_block)
+    xb = get_backend(backend)
+    if xb.name == "numpy":
+        ee, ey, m, idx = _loo_moments(Ms, Ms.sum(axis=-2), Y, col_block)
+    else:
+        ee, ey, m, idx = _loo_moments_device(Ms, Ms.sum(axis=-2), Y, xb)
     eyc = ey - ybar * m  # E . Yc
     py = yy - eyc
     pp = yy - 2.0 * eyc + ee - m * m / n
@@ -232,7 +274,7 @@ def calc_zscored_grams(X):
     """X (L, n, c) -> Z Z^T (L, n, n), Z z-scored per component over images (ddof=0, StandardScaler's rule)."""
     X = np.asarray(X)
     n = X.shape[1]
-    return np.stack([calc_zscored_gram(x, n_threads=1) for x in X]) if X.shape[0] else np.zeros((0, n, n))
+    return np.stack([calc_zscored_gram(x, n_threads=1, backend="numpy") for x in X]) if X.shape[0] else np.zeros((0, n, n))
 
 
 def calc_raw_grams(X):

@@ -15,6 +15,7 @@ import xarray as xr
 
 from .. import schema as S
 from ..errors import MissingDataError, NeuroxrError
+from .backend import resolve_backend
 from .metrics import DEFAULT_PLS, METRICS, ScoringInputs, check_metrics
 from .ridge import check_alphas
 from .tree import build_scores_tree
@@ -113,7 +114,7 @@ def _site_rdms(rdms, features, source):
 def score_layers(features: xr.Dataset, responses=None, metrics=("ridge", "rsa"), *, alpha=1.0, alphas=None,
                  zscore: bool = True, rdms=None, areas=None, rsa_method: str = "pearson",
                  neuron_chunk: int = DEFAULT_NEURON_CHUNK, layer_chunk: int = DEFAULT_LAYER_CHUNK,
-                 nan_layers: str = "raise", pls_options: dict | None = None, backend: str = "numpy",
+                 nan_layers: str = "raise", pls_options: dict | None = None, backend: str = "auto",
                  solver: str = "eigen", source=None, responses_source=None) -> xr.DataTree:
     """Lazy scores of every layer of one features Dataset.
 
@@ -146,7 +147,8 @@ def score_layers(features: xr.Dataset, responses=None, metrics=("ridge", "rsa"),
         Layers flagged non-finite by the ``finite`` layer coord: raise, or score as NaN.
     pls_options : dict, optional
         ``kind`` ("kfold"/"random"), ``n_splits``, ``n_components``, ``seed``, ``test_size``.
-    backend : {"numpy", "torch", "torch:cuda"}
+    backend : {"auto", "numpy", "torch", "torch:cuda"}
+        ``"auto"``: ``"torch:cuda"`` where a CUDA device is present, else ``"numpy"``.
     solver : str
         A ridge solver of :data:`neuroxr.mapping.ridge.SOLVERS` with residual operators.
 
@@ -170,7 +172,7 @@ def score_layers(features: xr.Dataset, responses=None, metrics=("ridge", "rsa"),
         raise MissingDataError(f"metrics {needs_resp or ['rsa']} need responses (neuron, image); "
                                "ingest them (`neuroxr ingest`)" + ("" if needs_resp else " or neural RDMs"))
     features = _plain_coords(features, S.LAYER)
-    inp = ScoringInputs(features, alphas=alphas, zscore=zscore, backend=backend, solver=solver,
+    inp = ScoringInputs(features, alphas=alphas, zscore=zscore, backend=resolve_backend(backend), solver=solver,
                         layer_chunk=int(layer_chunk), areas=areas, rsa_method=rsa_method,
                         pls_options={**DEFAULT_PLS, **(pls_options or {})}, source=source,
                         responses_source=responses_source)

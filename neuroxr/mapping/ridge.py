@@ -72,16 +72,20 @@ def predict_loo(R, Y, *, backend="numpy"):
 
 
 def check_alphas(alphas) -> tuple:
-    """Validate ridge penalties: a non-empty sequence of finite numbers > 0."""
+    """Validate ridge penalties: a non-empty sequence of finite numbers > 0 (and not subnormal).
+
+    A penalty tiny against the Gram matrix's scale is refused where the scale is known, by
+    :func:`neuroxr.mapping.kernels.calc_residual_operators` (:data:`~neuroxr.mapping.kernels.ALPHA_RTOL`).
+    """
     if np.isscalar(alphas):
         alphas = (alphas,)
     alphas = tuple(float(a) for a in alphas)
     if not alphas:
         raise NeuroxrError("no ridge penalty given; pass alpha=1.0 or alphas=(0.1, 1, 10)")
-    bad = [a for a in alphas if not (np.isfinite(a) and a > 0)]
+    bad = [a for a in alphas if not (np.isfinite(a) and a >= np.finfo(np.float64).tiny)]
     if bad:
         raise NeuroxrError(
-            f"ridge penalty alpha must be a finite number > 0, got {bad[0]!r}; "
+            f"ridge penalty alpha must be a finite number >= {np.finfo(np.float64).tiny:.3g}, got {bad[0]!r}; "
             "alpha=0 is ordinary least squares, whose leave-one-out fit is undefined with more features than images"
         )
     return alphas
@@ -241,7 +245,7 @@ def calc_loo_pearson(K, Y, alphas=(1.0,), *, solver="eigen", backend="numpy", re
         idx = np.zeros(r.shape, dtype=int) if idx is None else idx
     else:
         K3, lead = _as_layers(K)
-        out = calc_loo_scores(sol.operators(K3, alphas, backend), Y2, n_out=2)
+        out = calc_loo_scores(sol.operators(K3, alphas, backend), Y2, n_out=2, backend=backend)
         r, idx = out[0].reshape(lead + out.shape[-1:]), out[1].reshape(lead + out.shape[-1:])
     a = np.where(np.isfinite(idx), np.asarray(alphas)[np.nan_to_num(idx).astype(int)], np.nan)
     if squeeze:

@@ -23,9 +23,10 @@ and moved into place as it finishes.
 """
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import shutil
+import sys
 from collections import deque
 from pathlib import Path
 
@@ -43,12 +44,15 @@ from ..io import store as _store
 from ..responses import load_selected_responses
 from ..runtime import available_cores, quiet_warnings, single_threaded_blas
 from ..study import open_study
+from .backend import resolve_backend
+from .guard import LOCK_TIMEOUT, check_store_variables, fingerprint_store, scores_lock
 from .labelled import DEFAULT_LAYER_CHUNK, DEFAULT_NEURON_CHUNK, score_layers
-from .metrics import DEFAULT_PLS, check_metrics
+from .metrics import DEFAULT_PLS, METRICS, check_metrics
 from .ridge import check_alphas
 from .tree import concat_scores, open_scores, replace_scores, write_scores
 
-__all__ = ["score_study", "assemble_scores", "compute_scores", "count_nan_scores", "PARTS_DIR", "MODELS_IN_FLIGHT"]
+__all__ = ["score_study", "assemble_scores", "compute_scores", "count_nan_scores", "local_scheduler", "PARTS_DIR",
+           "MODELS_IN_FLIGHT"]
 
 PARTS_DIR = "scores.parts"
 #: models computed at the same time (locally: in one dask.compute; with a client: on the cluster)
@@ -82,16 +86,19 @@ def _load_responses(study):
     st_path = Path(study)
     if not (st_path / S.RESPONSES_STORE).exists():
         return None
+    check_store_variables(st_path / S.RESPONSES_STORE, [S.MEAN], "scoring")
     return load_selected_responses(study)
 
 
-def _features_fingerprint(ds: xr.Dataset) -> str:
-    h = hashlib.sha256()
-    attrs = {k: ds.attrs[k] for k in sorted(ds.attrs) if k in ("created", "settings", "inputs", "neuroxr_version")}
-    h.update(json.dumps(attrs, sort_keys=True, default=str).encode())
-    h.update(json.dumps([str(x) for x in np.asarray(ds[S.LAYER].values)]).encode())
-    h.update(json.dumps(sorted(ds.data_vars)).encode())
-    return h.hexdigest()[:16]
+def _needed_variables(metrics, zscore: bool, present) -> list:
+    """The features variables the metrics read (those the store lists; others: an error when read)."""
+    names = []
+    for m in metrics:
+        for v in METRICS[m].needs:
+            v = "gram" if (v == "gram_z" and not zscore) else v
+            if v in present and v not in names:
+                names.append(v)
+    return names
 
 
 def _study_settings(metrics, alphas, zscore, rsa_method, pls_opts, areas, resp, has_rdms, nan_layers):
@@ -130,24 +137,48 @@ def _has_tree_layout(store: Path) -> bool:
 def compute_scores(obj, *, client=None, progress: bool = False, what: str = "scoring"):
     """Compute a lazy result of :func:`score_layers` (or any delayed write of it).
 
-    Locally, BLAS is held to one thread for the whole computation and the threaded scheduler
-    gets :func:`neuroxr.runtime.available_cores` workers.  With a ``client`` the tasks limit
+    Locally, BLAS (and torch's intra-op pool, where torch is loaded) is held to one thread for
+    the whole computation and the threaded scheduler
+    gets :func:`neuroxr.runtime.available_cores` workers (one core: the synchronous scheduler).  With a ``client`` the tasks limit
     BLAS threads themselves on the workers; :func:`neuroxr.cluster.gather` polls the scheduler
     (a clear error if every worker stays paused).
     """
     if client is not None:
         return gather(client, client.compute(obj), what=what, progress=progress)
-    with single_threaded_blas():
-        kw = {} if _other_scheduler() else {"scheduler": "threads", "num_workers": available_cores()}
+    with single_threaded_blas(), _single_threaded_torch(), local_scheduler():
         if progress:
             with ProgressBar():
-                return dask.compute(obj, **kw)[0]
-        return dask.compute(obj, **kw)[0]
+                return dask.compute(obj)[0]
+        return dask.compute(obj)[0]
 
 
-def _other_scheduler() -> bool:
-    """True if the caller set a scheduler of their own (``dask.config.set(scheduler=...)``)."""
-    return dask.config.get("scheduler", None) is not None
+@contextlib.contextmanager
+def _single_threaded_torch():
+    """One torch intra-op thread per Dask task while scoring runs (where torch is loaded at all)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def local_scheduler():
+    """Dask's scheduler for local work: the threaded one with one worker per available core.
+
+    One core: the synchronous scheduler (the caller's thread runs the tasks, no pool handing
+    results back).  A scheduler the caller set (``dask.config.set(scheduler=...)``) is kept.
+    """
+    if dask.config.get("scheduler", None) is not None:
+        return contextlib.nullcontext()
+    cores = available_cores()
+    if cores == 1:
+        return dask.config.set(scheduler="synchronous")
+    return dask.config.set(scheduler="threads", num_workers=cores)
 
 
 def _discard(tmp: Path) -> None:
@@ -285,7 +316,9 @@ def _jobs(st, todo, settings, overwrite, log, bar, layer_chunk, **score_kw):
         fpath = st.store(S.FEATURES_DIR, f"{model}.zarr")
         # the graph's layer chunks straight from the store (no rechunk tasks)
         feats = _store.open_dataset(fpath, chunks={S.LAYER: int(layer_chunk)})
-        fp = _features_fingerprint(feats)
+        check_store_variables(fpath, _needed_variables(score_kw["metrics"], score_kw["zscore"], feats.data_vars),
+                              "scoring " + ", ".join(score_kw["metrics"]))
+        fp = fingerprint_store(fpath)
         part = st.store(PARTS_DIR, f"{model}.zarr")
         if _is_done(part, settings, fp, overwrite):
             log(f"{model}: already scored with these settings, skipped")
@@ -302,8 +335,8 @@ def _jobs(st, todo, settings, overwrite, log, bar, layer_chunk, **score_kw):
 def score_study(study, metrics=("ridge", "rsa"), alpha=1.0, alphas=None, zscore: bool = True, models=None,
                 client=None, overwrite: bool = False, neuron_chunk: int = DEFAULT_NEURON_CHUNK,
                 layer_chunk: int = DEFAULT_LAYER_CHUNK, areas=None, rsa_method: str = "pearson",
-                nan_layers: str = "raise", pls_options: dict | None = None, backend: str = "numpy",
-                progress: bool = False, log=None) -> Path:
+                nan_layers: str = "raise", pls_options: dict | None = None, backend: str = "auto",
+                progress: bool = False, log=None, lock_timeout: float = LOCK_TIMEOUT) -> Path:
     """Score the study's models and write ``STUDY/scores.zarr``.
 
     Parameters
@@ -321,6 +354,11 @@ def score_study(study, metrics=("ridge", "rsa"), alpha=1.0, alphas=None, zscore:
         Discard scores computed with other settings and rescore everything.
     progress : bool
         Show a progress bar (dask's, or ``distributed.progress`` with a client).
+    log : callable, optional
+        Receives one line per event (the backend chosen, each model scored or skipped).
+    lock_timeout : float
+        Seconds to wait while another process writes this study's scores
+        (:func:`neuroxr.mapping.guard.scores_lock`), then stop naming it.
 
     Returns
     -------
@@ -330,14 +368,22 @@ def score_study(study, metrics=("ridge", "rsa"), alpha=1.0, alphas=None, zscore:
     st = open_study(study)
     metrics = check_metrics(metrics)
     alphas = check_alphas(alpha if alphas is None else alphas)
-    pls_opts = {**DEFAULT_PLS, **(pls_options or {})}
-    resp, rdms, settings = _prepare(st, metrics, alphas, zscore, rsa_method, pls_opts, areas, nan_layers,
-                                    client, overwrite)
+    backend = resolve_backend(backend)
+    log(f"array backend: {backend}" + (" (CUDA device found)" if backend.startswith("torch:cuda") else ""))
+    kw = dict(metrics=metrics, alphas=alphas, zscore=zscore, areas=areas, rsa_method=rsa_method,
+              neuron_chunk=neuron_chunk, nan_layers=nan_layers, pls_options={**DEFAULT_PLS, **(pls_options or {})},
+              backend=backend)
+    with scores_lock(st.path, lock_timeout), (local_scheduler() if client is None else contextlib.nullcontext()):
+        return _score_locked(st, models, client, overwrite, layer_chunk, progress, log, **kw)
+
+
+def _score_locked(st, models, client, overwrite, layer_chunk, progress, log, **kw):
+    """:func:`score_study` holding the study's scores lock."""
+    resp, rdms, settings = _prepare(st, kw["metrics"], kw["alphas"], kw["zscore"], kw["rsa_method"],
+                                    kw["pls_options"], kw["areas"], kw["nan_layers"], client, overwrite)
     todo = _models_to_score(st, models, st.store(PARTS_DIR))
     with tqdm(total=len(todo), desc="scoring", unit="model", disable=not progress or len(todo) < 2) as bar:
-        jobs = _jobs(st, todo, settings, overwrite, log, bar, layer_chunk, responses=resp, metrics=metrics,
-                     alphas=alphas, zscore=zscore, rdms=rdms, areas=areas, rsa_method=rsa_method,
-                     neuron_chunk=neuron_chunk, nan_layers=nan_layers, pls_options=pls_opts, backend=backend)
+        jobs = _jobs(st, todo, settings, overwrite, log, bar, layer_chunk, responses=resp, rdms=rdms, **kw)
         if client is None:
             _run_local(jobs, progress and len(todo) < 2)
         else:
