@@ -41,7 +41,7 @@ _LAZY = {
     # scoring
     "fit_ridge_loo": "neuroxr.mapping.ridge",
     "calc_loo_pearson": "neuroxr.mapping.ridge",
-    "RidgeLOO": "neuroxr.mapping.ridge",
+    "RidgeLOO": "neuroxr.mapping.estimator",
     "METRICS": "neuroxr.mapping.metrics",
     "metric_of_variable": "neuroxr.mapping.metrics",
     "open_scores": "neuroxr.mapping.tree",

@@ -23,7 +23,6 @@ import pandas as pd
 import xarray as xr
 
 from . import schema as S
-from .mapping.metrics import METRICS
 from .mapping.tree import VARIANT
 
 __all__ = ["NxrDataArrayAccessor", "NxrScoresAccessor", "variant_keys"]
@@ -143,6 +142,8 @@ class NxrScoresAccessor:
     def metrics(self) -> list[str]:
         """The registered metrics whose variables these scores hold, in registry order."""
         have = _variables(self._obj)
+        from .mapping.metrics import METRICS  # the registry imports the scoring engine (sklearn, numba): on use
+
         return [m.name for m in METRICS.values() if m.variable in have]
 
     def area_means(self, var: str = S.RIDGE_R) -> xr.DataArray:
@@ -159,6 +160,8 @@ class NxrScoresAccessor:
 
         ``neuroxr.stats.rank_models`` adds bootstrap intervals and ranks.
         """
+        from .mapping.metrics import METRICS
+
         frames = []
         for m in metrics or self.metrics:
             best = self.best_layer(METRICS[m].variable).to_dataframe().dropna(subset=["score"]).reset_index()

@@ -11,12 +11,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "sklearn", "statsmodels", "distributed", "dask.distributed", "timm", "matplotlib")
-#: what ``import neuroxr`` itself loads today: neuroxr/__init__ imports the accessor, whose
-#: mapping.metrics -> mapping.graph imports mapping.pls (sklearn) and rsa/kernels (numba) at top
-FROM_IMPORT_NEUROXR = ("sklearn",)
-ACCESSOR_CHAIN = ("import neuroxr loads sklearn: neuroxr/__init__ -> accessor -> mapping.metrics -> "
-                  "mapping.graph -> mapping.pls / rsa at module top (not in the CLI)")
-
 # runs the CLI in-process with the given argv and prints which heavy modules got imported
 PROBE = """
 import json, sys
@@ -46,19 +40,10 @@ def _loaded_after(argv, heavy=HEAVY) -> list[str]:
                                   ["rank", "--help"], ["extract", "--help"], ["domains", "--help"]],
                          ids=lambda a: "build_parser" if a is None else " ".join(a))
 def test_parser_and_help_import_no_heavy_library(argv):
-    assert _loaded_after(argv, [m for m in HEAVY if m not in FROM_IMPORT_NEUROXR]) == []
+    assert _loaded_after(argv) == []
 
 
-@pytest.mark.xfail(strict=True, reason=ACCESSOR_CHAIN)
-def test_help_imports_no_sklearn():
-    assert _loaded_after(["--help"], FROM_IMPORT_NEUROXR) == []
-
-
-@pytest.mark.parametrize("heavy", [pytest.param(FROM_IMPORT_NEUROXR, marks=pytest.mark.xfail(strict=True,
-                                                                                           reason=ACCESSOR_CHAIN)),
-                                   tuple(m for m in HEAVY if m not in FROM_IMPORT_NEUROXR)],
-                         ids=["sklearn", "others"])
-def test_import_neuroxr_and_stats_tables_stay_light(heavy):
+def test_import_neuroxr_and_stats_tables_stay_light(heavy=HEAVY):
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     code = ("import json, sys; import neuroxr, neuroxr.stats.tables, neuroxr.info; "
             f"print(json.dumps([m for m in {list(heavy)!r} if m in sys.modules]))")

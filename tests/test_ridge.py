@@ -11,6 +11,7 @@ from sklearn.preprocessing import StandardScaler
 
 from neuroxr.errors import NeuroxrError
 from neuroxr.mapping import ridge
+from neuroxr.mapping.estimator import RidgeLOO
 
 
 def _data(n, p, N=4, seed=0, scale=1.0, shift=0.0):
@@ -144,7 +145,7 @@ def test_bad_alpha_is_refused(bad):
 
 def test_estimator_matches_sklearn():
     X, Y = _data(30, 40, seed=8)
-    est = ridge.RidgeLOO(alphas=(1.0,)).fit(X, Y)
+    est = RidgeLOO(alphas=(1.0,)).fit(X, Y)
     Z = StandardScaler().fit_transform(X)
     np.testing.assert_allclose(est.loo_predictions_, _sklearn_loo(Z, Y, 1.0), atol=1e-8 * np.abs(Y).max())
     want = [pearsonr(_sklearn_loo(Z, Y, 1.0)[:, j], Y[:, j]).statistic for j in range(Y.shape[1])]
@@ -177,13 +178,13 @@ def test_estimator_predicts_like_sklearn_ridge():
 
     X, Y = _data(25, 12, seed=4)
     Xt = np.random.default_rng(5).standard_normal((7, 12))
-    est = ridge.RidgeLOO(alphas=(0.1, 10.0)).fit(X, Y)
+    est = RidgeLOO(alphas=(0.1, 10.0)).fit(X, Y)
     for j in range(Y.shape[1]):
         ref = make_pipeline(StandardScaler(), Ridge(alpha=float(est.alpha_[j]))).fit(X, Y[:, j])
         np.testing.assert_allclose(est.predict(Xt)[:, j], ref.predict(Xt), atol=1e-9)
-    raw = ridge.RidgeLOO(alphas=(2.0,), zscore=False).fit(X, Y[:, 0])
+    raw = RidgeLOO(alphas=(2.0,), zscore=False).fit(X, Y[:, 0])
     np.testing.assert_allclose(raw.predict(Xt), Ridge(alpha=2.0).fit(X, Y[:, 0]).predict(Xt), atol=1e-9)
-    pre = ridge.RidgeLOO(alphas=(2.0,), zscore=False, kernel="precomputed").fit(X @ X.T, Y)
+    pre = RidgeLOO(alphas=(2.0,), zscore=False, kernel="precomputed").fit(X @ X.T, Y)
     np.testing.assert_allclose(pre.predict(Xt @ X.T), Ridge(alpha=2.0).fit(X, Y).predict(Xt), atol=1e-9)
     assert est.get_params() == {"alphas": (0.1, 10.0), "zscore": True, "kernel": "linear", "backend": "numpy"}
 
@@ -194,7 +195,7 @@ def test_estimator_passes_sklearn_checks(params):
 
     # every check applies (none is listed as an expected failure); "precomputed" gets square
     # Gram inputs through the pairwise tag
-    check_estimator(ridge.RidgeLOO(**params))
+    check_estimator(RidgeLOO(**params))
 
 
 # --- the sparse random projection: scikit-learn's matrix, drawn fast ---------------------------

@@ -5,7 +5,7 @@ over any leading axes of ``K`` (layers), with the array backend passed explicitl
 (``backend="numpy"`` or ``"torch"`` / ``"torch:cuda"``, :mod:`neuroxr.mapping.backend`), in the
 style of himalaya: the solvers are a registry, :data:`SOLVERS`, and the ``eigen`` solver's
 residual operators with the blocked leave-one-out kernel of :mod:`neuroxr.mapping.kernels` are
-what :mod:`neuroxr.mapping.score` runs.  A scikit-learn estimator, :class:`RidgeLOO`, sits on top.
+what :mod:`neuroxr.mapping.score` runs.  A scikit-learn estimator, :class:`~neuroxr.mapping.estimator.RidgeLOO`, sits on top.
 
 The computation
 ---------------
@@ -36,8 +36,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..errors import NeuroxrError
 from .backend import BACKENDS, get_backend
@@ -59,7 +57,6 @@ __all__ = [
     "calc_pearson",
     "calc_loo_pearson",
     "check_alphas",
-    "RidgeLOO",
     "RidgeInputError",
     "get_solver",
 ]
@@ -186,7 +183,8 @@ def _check_ridge_inputs(K, Y) -> None:
                            "the layer's features are not finite: re-extract it or skip it")
 
 
-def _targets(Y):
+def as_targets(Y):
+    """Targets as float64 (image, neuron), and whether they were one column."""
     Y = Y.detach().cpu().numpy() if hasattr(Y, "detach") else Y
     Y = np.asarray(Y, dtype=np.float64)
     return (Y[:, None], True) if Y.ndim == 1 else (Y, False)
@@ -220,7 +218,7 @@ def fit_ridge_loo(K, Y, alphas=(1.0,), *, solver="eigen", backend="numpy", retur
     alphas = check_alphas(alphas)
     fit = get_solver(solver).fit
     _check_ridge_inputs(K, Y)
-    Y2, squeeze = _targets(Y)
+    Y2, squeeze = as_targets(Y)
     pred, idx = fit(K, Y2, alphas, get_backend(backend))
     a = np.full(pred.shape[:-2] + pred.shape[-1:], alphas[0]) if idx is None else np.asarray(alphas)[idx]
     if squeeze:
@@ -238,7 +236,7 @@ def calc_loo_pearson(K, Y, alphas=(1.0,), *, solver="eigen", backend="numpy", re
     alphas = check_alphas(alphas)
     sol = get_solver(solver)
     _check_ridge_inputs(K, Y)
-    Y2, squeeze = _targets(Y)
+    Y2, squeeze = as_targets(Y)
     if sol.operators is None:
         pred, idx = sol.fit(K, Y2, alphas, get_backend(backend))
         r = calc_pearson(pred, np.broadcast_to(Y2, pred.shape), axis=-2)
@@ -253,92 +251,5 @@ def calc_loo_pearson(K, Y, alphas=(1.0,), *, solver="eigen", backend="numpy", re
     return (r, a) if return_alpha else r
 
 
-# --- estimator ------------------------------------------------------------------------------
 class RidgeInputError(NeuroxrError, ValueError):
     """Inputs a leave-one-out ridge cannot be fitted on (too few samples, unknown kernel)."""
-
-
-class RidgeLOO(RegressorMixin, BaseEstimator):
-    """Ridge regression with exact leave-one-out cross-validation, a scikit-learn estimator.
-
-    Each target gets the alpha of least leave-one-out squared error (as
-    :class:`sklearn.linear_model.RidgeCV` with ``alpha_per_target=True``); the intercept is
-    unpenalised.  The fit runs the ``eigen`` solver of :data:`SOLVERS` on the Gram matrix.
-
-    Parameters
-    ----------
-    alphas : sequence of float
-    zscore : bool
-        Z-score features over samples (ddof=0, zero-variance -> 0) before the ridge.
-    kernel : {"linear", "precomputed"}
-        With ``"precomputed"``, ``fit`` takes the Gram matrix ``(image, image)`` of the (already
-        scaled) features and ``predict`` the test-by-train Gram matrix ``(test, image)``.
-    backend : str
-
-    Attributes
-    ----------
-    loo_predictions_ : ndarray (image, neuron) or (image,)
-    loo_r_ : ndarray (neuron,) or float: Pearson r of the leave-one-out predictions
-    alpha_ : ndarray (neuron,) or float
-    coef_ : ndarray (neuron, feature) or (feature,), ``kernel="linear"``
-    intercept_ : ndarray (neuron,) or float
-    dual_coef_ : ndarray (image, neuron) or (image,)
-    """
-
-    def __init__(self, alphas=(1.0,), zscore=True, kernel="linear", backend="numpy"):
-        self.alphas = alphas
-        self.zscore = zscore
-        self.kernel = kernel
-        self.backend = backend
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        tags.input_tags.pairwise = self.kernel == "precomputed"
-        return tags
-
-    def _gram(self, X):
-        if self.kernel == "precomputed":
-            return X
-        if self.kernel != "linear":
-            raise RidgeInputError(f"RidgeLOO: kernel must be 'linear' or 'precomputed', got {self.kernel!r}")
-        return calc_zscored_gram(X) if self.zscore else calc_gram(X)
-
-    def fit(self, X, y):
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
-        if X.shape[0] < 3:
-            raise RidgeInputError(f"RidgeLOO needs at least 3 samples for leave-one-out, got n_samples = {X.shape[0]}")
-        alphas = check_alphas(self.alphas)
-        K = self._gram(X)
-        Y, squeeze = _targets(y)
-        s, W, _ = decompose_gram(K, backend=self.backend)
-        s, W = (np.asarray(get_backend(self.backend).to_numpy(v)) for v in (s, W))
-        E, idx = calc_loo_residuals(calc_residual_operators(K[None], alphas, self.backend), Y)
-        alpha = np.asarray(alphas)[idx[0]]
-        pred = Y - E[0]
-        # dual coefficients of the centred problem: (Kc + alpha I)^-1 (y - ybar) = W diag(1/(s+alpha)) W^T y
-        dual = W @ ((W.T @ Y) / (s[:, None] + alpha[None, :]))
-        self._y_mean = Y.mean(0)
-        if self.kernel == "precomputed":
-            self._k_mean, self._k_all = K.mean(0), K.mean()
-        else:
-            mean = X.mean(0)
-            sd = X.std(0) if self.zscore else np.ones(X.shape[1])
-            sd = np.where(sd > 0, sd, 1.0)
-            coef = (((X - mean) / sd).T @ dual / sd[:, None]).T  # (neuron, feature)
-            self.coef_ = coef[0] if squeeze else coef
-            self.intercept_ = (self._y_mean - coef @ mean)
-            self.intercept_ = self.intercept_[0] if squeeze else self.intercept_
-        one = (lambda a: a[..., 0]) if squeeze else (lambda a: a)
-        self.dual_coef_, self.loo_predictions_ = one(dual), one(pred)
-        self.alpha_, self.loo_r_ = one(alpha), one(calc_pearson(pred, Y, axis=0))
-        return self
-
-    def predict(self, X):
-        check_is_fitted(self, "dual_coef_")
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        if self.kernel != "precomputed":
-            return X @ np.asarray(self.coef_).T + self.intercept_
-        Kc = X - X.mean(1, keepdims=True) - self._k_mean[None, :] + self._k_all
-        pred = Kc @ self.dual_coef_.reshape(Kc.shape[1], -1) + self._y_mean
-        return pred[:, 0] if np.ndim(self.dual_coef_) == 1 else pred
