@@ -92,8 +92,16 @@ def test_truncated_and_deleted_chunks(written):
     problems = {(p.variable, p.chunk): p for p in integrity.verify_store(written)}
     assert problems[("ridge_r", "c/0/0")].kind == "corrupt"
     assert "truncated" in problems[("ridge_r", "c/0/0")].message
-    missing = problems[("rsa_r", "c/1/0")]
-    assert missing.kind == "missing" and not missing.is_error
+    lost = problems[("rsa_r", "c/1/0")]  # written, so recorded in the manifest: an error, not a fill value
+    assert lost.kind == "lost" and lost.is_error and "rsa_r" in lost.message and "c/1/0" in lost.message
+
+
+def test_absent_chunk_without_manifest_is_a_warning(written):
+    (written / "neuroxr_manifest.json").unlink()
+    (written / "rsa_r" / "c" / "1" / "0").unlink()
+    problems = {(p.variable, p.chunk): p for p in integrity.verify_store(written)}
+    assert problems[("rsa_r", "c/1/0")].kind == "missing" and not problems[("rsa_r", "c/1/0")].is_error
+    assert problems[(None, None)].kind == "no-manifest"
 
 
 def test_broken_metadata_is_an_error(written):

@@ -38,8 +38,8 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from ..errors import MissingDataError, NeuroxrError, SettingsMismatchError, StoreExistsError, StoreWriteError
 from ..runtime import WARNINGS_LOCK, available_cores
-from . import journal
-from .integrity import ChunkCorruptError, open_checked_store
+from . import journal, manifest
+from .integrity import ChunkCorruptError, open_checked_store, raise_for_problems
 from .paths import exchange_dirs, old_sibling, owner_alive, resolve_path, tmp_sibling
 
 
@@ -251,8 +251,12 @@ def write_dataset(
 
 
 def replace_store(tmp, path) -> None:
-    """Move the finished store ``tmp`` to ``path``; an old ``path`` is removed only afterwards."""
+    """Move the finished store ``tmp`` to ``path``; an old ``path`` is removed only afterwards.
+
+    The manifest of ``tmp`` (:func:`neuroxr.io.manifest.write_manifest`) is recorded first.
+    """
     tmp, path = resolve_path(tmp), resolve_path(path)
+    manifest.write_manifest(tmp)
     old = None
     if path.exists():
         if exchange_dirs(tmp, path):  # Linux: one atomic swap, ``path`` never missing
@@ -273,6 +277,8 @@ def replace_stores(staged: dict) -> list[Path]:
     :func:`open_dataset` or :func:`clean_stale` of their directory).
     """
     staged = {resolve_path(p): resolve_path(t) for p, t in staged.items()}
+    for tmp in staged.values():
+        manifest.write_manifest(tmp)
     if len(staged) == 1:
         (path, tmp), = staged.items()
         replace_store(tmp, path)
@@ -374,10 +380,11 @@ def open_dataset(path, *, chunks="auto", name: str | None = None) -> xr.Dataset:
         raise MissingDataError(
             f"{path} does not exist{' (' + name + ')' if name else ''}; run the step that writes it first"
         )
+    raise_for_problems(manifest.check_store(path))  # removed variables or chunks, edited metadata
     with WARNINGS_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            ds = xr.open_zarr(open_checked_store(path), chunks=chunks, consolidated=True)
+            ds = xr.open_zarr(open_checked_store(path, check=False), chunks=chunks, consolidated=True)
         except Exception:  # noqa: BLE001 - no or damaged consolidated metadata: read the arrays' own
             ds = _open_unconsolidated(path, chunks)
     # coordinates are small: load them so labelled queries (groupby("area")) work at once;
@@ -391,7 +398,7 @@ def open_dataset(path, *, chunks="auto", name: str | None = None) -> xr.Dataset:
 
 def _open_unconsolidated(path: Path, chunks) -> xr.Dataset:
     try:
-        return xr.open_zarr(open_checked_store(path), chunks=chunks, consolidated=False)
+        return xr.open_zarr(open_checked_store(path, check=False), chunks=chunks, consolidated=False)
     except NeuroxrError:
         raise
     except Exception as exc:  # noqa: BLE001 - truncated zarr.json, not a store, ...: named, not a traceback
