@@ -162,6 +162,8 @@ def _trial(stages, name: str, rnd: random.Random, work: Path, capsys) -> bool:
 def _trials(stages, names, seed, tmp_path, capsys):
     rnd = random.Random(seed)
     killed = [_trial(stages, name, rnd, tmp_path, capsys) for name in names]
+    with capsys.disabled():
+        print(f"\n{len(killed)} trials ({', '.join(names)}): {sum(killed)} killed mid-run, the rest finished first")
     assert sum(killed) >= max(1, (2 * len(killed)) // 3), f"only {sum(killed)} of {len(killed)} trials were killed"
 
 

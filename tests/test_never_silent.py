@@ -7,6 +7,7 @@ truncated ``zarr.json``, ``--layer-chunk 0``).  Every command is the command lin
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -55,9 +56,7 @@ def scored(tmp_path_factory):
 
 @pytest.fixture
 def study(scored, tmp_path):
-    dst = tmp_path / "study"
-    shutil.copytree(scored, dst)
-    return dst
+    return Path(shutil.copytree(scored, tmp_path / "study"))
 
 
 # --------------------------------------------------------------------------- case 1
@@ -110,9 +109,20 @@ def test_1_byte_order_edited_in_consolidated_metadata_is_named(study, capsys):
         store.open_dataset(study / "stimuli.zarr")  # what every reader (extract, ...) opens it with
 
 
+def test_1_store_breaking_the_contract_is_named(study, capsys):
+    ds = store.open_dataset(study / "responses.zarr").load().drop_vars("area")
+    store.write_dataset(ds, study / "responses.zarr", overwrite=True)  # whole and checksummed, but no 'area'
+    rc, out, _ = _cli(["verify", study], capsys)
+    assert rc == 1 and "ERROR schema" in out and "neuron coordinate 'area' is missing" in out
+
+
 # --------------------------------------------------------------------------- case 2
 class _Killed(BaseException):
     """Stands for SIGKILL: nothing after it runs."""
+
+
+def _kill():
+    raise _Killed
 
 
 def test_2_killed_ingest_overwrite_then_clean_up_never_loses_the_new_or_mixes(study, capsys, monkeypatch):
@@ -120,15 +130,8 @@ def test_2_killed_ingest_overwrite_then_clean_up_never_loses_the_new_or_mixes(st
     old = {n: store.open_dataset(study / n).load() for n in ("responses.zarr", "stimuli.zarr")}
     new_img = rng.uniform(0, 255, (16, 12, 12)).astype("f4")
     new_resp = rng.normal(size=(16, 11)).astype("f4")
-    real, calls = journal._finish_entry, []
-
-    def killed_after_first(*args):
-        calls.append(args)
-        if len(calls) == 2:
-            raise _Killed
-        return real(*args)
-
-    monkeypatch.setattr(journal, "_finish_entry", killed_after_first)
+    real, calls = journal._finish_entry, itertools.count(1)
+    monkeypatch.setattr(journal, "_finish_entry", lambda *a: real(*a) if next(calls) < 2 else _kill())
     with pytest.raises(_Killed):
         ingest_arrays(study, images=new_img, responses=new_resp, area="VISp", overwrite=True)
     monkeypatch.setattr(journal, "_finish_entry", real)

@@ -26,10 +26,12 @@ from pathlib import Path
 
 import google_crc32c  # zarr's own crc32c implementation
 import numpy as np
+import xarray as xr
 import zarr
 from zarr.core.buffer import default_buffer_prototype
 from zarr.storage import LocalStore, WrapperStore
 
+from .. import schema as S
 from ..errors import NeuroxrError
 from . import journal, manifest
 from .paths import owner_alive, resolve_path
@@ -312,8 +314,36 @@ def verify_study(study, *, progress=None) -> list[Problem]:
     for p in find_stores(study):
         if progress is not None:
             progress(p)
-        problems.extend(verify_store(p))
+        found = verify_store(p)
+        problems.extend(found)
+        if not any(f.is_error for f in found):
+            problems.extend(schema_problems(p))
     return problems
+
+
+#: the contract check of each store a study holds by name (:mod:`neuroxr.schema`)
+_VALIDATORS = {S.STIMULI_STORE: S.validate_stimuli, S.RESPONSES_STORE: S.validate_responses,
+               S.SCORES_STORE: S.validate_scores}
+
+
+def schema_problems(path) -> list[Problem]:
+    """The contract (:mod:`neuroxr.schema`) checked on a study store: ``schema`` errors naming it."""
+    path = resolve_path(path)
+    check = _VALIDATORS.get(path.name)
+    if check is None:
+        return []
+    groups = [None] + ([S.AREAS_GROUP] if path.name == S.SCORES_STORE and (path / S.AREAS_GROUP).exists() else [])
+    out = []
+    for group in groups:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = xr.open_zarr(open_checked_store(path, check=False), group=group, consolidated=False)
+                check(ds, source=f"{path}" + (f" (group {group})" if group else ""))
+        except (S.SchemaError, ValueError, KeyError) as exc:
+            out.append(Problem(str(path), None, None, "schema",
+                               f"{exc}; rewrite the store with the step that writes it (--overwrite)"))
+    return out
 
 
 def raise_for_problems(problems, *, what="store") -> None:

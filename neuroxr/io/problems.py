@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 #: problems that make a store untrustworthy (the others are warnings)
-ERROR_KINDS = ("corrupt", "unreadable", "metadata", "lost", "altered", "inconsistent")
+ERROR_KINDS = ("corrupt", "unreadable", "metadata", "lost", "altered", "inconsistent", "schema")
 
 
 @dataclass(frozen=True)
@@ -12,7 +12,7 @@ class Problem:
     """One finding of :func:`neuroxr.io.integrity.verify_store`.
 
     ``kind`` is an error (``corrupt``, ``unreadable``, ``metadata``, ``lost``, ``altered``,
-    ``inconsistent``) or a warning (``missing``, ``no-checksum``, ``no-manifest``, ``stale``,
+    ``inconsistent``, ``schema``) or a warning (``missing``, ``no-checksum``, ``no-manifest``, ``stale``,
     ``in-progress``).
     """
 
