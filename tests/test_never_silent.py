@@ -25,6 +25,7 @@ from neuroxr.cli import main
 from neuroxr.io import integrity, journal, lock, manifest, reader, store
 from neuroxr.io.ingest import ingest_arrays
 from neuroxr.io.lock import StoreLockedError, study_lock
+from neuroxr.study import open_study
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,6 +78,14 @@ def test_1_removed_variable_fails_verify_and_score_by_name(study, capsys, store_
     assert rc == 2 and "Traceback" not in err
     assert f"{study / store_name}: variable {variable!r} is missing" in _last_line(err)
     assert not (study / "scores.zarr").exists() or np.isfinite(xr.open_zarr(study / "scores.zarr").ridge_r).all()
+
+
+def test_1_removed_variable_of_a_scores_group_is_named(study, capsys):
+    shutil.rmtree(study / "scores.zarr" / "areas" / "rsa_r")
+    rc, out, _ = _cli(["verify", study], capsys)
+    assert rc == 1 and "scores.zarr: variable 'areas/rsa_r' is missing" in out
+    with pytest.raises(integrity.ChunkCorruptError, match=r"variable 'areas/rsa_r' is missing"):
+        open_study(study).scores  # what rank and report read
 
 
 def test_1_removed_chunk_is_named(study, capsys):
