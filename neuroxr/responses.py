@@ -35,6 +35,7 @@ import xarray as xr
 
 from . import schema as S
 from .errors import InvalidArgumentError, MissingDataError
+from .io.lock import study_lock
 from .io.store import append_variables, open_dataset
 from .schema import SchemaError
 from .study import open_study
@@ -304,7 +305,12 @@ def select_study(
     -------
     DataArray (neuron) bool
     """
-    path = Path(study) / S.RESPONSES_STORE
+    with study_lock(study, S.RESPONSES_STORE):  # read, compute and rewrite as one writer
+        return _select_locked(Path(study) / S.RESPONSES_STORE, min_reliability, cre_lines, exclude_running,
+                              image_selective, n_splits, seed, recompute)
+
+
+def _select_locked(path, min_reliability, cre_lines, exclude_running, image_selective, n_splits, seed, recompute):
     ds = open_dataset(path, name="responses; run `neuroxr ingest` or `neuroxr simulate`")
     new_coords = {}
     if S.TRIALS in ds and (recompute or "splithalf_r" not in ds.variables):

@@ -338,6 +338,6 @@ def test_unknown_area_kept_when_allowed_and_unknown_depths_pass(files, capsys):
     assert main([*argv, "--allow-unknown-area"]) == 0
     assert main(["ingest", "arrays", str(files / "st4"), "--responses", str(files / "resp.npy"),
                  "--depth-um", "-50"]) == 2
-    assert "'depth_um' of neuron #0 is -50.0" in capsys.readouterr().err
+    assert "--depth-um -50.0: the imaging depth must be finite and >= 0" in capsys.readouterr().err
     with pytest.raises(SchemaError, match="--area/--cre-line/--depth-um: column 'area' of neuron #0 is 'VISxx'"):
         ingest_arrays(files / "st5", responses=files / "resp.npy", area="VISxx")

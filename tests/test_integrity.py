@@ -30,7 +30,7 @@ def _flip(path: Path, offset=None) -> None:
 
 @pytest.fixture
 def written(tmp_path):
-    p = tmp_path / "study" / "scores.zarr"
+    p = tmp_path / "study" / "things.zarr"
     store.write_dataset(_ds(), p, chunks={"layer": 2, "neuron": 4})
     return p
 
@@ -71,7 +71,7 @@ def test_lazy_read_names_the_chunk_and_other_chunks_still_read(written):
         ds.ridge_r.values
     err = info.value
     assert (err.store, err.variable, err.chunk) == (str(written), "ridge_r", "c/1/0")
-    assert "scores.zarr" in str(err) and "'c/1/0'" in str(err)
+    assert "things.zarr" in str(err) and "'c/1/0'" in str(err)
     assert isinstance(err, NeuroxrError)
     # untouched chunks are intact and equal to what was written
     np.testing.assert_array_equal(ds.ridge_r.isel(layer=slice(0, 2)).values, _ds().ridge_r.values[:2])
@@ -92,8 +92,16 @@ def test_truncated_and_deleted_chunks(written):
     problems = {(p.variable, p.chunk): p for p in integrity.verify_store(written)}
     assert problems[("ridge_r", "c/0/0")].kind == "corrupt"
     assert "truncated" in problems[("ridge_r", "c/0/0")].message
-    missing = problems[("rsa_r", "c/1/0")]
-    assert missing.kind == "missing" and not missing.is_error
+    lost = problems[("rsa_r", "c/1/0")]  # written, so recorded in the manifest: an error, not a fill value
+    assert lost.kind == "lost" and lost.is_error and "rsa_r" in lost.message and "c/1/0" in lost.message
+
+
+def test_absent_chunk_without_manifest_is_a_warning(written):
+    (written / "neuroxr_manifest.json").unlink()
+    (written / "rsa_r" / "c" / "1" / "0").unlink()
+    problems = {(p.variable, p.chunk): p for p in integrity.verify_store(written)}
+    assert problems[("rsa_r", "c/1/0")].kind == "missing" and not problems[("rsa_r", "c/1/0")].is_error
+    assert problems[(None, None)].kind == "no-manifest"
 
 
 def test_broken_metadata_is_an_error(written):

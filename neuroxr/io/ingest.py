@@ -41,6 +41,7 @@ from .builders import (
 )
 from .formats import input_entry, parse_source, read_array, read_ids, read_rdms
 from .labelled import as_labelled, store_shape
+from .lock import study_lock
 from .tables import normalise_meta, read_neuron_table
 
 
@@ -77,10 +78,13 @@ def check_study(study: Path, new: dict, overwrite: bool) -> None:
 
 
 def write_study(study, datasets: dict, overwrite: bool) -> dict:
-    """Write ``{store name: Dataset}`` into ``study`` as one transaction, with the stores' chunks."""
+    """Write ``{store name: Dataset}`` into ``study`` as one transaction, with the stores' chunks.
+
+    The stores' locks (:func:`neuroxr.io.lock.study_lock`) are held while they are written.
+    """
     study = Path(study)
-    study.mkdir(parents=True, exist_ok=True)
-    with store.transaction(overwrite=overwrite) as tx:
+    store.make_parent(study / next(iter(datasets)))
+    with study_lock(study, list(datasets)), store.transaction(overwrite=overwrite) as tx:
         for name, ds in datasets.items():
             if name == S.RESPONSES_STORE:
                 ds = rechunk_responses(ds)
@@ -189,6 +193,9 @@ def _constant_meta(inp: _Inputs, consts: dict) -> None:
                 v = float(v)
             except (TypeError, ValueError):
                 raise SchemaError(f"--depth-um must be a number, got {v!r}") from None
+            if not np.isfinite(v) or v < 0:
+                raise SchemaError(f"--depth-um {v!r}: the imaging depth must be finite and >= 0 (um below the "
+                                  f"pia); leave it out if the depth is unknown")
         meta[k] = v
     inp.meta = meta
 

@@ -22,22 +22,20 @@ import fnmatch
 import json
 import os
 import warnings
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import google_crc32c  # zarr's own crc32c implementation
 import numpy as np
+import xarray as xr
 import zarr
 from zarr.core.buffer import default_buffer_prototype
 from zarr.storage import LocalStore, WrapperStore
 
+from .. import schema as S
 from ..errors import NeuroxrError
-from . import journal
+from . import journal, manifest
 from .paths import owner_alive, resolve_path
-
-#: problems that make a store untrustworthy (the others are warnings)
-ERROR_KINDS = ("corrupt", "unreadable", "metadata")
-
+from .problems import ERROR_KINDS, Problem
 
 class ChunkCorruptError(NeuroxrError):
     """A stored chunk fails its checksum or cannot be decoded; the message names it.
@@ -148,32 +146,20 @@ class ChecksumStore(WrapperStore):
             yield key, await self.get(key, prototype, byte_range)
 
 
-def open_checked_store(path, *, read_only: bool = True):
-    """A :class:`ChecksumStore` over the local Zarr store ``path`` (read-only by default)."""
+def open_checked_store(path, *, read_only: bool = True, check: bool = True):
+    """A :class:`ChecksumStore` over the local Zarr store ``path`` (read-only by default).
+
+    With ``check`` (the default), the store is first compared with its manifest and its
+    consolidated metadata (:func:`neuroxr.io.manifest.check_store`): a removed variable or
+    chunk, or edited metadata, raises :class:`ChunkCorruptError` naming it, before anything is read.
+    """
     path = resolve_path(path)
+    if check and path.exists():
+        raise_for_problems(manifest.check_store(path))
     return ChecksumStore(LocalStore(str(path), read_only=read_only), label=str(path))
 
 
 # --------------------------------------------------------------------------- verification
-@dataclass(frozen=True)
-class Problem:
-    """One finding of :func:`verify_store`.  ``kind`` is one of ``corrupt``, ``unreadable``,
-    ``metadata`` (errors) or ``missing``, ``no-checksum``, ``stale``, ``in-progress`` (warnings)."""
-
-    store: str
-    variable: str | None
-    chunk: str | None
-    kind: str
-    message: str
-
-    @property
-    def is_error(self) -> bool:
-        return self.kind in ERROR_KINDS
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
 def _chunk_key(arr, idx) -> str:
     key = arr.metadata.encode_chunk_key(tuple(int(i) for i in idx))
     return key
@@ -189,7 +175,7 @@ def _walk_arrays(group, prefix=""):
 
 
 def verify_store(path) -> list[Problem]:
-    """Read every chunk of every array of the Zarr store ``path`` and list what is wrong.
+    """Check the Zarr store ``path`` against its manifest and read every chunk; list what is wrong.
 
     Parameters
     ----------
@@ -199,54 +185,65 @@ def verify_store(path) -> list[Problem]:
     Returns
     -------
     list of Problem
-        Empty when every chunk passes its checksum and decodes.  Errors (``corrupt``,
-        ``unreadable``, ``metadata``) name the variable and chunk key; ``missing`` chunks
-        read as the fill value (normal for an all-NaN chunk, a deleted file otherwise) and
-        ``no-checksum`` arrays cannot be checked: both are warnings.
+        Empty when the store holds what its manifest records and every chunk passes its checksum
+        and decodes.  Errors (``lost``, ``altered``, ``inconsistent``, ``corrupt``, ``unreadable``,
+        ``metadata``) name the variable and chunk key.  Warnings, for stores written without a
+        manifest only: ``no-manifest``, ``missing`` (an absent chunk, read as the fill value) and
+        ``no-checksum``.
     """
     path = resolve_path(path)
     label = str(path)
-    problems: list[Problem] = []
     if not (path / "zarr.json").exists() and not (path / ".zgroup").exists():
         return [Problem(label, None, None, "metadata", f"{label}: not a Zarr store (no zarr.json)")]
+    problems = manifest.check_store(path, deep=True)
+    if any(p.kind == "metadata" for p in problems):
+        return problems
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            group = zarr.open_group(open_checked_store(path), mode="r", use_consolidated=False)
+            group = zarr.open_group(open_checked_store(path, check=False), mode="r", use_consolidated=False)
             arrays = list(_walk_arrays(group))
     except Exception as exc:  # noqa: BLE001 - reported, not raised
-        return [Problem(label, None, None, "metadata", f"{label}: metadata unreadable: {exc}")]
+        return problems + [Problem(label, None, None, "metadata", f"{label}: metadata unreadable: {exc}")]
+    recorded = manifest.read_manifest(path)
     for var, arr in arrays:
-        try:
-            meta = json.loads((path / var / "zarr.json").read_text())
-        except (OSError, ValueError) as exc:
-            problems.append(Problem(label, var, None, "metadata", f"{label}: {var}/zarr.json unreadable: {exc}"))
-            continue
-        if arr.size and not _has_trailing_crc(meta):
-            problems.append(Problem(label, var, None, "no-checksum",
-                                    f"{label}: variable {var!r} was written without a crc32c checksum"))
-        if arr.size == 0:
-            continue
-        grid = tuple(int(-(-s // c)) for s, c in zip(arr.shape, arr.chunks)) if arr.ndim else ()
-        for idx in np.ndindex(*grid):
-            key = _chunk_key(arr, idx)
-            if not (path / var / key).exists():
-                problems.append(Problem(label, var, key, "missing",
-                                        f"{label}: variable {var!r}, chunk {key!r} is absent and reads as "
-                                        f"the fill value {arr.fill_value!r}"))
-                continue
-            try:
-                if arr.ndim:
-                    arr.get_block_selection(idx)
-                else:
-                    arr[()]
-            except ChunkCorruptError as exc:
-                problems.append(Problem(label, var, key, "corrupt", str(exc)))
-            except Exception as exc:  # noqa: BLE001 - decoding failed: reported by name
-                problems.append(Problem(label, var, key, "unreadable",
-                                        f"{label}: variable {var!r}, chunk {key!r} cannot be decoded: "
-                                        f"{type(exc).__name__}: {exc}"))
+        problems.extend(_verify_array(path, var, arr, recorded))
     return problems
+
+
+def _verify_array(path: Path, var: str, arr, recorded: dict | None) -> list[Problem]:
+    """Every chunk of one array read and checked; absent chunks judged by the manifest when there is one."""
+    label, out = str(path), []
+    try:
+        meta = json.loads((path / var / "zarr.json").read_text())
+    except (OSError, ValueError) as exc:
+        return [Problem(label, var, None, "metadata", f"{label}: {var}/zarr.json unreadable: {exc}")]
+    if arr.size and not _has_trailing_crc(meta):
+        out.append(Problem(label, var, None, "no-checksum",
+                           f"{label}: variable {var!r} was written without a crc32c checksum"))
+    if arr.size == 0:
+        return out
+    grid = tuple(int(-(-s // c)) for s, c in zip(arr.shape, arr.chunks)) if arr.ndim else ()
+    for idx in np.ndindex(*grid):
+        key = _chunk_key(arr, idx)
+        if not (path / var / key).exists():
+            if recorded is None:
+                out.append(Problem(label, var, key, "missing",
+                                   f"{label}: variable {var!r}, chunk {key!r} is absent and reads as "
+                                   f"the fill value {arr.fill_value!r}"))
+            continue  # with a manifest: recorded as fill value, or reported as lost by check_store
+        try:
+            if arr.ndim:
+                arr.get_block_selection(idx)
+            else:
+                arr[()]
+        except ChunkCorruptError as exc:
+            out.append(Problem(label, var, key, "corrupt", str(exc)))
+        except Exception as exc:  # noqa: BLE001 - decoding failed: reported by name
+            out.append(Problem(label, var, key, "unreadable",
+                               f"{label}: variable {var!r}, chunk {key!r} cannot be decoded: "
+                               f"{type(exc).__name__}: {exc}"))
+    return out
 
 
 def find_stores(study) -> list[Path]:
@@ -317,8 +314,36 @@ def verify_study(study, *, progress=None) -> list[Problem]:
     for p in find_stores(study):
         if progress is not None:
             progress(p)
-        problems.extend(verify_store(p))
+        found = verify_store(p)
+        problems.extend(found)
+        if not any(f.is_error for f in found):
+            problems.extend(schema_problems(p))
     return problems
+
+
+#: the contract check of each store a study holds by name (:mod:`neuroxr.schema`)
+_VALIDATORS = {S.STIMULI_STORE: S.validate_stimuli, S.RESPONSES_STORE: S.validate_responses,
+               S.SCORES_STORE: S.validate_scores}
+
+
+def schema_problems(path) -> list[Problem]:
+    """The contract (:mod:`neuroxr.schema`) checked on a study store: ``schema`` errors naming it."""
+    path = resolve_path(path)
+    check = _VALIDATORS.get(path.name)
+    if check is None:
+        return []
+    groups = [None] + ([S.AREAS_GROUP] if path.name == S.SCORES_STORE and (path / S.AREAS_GROUP).exists() else [])
+    out = []
+    for group in groups:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = xr.open_zarr(open_checked_store(path, check=False), group=group, consolidated=False)
+                check(ds, source=f"{path}" + (f" (group {group})" if group else ""))
+        except (S.SchemaError, ValueError, KeyError) as exc:
+            out.append(Problem(str(path), None, None, "schema",
+                               f"{exc}; rewrite the store with the step that writes it (--overwrite)"))
+    return out
 
 
 def raise_for_problems(problems, *, what="store") -> None:

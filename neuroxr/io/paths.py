@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import unquote
 
-from ..errors import NeuroxrError
+from ..errors import NeuroxrError, StoreWriteError
 
 _OWNER = re.compile(r"\.(?:tmp|old)-[0-9a-f]{8}-p(\d+)@(.+)$")
 _JOURNAL_OWNER = re.compile(r"-p(\d+)@(.+)\.json$")
@@ -47,6 +47,16 @@ def resolve_path(path) -> Path:
             f"directory renames (local disk, NFS, Lustre, GPFS) and pass the path"
         )
     return Path(s).absolute()  # absolute: Dask workers may run in another directory
+
+
+def make_parent(path: Path) -> None:
+    """Create the directory of the store ``path``; a path under a file is a :class:`StoreWriteError`."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (NotADirectoryError, FileExistsError):
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
+        raise StoreWriteError(f"{path}: cannot be written, {blocker} is a file, not a directory; "
+                              f"choose another study directory") from None
 
 
 def hostname() -> str:
@@ -115,5 +125,5 @@ def exchange_dirs(a, b) -> bool:
     return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
-__all__ = ["exchange_dirs", "resolve_path", "tmp_sibling", "old_sibling", "owner_tag", "owner_alive", "pid_alive", "hostname",
+__all__ = ["make_parent", "exchange_dirs", "resolve_path", "tmp_sibling", "old_sibling", "owner_tag", "owner_alive", "pid_alive", "hostname",
            "journal_owner"]

@@ -15,6 +15,7 @@ that a study is entirely old or entirely new after a kill at any point.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as _dt
 import errno
@@ -35,12 +36,14 @@ import numpy as np
 import xarray as xr
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
+from zarr.core.sync import sync as zarr_sync
 
 from ..errors import MissingDataError, NeuroxrError, SettingsMismatchError, StoreExistsError, StoreWriteError
 from ..runtime import WARNINGS_LOCK, available_cores
-from . import journal
-from .integrity import ChunkCorruptError, open_checked_store
-from .paths import exchange_dirs, old_sibling, owner_alive, resolve_path, tmp_sibling
+from . import journal, manifest
+from .integrity import ChunkCorruptError, open_checked_store, raise_for_problems
+from .lock import StoreLockedError, study_lock
+from .paths import exchange_dirs, make_parent, old_sibling, owner_alive, resolve_path, tmp_sibling
 
 
 #: Zarr 3 codecs used for every array: zstd compression and a crc32c checksum per chunk,
@@ -129,16 +132,6 @@ def check_writable(paths, overwrite: bool) -> None:
             raise StoreExistsError(f"{p} already exists; pass --overwrite (overwrite=True) to replace it")
 
 
-def make_parent(path: Path) -> None:
-    """Create the directory of the store ``path``; a path under a file is a :class:`StoreWriteError`."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except (NotADirectoryError, FileExistsError):
-        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), path.parent)
-        raise StoreWriteError(f"{path}: cannot be written, {blocker} is a file, not a directory; "
-                              f"choose another study directory") from None
-
-
 def disk_full(path: Path, nbytes: int) -> StoreWriteError:
     """The error of a write that ran out of space: the store, about how much it needs, what is free."""
     free = shutil.disk_usage(path.parent).free
@@ -167,7 +160,25 @@ class PendingWrite:
 
     def discard(self) -> None:
         if self.tmp.exists():
+            wait_for_zarr_writes()
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+async def _others_done(timeout: float) -> None:
+    me = asyncio.current_task()
+    others = [t for t in asyncio.all_tasks() if t is not me]
+    if others:
+        await asyncio.wait(others, timeout=timeout)
+
+
+def wait_for_zarr_writes(timeout: float = 30.0) -> None:
+    """Wait until the chunk writes still running on zarr's I/O loop are done.
+
+    When one chunk write fails (disk full), zarr raises at once while the others go on in the
+    background; a temporary removed before they end would be recreated by them.
+    """
+    with contextlib.suppress(Exception):
+        zarr_sync(_others_done(timeout))
 
 
 def start_write(ds: xr.Dataset, path, *, chunks: dict | None = None, compute: bool = True) -> PendingWrite:
@@ -251,8 +262,12 @@ def write_dataset(
 
 
 def replace_store(tmp, path) -> None:
-    """Move the finished store ``tmp`` to ``path``; an old ``path`` is removed only afterwards."""
+    """Move the finished store ``tmp`` to ``path``; an old ``path`` is removed only afterwards.
+
+    The manifest of ``tmp`` (:func:`neuroxr.io.manifest.write_manifest`) is recorded first.
+    """
     tmp, path = resolve_path(tmp), resolve_path(path)
+    record_manifest(tmp, path)
     old = None
     if path.exists():
         if exchange_dirs(tmp, path):  # Linux: one atomic swap, ``path`` never missing
@@ -265,7 +280,17 @@ def replace_store(tmp, path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def replace_stores(staged: dict) -> list[Path]:
+def record_manifest(tmp: Path, path: Path) -> None:
+    """Write the manifest of the finished temporary ``tmp`` of ``path``; disk full names ``path``."""
+    try:
+        manifest.write_manifest(tmp)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise disk_full(path, 1 << 20) from None
+        raise
+
+
+def replace_stores(staged: dict, *, record: bool = True) -> list[Path]:
     """Move several finished stores ``{path: tmp}`` into place as one unit.
 
     The moves are journalled (see :mod:`neuroxr.io.journal`): killed at any point, the stores are
@@ -273,6 +298,8 @@ def replace_stores(staged: dict) -> list[Path]:
     :func:`open_dataset` or :func:`clean_stale` of their directory).
     """
     staged = {resolve_path(p): resolve_path(t) for p, t in staged.items()}
+    for path, tmp in staged.items() if record else ():
+        record_manifest(tmp, path)
     if len(staged) == 1:
         (path, tmp), = staged.items()
         replace_store(tmp, path)
@@ -309,10 +336,12 @@ class StoreTransaction:
 
     def commit(self) -> list[Path]:
         check_writable(self.staged, self.overwrite)
+        for path, pending in self.staged.items():
+            record_manifest(pending.tmp, path)  # before the hand-over: a failure here discards them
         # from here the temporaries belong to the journal: an interrupted commit is finished by
         # the next open, so they must survive any clean-up of this transaction
         staged, self.staged = self.staged, {}
-        return replace_stores({p: w.tmp for p, w in staged.items()})
+        return replace_stores({p: w.tmp for p, w in staged.items()}, record=False)
 
     def discard(self) -> None:
         for pending in self.staged.values():
@@ -374,10 +403,11 @@ def open_dataset(path, *, chunks="auto", name: str | None = None) -> xr.Dataset:
         raise MissingDataError(
             f"{path} does not exist{' (' + name + ')' if name else ''}; run the step that writes it first"
         )
+    raise_for_problems(manifest.check_store(path))  # removed variables or chunks, edited metadata
     with WARNINGS_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            ds = xr.open_zarr(open_checked_store(path), chunks=chunks, consolidated=True)
+            ds = xr.open_zarr(open_checked_store(path, check=False), chunks=chunks, consolidated=True)
         except Exception:  # noqa: BLE001 - no or damaged consolidated metadata: read the arrays' own
             ds = _open_unconsolidated(path, chunks)
     # coordinates are small: load them so labelled queries (groupby("area")) work at once;
@@ -391,7 +421,7 @@ def open_dataset(path, *, chunks="auto", name: str | None = None) -> xr.Dataset:
 
 def _open_unconsolidated(path: Path, chunks) -> xr.Dataset:
     try:
-        return xr.open_zarr(open_checked_store(path), chunks=chunks, consolidated=False)
+        return xr.open_zarr(open_checked_store(path, check=False), chunks=chunks, consolidated=False)
     except NeuroxrError:
         raise
     except Exception as exc:  # noqa: BLE001 - truncated zarr.json, not a store, ...: named, not a traceback
@@ -436,5 +466,5 @@ __all__ = [
     "default_compressors", "provenance", "read_settings", "check_settings", "hash_array", "hash_file",
     "store_encoding", "strip_encoding", "check_writable", "PendingWrite", "start_write", "write_dataset",
     "replace_store", "replace_stores", "StoreTransaction", "transaction", "append_variables", "open_dataset",
-    "clean_stale", "resolve_path", "tmp_sibling",
+    "clean_stale", "resolve_path", "tmp_sibling", "study_lock", "StoreLockedError",
 ]

@@ -14,6 +14,7 @@ from ... import schema as S
 from ...errors import InvalidArgumentError, MissingDataError, NeuroxrError
 from .. import store
 from ..builders import build_responses_dataset
+from ..lock import study_lock
 from .cache import (
     DEFAULT_SESSION,
     AllenCache,
@@ -237,8 +238,8 @@ def ingest_allen(study, cache, response: str = "events", session: str = DEFAULT_
                                  image_ids=np.arange(n_images, dtype=np.int64), source=str(rpath),
                                  attrs=_responses_attrs(ac, scanned, skipped, settings),
                                  allow_unknown_area=allow_unknown_area)
-    study.mkdir(parents=True, exist_ok=True)
-    with store.transaction(overwrite=overwrite) as tx:
+    store.make_parent(rpath)
+    with study_lock(study, [S.RESPONSES_STORE, S.STIMULI_STORE]), store.transaction(overwrite=overwrite) as tx:
         tx.write(ds, rpath, chunks={S.NEURON: chunk_neurons, S.IMAGE: n_images, S.TRIAL: n_trials})
         tx.write(_stimuli(ac, scanned[0][0], session, n_images, spath), spath)
     return store.open_dataset(rpath)
