@@ -30,7 +30,7 @@ _LAZY = {
     "ingest_arrays": "neuroxr.io.arrays",
     "ingest_rdms": "neuroxr.io.arrays",
     "read_brainio_assembly": "neuroxr.io.arrays",
-    "simulate_study": "neuroxr.io.simulate",
+    "simulate_study": "neuroxr.simulate",
     "ingest_allen": "neuroxr.io.allen",
     "fetch_allen": "neuroxr.io.fetch",
     # features

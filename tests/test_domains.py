@@ -205,7 +205,7 @@ def test_pipeline_config_parses_and_names_known_sections():
 
 @pytest.mark.slow
 def test_run_domains_pipeline_tiny(tmp_path):
-    pytest.importorskip("neuroxr.io.simulate")
+    pytest.importorskip("neuroxr.simulate")
     from neuroxr.domains.pipeline import run_domains_pipeline
 
     cfg = {

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from neuroxr.cli import main
-from neuroxr.io.simulate import choose_driving_layers, read_simulation, simulate_images, simulate_study
+from neuroxr.simulate import choose_driving_layers, read_simulation, simulate_images, simulate_study
 from neuroxr.io.store import open_dataset
 from neuroxr.responses import calc_splithalf_reliability
 

@@ -3,6 +3,7 @@ are one-line errors (items 3, 6 and 8)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -221,3 +222,33 @@ def test_cleaning_keeps_a_live_runs_spill_folder_and_removes_a_dead_ones(tmp_pat
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_two_concurrent_extractions_of_one_model_keep_both_variants(tmp_path):
+    """Issue 14 item 5: two `extract --features` runs with different weights, at once: no variant is lost."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    import xarray as xr
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "images.npy", rng.uniform(0, 255, (12, 8, 8)).astype(np.float32))
+    np.save(tmp_path / "resp.npy", rng.normal(size=(12, 5)).astype(np.float32))
+    study = tmp_path / "s"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    cli = [sys.executable, "-m", "neuroxr"]
+    subprocess.run([*cli, "ingest", "arrays", str(study), "--images", str(tmp_path / "images.npy"),
+                    "--responses", str(tmp_path / "resp.npy"), "--area", "VISp"], check=True, env=env,
+                   capture_output=True)
+    for w in ("a", "b", "c"):
+        np.save(tmp_path / f"feat_{w}.npy", rng.normal(size=(12, 40)).astype(np.float32))
+    procs = [subprocess.Popen([*cli, "extract", str(study), "--model", "mine", "--features",
+                               str(tmp_path / f"feat_{w}.npy"), "--weights", w], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for w in ("a", "b", "c")]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err.decode()
+    ds = xr.open_zarr(study / "features" / "mine.zarr")
+    assert sorted(set(np.asarray(ds["weights"].values).tolist())) == ["a", "b", "c"]

@@ -48,8 +48,8 @@ def register(sub) -> None:
                    help="neurons per scoring task (default 8192)")
     p.add_argument("--layer-chunk", type=positive_int, default=8, metavar="L",
                    help="layers per scoring task (default 8)")
-    p.add_argument("--backend", default="numpy", choices=["numpy", "torch", "torch:cuda"],
-                   help="array library of the ridge solves (default numpy)")
+    p.add_argument("--backend", default="auto", choices=["auto", "numpy", "torch", "torch:cuda"],
+                   help="array library of the Gram and ridge work (default auto: torch:cuda with a GPU, else numpy)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     add_overwrite_arg(p)
     add_cluster_args(p)

@@ -6,7 +6,7 @@ Steps, every parameter from the config:
    (``[data] synthetic = true``, written by :func:`~neuroxr.domains.synthetic.make_synthetic_domains`
    to ``STUDY/domains/``);
 2. **study**: the study's ``stimuli.zarr`` / ``responses.zarr``; with ``[study] simulate = true``
-   and no responses yet, the built-in simulated observatory (:func:`neuroxr.io.simulate.simulate_study`);
+   and no responses yet, the built-in simulated observatory (:func:`neuroxr.simulate.simulate_study`);
    optional neuron selection (``[select]``);
 3. **naturalness** of every domain -> ``STUDY/reports/domains/naturalness.csv`` + figure;
 4. **train**: one SimCLR AlexNet per domain -> ``STUDY/checkpoints/<domain>.pt`` (an existing
@@ -148,7 +148,7 @@ def _prepare_study(config: dict, study: Path, st_cfg: dict) -> None:
     if not (study / "responses.zarr").exists():
         if not st_cfg.get("simulate", False):
             raise NeuroxrError(f"{study}: no responses.zarr; ingest a study first or set [study] simulate = true")
-        from ..io.simulate import simulate_study  # runs a network: torch only when simulating
+        from ..simulate import simulate_study  # runs a network: torch only when simulating
 
         simulate_study(study, **_section(config, "simulate"))
     sel = _section(config, "select")

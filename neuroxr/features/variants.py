@@ -11,6 +11,7 @@ import xarray as xr
 
 from .. import schema as S
 from ..errors import SettingsMismatchError
+from ..io.lock import study_lock
 from ..io.paths import pid_alive
 from ..io.store import check_settings, clean_stale, open_dataset, provenance, read_settings, write_dataset
 from .reduce import SRP_EPS, FeatureError
@@ -39,25 +40,31 @@ def _existing(path):
 
 
 def write_variant(path, ds, settings, inputs, overwrite):
-    """Add one (model, weights) variant to the model's store: concat with what is there, atomic rewrite."""
-    old = None if overwrite else _existing(path)
-    variants = {}
-    if old is not None:
-        have = read_settings(old)
-        check_settings({k: have.get(k) for k in settings}, settings, path)
-        variants = json.loads(old.attrs.get("variants", "{}"))
-        label = str(ds["weights"].values[0])
-        old = old.isel({S.LAYER: np.flatnonzero(np.asarray(old["weights"].values) != label)})
-        if old.sizes.get(S.LAYER, 0):
-            if not np.array_equal(old[S.IMAGE].values, ds[S.IMAGE].values):
-                raise FeatureError(f"{path}: image ids differ from the stimuli's; use --overwrite to rebuild it")
-            ds = xr.concat([old, ds], dim=S.LAYER, data_vars="all", coords="different", compat="equals",
-                           join="outer")
-    variants.update(inputs.pop("variant"))
-    ds.attrs = provenance(settings, inputs)
-    ds.attrs["variants"] = json.dumps(variants, sort_keys=True, default=str)
-    write_dataset(ds, path, overwrite=True)
-    return path
+    """Add one (model, weights) variant to the model's store: concat with what is there, atomic rewrite.
+
+    The read-modify-write holds the store's study lock, so two extractions of one model never lose
+    each other's variants.
+    """
+    path = Path(path)
+    with study_lock(path.parent.parent, f"{path.parent.name}/{path.name}"):
+        old = None if overwrite else _existing(path)
+        variants = {}
+        if old is not None:
+            have = read_settings(old)
+            check_settings({k: have.get(k) for k in settings}, settings, path)
+            variants = json.loads(old.attrs.get("variants", "{}"))
+            label = str(ds["weights"].values[0])
+            old = old.isel({S.LAYER: np.flatnonzero(np.asarray(old["weights"].values) != label)})
+            if old.sizes.get(S.LAYER, 0):
+                if not np.array_equal(old[S.IMAGE].values, ds[S.IMAGE].values):
+                    raise FeatureError(f"{path}: image ids differ from the stimuli's; use --overwrite to rebuild it")
+                ds = xr.concat([old, ds], dim=S.LAYER, data_vars="all", coords="different", compat="equals",
+                               join="outer")
+        variants.update(inputs.pop("variant"))
+        ds.attrs = provenance(settings, inputs)
+        ds.attrs["variants"] = json.dumps(variants, sort_keys=True, default=str)
+        write_dataset(ds, path, overwrite=True)
+        return path
 
 
 _SPILL_OWNER = re.compile(r"-p(\d+)@(.+)$")

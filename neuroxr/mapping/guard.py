@@ -6,35 +6,27 @@
   changed ones get a new one whatever their time stamps say.
 - :func:`check_store_variables`: each variable a metric reads is on disk (its metadata and at
   least one chunk); a deleted array would otherwise read as its fill value (NaN scores).
-- :func:`scores_lock`: one writer of ``STUDY/scores.zarr`` at a time (``fcntl.flock`` on
-  ``STUDY/.scores.lock``, the holder's ``pid@host`` written in it); a second writer waits up to
-  a timeout, then stops with an error naming the holder.
+- :func:`scores_lock`: one writer of ``STUDY/scores.zarr`` at a time, through the study lock
+  (:func:`neuroxr.io.lock.study_lock`); a second writer waits up to a timeout, then stops with
+  :class:`~neuroxr.io.lock.StoreLockedError` naming the holder (``pid@host``).
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
-import os
-import socket
-import time
 from pathlib import Path
 
-from ..errors import MissingDataError, NeuroxrError
+from .. import schema as S
+from ..errors import MissingDataError
+from ..io.lock import study_lock
 
-__all__ = ["fingerprint_store", "check_store_variables", "scores_lock", "ScoresLockedError", "LOCK_NAME",
+__all__ = ["fingerprint_store", "check_store_variables", "scores_lock",
            "LOCK_TIMEOUT", "VOLATILE_ATTRS"]
 
-LOCK_NAME = ".scores.lock"
 #: seconds a second writer waits for the scores lock
 LOCK_TIMEOUT = 600.0
 #: group attributes that say when, not what (left out of fingerprints)
 VOLATILE_ATTRS = ("created",)
-
-
-class ScoresLockedError(NeuroxrError):
-    """Another process is writing this study's scores."""
 
 
 def _array_codecs(meta: dict) -> list:
@@ -95,29 +87,6 @@ def _holder(lock_path: Path) -> str:
         return "unknown"
 
 
-@contextlib.contextmanager
-def scores_lock(study, timeout: float = LOCK_TIMEOUT, poll: float = 0.2):
-    """Hold the study's scores lock in the block (waits up to ``timeout`` s for another writer)."""
-    lock_path = Path(study) / LOCK_NAME
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline = time.monotonic() + max(0.0, float(timeout))
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise ScoresLockedError(
-                        f"{Path(study)}: scores are being written by {_holder(lock_path)} (lock {lock_path}); "
-                        f"waited {timeout:g} s; wait for it to finish, or stop it and run again") from None
-                time.sleep(poll)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}@{socket.gethostname()}\n".encode(), 0)
-        try:
-            yield lock_path
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+def scores_lock(study, timeout: float = LOCK_TIMEOUT):
+    """Hold the study's write lock of ``scores.zarr`` in the block (the study lock of :mod:`neuroxr.io.lock`)."""
+    return study_lock(study, S.SCORES_STORE, timeout=timeout)

@@ -55,7 +55,7 @@ class IngestSettings:
     """``source`` and the keyword arguments of its ingest function (None: the function's default)."""
 
     source: str | None = _key(choices=SOURCES)
-    # simulate: neuroxr.io.simulate.simulate_study
+    # simulate: neuroxr.simulate.simulate_study
     model: str | None = _key(sources=_SIM)
     weights_seed: int | None = _key(kind="int", low=0, sources=_SIM)
     n_images: int | None = _key(kind="int", low=2, sources=_SIM)

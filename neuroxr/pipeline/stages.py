@@ -12,7 +12,7 @@ from ..errors import NeuroxrError
 from ..features.extract import extract_features
 from ..io.allen import ingest_allen
 from ..io.arrays import ingest_arrays
-from ..io.simulate import simulate_study
+from ..simulate import simulate_study
 from ..io.store import open_dataset
 from ..mapping.score import score_study
 from ..responses import select_study
