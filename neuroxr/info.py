@@ -1,7 +1,6 @@
 """What is in a study: :func:`describe_study` (a dict) and :func:`format_study_description` (text)."""
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from . import schema as S
 from .errors import NeuroxrError
 from .io.store import open_dataset
 from .mapping import open_scores
+from .mapping.guard import fingerprint_store
 from .stats import build_layer_frame
 
 _PROVENANCE = ("neuroxr_version", "created", "settings", "inputs")
@@ -19,16 +19,6 @@ _PROVENANCE = ("neuroxr_version", "created", "settings", "inputs")
 
 class StaleScoresError(NeuroxrError):
     """``scores.zarr`` was computed from features that were re-extracted (or removed) since."""
-
-
-def fingerprint_features(ds) -> str:
-    """The features fingerprint that scoring records per model (``scores.zarr`` attribute ``inputs``):
-    sha256 of the features store's provenance attributes, layer ids and variable names (16 hex).
-    The recipe is :mod:`neuroxr.mapping.score`'s; tests check that the two agree."""
-    attrs = {k: ds.attrs[k] for k in sorted(ds.attrs) if k in ("created", "settings", "inputs", "neuroxr_version")}
-    parts = [json.dumps(attrs, sort_keys=True, default=str),
-             json.dumps([str(x) for x in np.asarray(ds[S.LAYER].values)]), json.dumps(sorted(ds.data_vars))]
-    return hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
 
 
 def find_stale_scores(study) -> dict[str, str]:
@@ -48,7 +38,7 @@ def find_stale_scores(study) -> dict[str, str]:
         path = study / S.FEATURES_DIR / f"{model}.zarr"
         if not path.exists():
             stale[model] = f"its features store {path} is gone"
-        elif fingerprint_features(open_dataset(path, chunks={})) != recorded:
+        elif fingerprint_store(path) != recorded:  # the runner's own content fingerprint
             stale[model] = f"features/{model}.zarr was extracted again after scoring"
     return stale
 

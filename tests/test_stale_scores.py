@@ -25,7 +25,7 @@ from sklearn.linear_model import RidgeCV
 from sklearn.preprocessing import StandardScaler
 
 from neuroxr import schema as S
-from neuroxr.errors import MissingDataError, NeuroxrError
+from neuroxr.errors import NeuroxrError
 from neuroxr.io import store
 from neuroxr.io.lock import StoreLockedError
 from neuroxr.mapping import guard, kernels, score
@@ -130,7 +130,7 @@ def test_missing_gram_z_is_an_error_naming_store_and_variable(study):
 def test_missing_mean_is_an_error_naming_store_and_variable(study):
     root = study[0]
     shutil.rmtree(root / S.RESPONSES_STORE / "mean")
-    with pytest.raises(MissingDataError, match=r"responses\.zarr.*'mean'"):
+    with pytest.raises(NeuroxrError, match=r"responses\.zarr.*'mean'"):
         score.score_study(root, metrics=("ridge",))
 
 

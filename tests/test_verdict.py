@@ -274,8 +274,8 @@ def test_strict_refuses_to_start(skipped_run, monkeypatch, capsys):
 
 def test_rank_and_report_refuse_scores_older_than_their_features(skipped_run, tmp_path, capsys):
     from neuroxr.cli import main
-    from neuroxr.info import StaleScoresError, find_stale_scores, fingerprint_features
-    from neuroxr.io.store import open_dataset
+    from neuroxr.info import StaleScoresError, find_stale_scores
+    from neuroxr.mapping.guard import fingerprint_store
     from neuroxr.mapping import open_scores
     from neuroxr.report import write_rankings, write_report
 
@@ -286,11 +286,14 @@ def test_rank_and_report_refuse_scores_older_than_their_features(skipped_run, tm
     inputs = json.loads(open_scores(study / S.SCORES_STORE).attrs["inputs"])
     assert set(inputs) == {"pixels", "gabor"}
     for model, fp in inputs.items():
-        assert fingerprint_features(open_dataset(study / "features" / f"{model}.zarr", chunks={})) == fp
+        assert fingerprint_store(study / "features" / f"{model}.zarr") == fp
     assert find_stale_scores(study) == {}
     write_rankings(study, n_boot=0)
-    # gabor extracted again (a new store with its own provenance): its scores are stale
+    # gabor extracted again, the same: same content, so its scores stay current (content, not times)
     assert main(["extract", str(study), "--model", "gabor", "--overwrite"]) == 0
+    assert find_stale_scores(study) == {}
+    # gabor extracted again with other content (a projection added): its scores are stale
+    assert main(["extract", str(study), "--model", "gabor", "--srp", "16", "--overwrite"]) == 0
     capsys.readouterr()
     assert list(find_stale_scores(study)) == ["gabor"]
     with pytest.raises(StaleScoresError, match=r"scores of gabor are older than its features"):

@@ -19,6 +19,7 @@ from pathlib import Path
 from .. import schema as S
 from ..errors import MissingDataError
 from ..io.lock import study_lock
+from ..io.store import open_dataset
 
 __all__ = ["fingerprint_store", "check_store_variables", "scores_lock",
            "LOCK_TIMEOUT", "VOLATILE_ATTRS"]
@@ -68,8 +69,13 @@ def fingerprint_store(path) -> str:
 
 
 def check_store_variables(path, names, what: str) -> None:
-    """Raise :class:`MissingDataError` unless each variable of ``names`` in store ``path`` is on disk."""
+    """Raise :class:`MissingDataError` unless each variable of ``names`` in store ``path`` is on disk.
+
+    The store's manifest is checked first (by opening it), so a store that records one gets the
+    most precise message (the chunk that is missing); this check covers stores without one.
+    """
     path = Path(path)
+    open_dataset(path)
     for name in names:
         arr = path / name
         if not (arr / "zarr.json").is_file():
@@ -78,13 +84,6 @@ def check_store_variables(path, names, what: str) -> None:
         if not any(p.is_file() for p in arr.rglob("*") if p.name != "zarr.json"):
             raise MissingDataError(f"{path}: variable {name!r} has no stored chunks, needed by {what}; "
                                    "rebuild the store (re-run the stage that wrote it)")
-
-
-def _holder(lock_path: Path) -> str:
-    try:
-        return lock_path.read_text().strip() or "unknown"
-    except OSError:
-        return "unknown"
 
 
 def scores_lock(study, timeout: float = LOCK_TIMEOUT):

@@ -168,6 +168,26 @@ def replace_scores(tree: xr.DataTree, path, *, chunks: dict = SCORES_CHUNKS):
     return resolve_path(path)
 
 
+#: what a layer coordinate holds for the layers of a model that does not have it
+_MISSING = {"f": np.nan, "c": np.nan, "i": -1, "u": 0, "b": False, "U": "", "S": b"", "O": ""}
+
+
+def _with_all_layer_coords(parts: list) -> list:
+    """Give every part each layer coordinate some part has (e.g. ``n_components`` of an SRP model),
+    filled with the dtype's missing value, so they concatenate along ``layer``."""
+    kinds = {}
+    for p in parts:
+        for c, v in p.coords.items():
+            if v.dims == (S.LAYER,):
+                kinds.setdefault(c, v.dtype)
+    out = []
+    for p in parts:
+        add = {c: (S.LAYER, np.full(p.sizes[S.LAYER], _MISSING.get(dt.kind, ""), dtype=dt if dt.kind != "U" else object))
+               for c, dt in kinds.items() if c not in p.coords}
+        out.append(p.assign_coords(add) if add else p)
+    return out
+
+
 def concat_scores(trees, attrs: dict | None = None) -> xr.DataTree:
     """Concatenate scores trees along ``layer`` (group by group; area and neuron coords as in the first)."""
     trees = list(trees)
@@ -175,7 +195,7 @@ def concat_scores(trees, attrs: dict | None = None) -> xr.DataTree:
     for key in ("/", AREAS_GROUP):
         parts = [t[key].to_dataset(inherit=False) if key != "/" else t.to_dataset(inherit=False)
                  for t in trees if key == "/" or key in t.children]
-        parts = [p for p in parts if p.data_vars]
+        parts = _with_all_layer_coords([p for p in parts if p.data_vars])
         if not parts:
             continue
         with warnings.catch_warnings():
