@@ -9,6 +9,7 @@ import pandas as pd
 
 from . import schema as S
 from .errors import NeuroxrError
+from .features.progress import plural
 from .io.store import open_dataset
 from .mapping import open_scores
 from .mapping.guard import fingerprint_store
@@ -49,14 +50,9 @@ def check_scores_current(study) -> None:
     stale = find_stale_scores(study)
     if stale:
         first, why = next(iter(stale.items()))
-        more = f" (and {format_count(len(stale) - 1, 'more model')}: {', '.join(list(stale)[1:])})" if len(stale) > 1 else ""
+        more = f" (and {plural(len(stale) - 1, 'more model')}: {', '.join(list(stale)[1:])})" if len(stale) > 1 else ""
         raise StaleScoresError(f"{Path(study) / S.SCORES_STORE}: scores of {first} are older than its features "
                                f"({why}){more}; run `neuroxr score {study}` first")
-
-
-def format_count(n: int, noun: str) -> str:
-    """``n`` and ``noun``, plural unless ``n`` is 1: ``1 layer``, ``2 layers``."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _provenance(ds) -> dict:
@@ -207,7 +203,7 @@ def _format_store(name: str, info, lines) -> list[str]:
 
 
 def _format_stimuli(st) -> list[str]:
-    return [f"stimuli.zarr: {format_count(st['n_images'], 'image')}, pixels {tuple(st['shape'])}",
+    return [f"stimuli.zarr: {plural(st['n_images'], 'image')}, pixels {tuple(st['shape'])}",
             *_fmt_prov(st["provenance"])]
 
 
@@ -225,7 +221,7 @@ def _format_reliability(r) -> str:
 
 def _format_responses(r) -> list[str]:
     tr = f", trials up to {r['n_trials']}" if r.get("n_trials") else ", no trials"
-    L = [f"responses.zarr: {format_count(r['n_neurons'], 'neuron')} x {format_count(r['n_images'], 'image')}{tr}"]
+    L = [f"responses.zarr: {plural(r['n_neurons'], 'neuron')} x {plural(r['n_images'], 'image')}{tr}"]
     if r.get("by_area"):
         L.append("  neurons by area: " + ", ".join(f"{k} {v}" for k, v in r["by_area"].items()))
     if r.get("area_by_cre_line"):
@@ -237,7 +233,7 @@ def _format_responses(r) -> list[str]:
     L.append(_format_reliability(r))
     sel = r.get("selection")
     if sel:
-        L.append(f"  selection: {sel['n_selected']} of {format_count(r['n_neurons'], 'neuron')}; criteria "
+        L.append(f"  selection: {sel['n_selected']} of {plural(r['n_neurons'], 'neuron')}; criteria "
                  f"{json.dumps(sel['criteria'], sort_keys=True)}")
         if sel.get("by_area"):
             L.append("    selected by area: " + ", ".join(f"{k} {v}" for k, v in sel["by_area"].items()))
@@ -248,8 +244,8 @@ def _format_responses(r) -> list[str]:
 
 
 def _format_rdms(d) -> list[str]:
-    return [f"rdms.zarr: {format_count(len(d['sites']), 'site')} ({', '.join(d['sites'])}) x "
-            f"{format_count(d['n_images'], 'image')}", *_fmt_prov(d["provenance"])]
+    return [f"rdms.zarr: {plural(len(d['sites']), 'site')} ({', '.join(d['sites'])}) x "
+            f"{plural(d['n_images'], 'image')}", *_fmt_prov(d["provenance"])]
 
 
 def _format_features(features) -> list[str]:
@@ -260,14 +256,14 @@ def _format_features(features) -> list[str]:
         if "error" in f:
             L.append(f"  {f['model']}: unreadable ({f['error']})")
             continue
-        L.append(f"  {f['model']}: {format_count(f['n_layers'], 'layer')} ({', '.join(f['variables'])})")
+        L.append(f"  {f['model']}: {plural(f['n_layers'], 'layer')} ({', '.join(f['variables'])})")
         L += _fmt_prov(f["provenance"])
     return L
 
 
 def _format_scores(sc) -> list[str]:
-    return [f"scores.zarr: {', '.join(sc['variables'])} over {format_count(sc['n_layers'], 'layer')} of "
-            f"{format_count(len(sc['models']), 'model variant')} ({', '.join(sc['models'])})",
+    return [f"scores.zarr: {', '.join(sc['variables'])} over {plural(sc['n_layers'], 'layer')} of "
+            f"{plural(len(sc['models']), 'model variant')} ({', '.join(sc['models'])})",
             *_fmt_prov(sc["provenance"])]
 
 
@@ -282,4 +278,4 @@ def format_study_description(info: dict) -> str:
     return "\n".join(L)
 
 
-__all__ = ["describe_study", "format_count", "format_study_description"]
+__all__ = ["describe_study", "format_study_description"]

@@ -20,7 +20,8 @@ import pandas as pd
 from . import plots, stats
 from . import schema as S
 from .catalogs import read_catalog
-from .info import check_scores_current, format_count
+from .features.progress import plural
+from .info import check_scores_current
 from .mapping.tree import label_weights
 from .study import open_study
 
@@ -295,7 +296,7 @@ border-bottom:1px solid #eee;text-align:right}} table.tbl th{{background:#f6f6f6
 code{{background:#f4f4f4;padding:0 3px}}
 </style></head><body>
 <h1>{e(title)}</h1>
-<p>{format_count(n_models, 'model')} ({format_count(n_layers, 'layer')}) scored against {format_count(n_neurons, 'neuron')}; metrics: {e(', '.join(stats.list_metrics(scores)))}.
+<p>{plural(n_models, 'model')} ({plural(n_layers, 'layer')}) scored against {plural(n_neurons, 'neuron')}; metrics: {e(', '.join(stats.list_metrics(scores)))}.
 Generated {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} by neuroxr.</p>
 <div class="headline"><b>Headline.</b> {e(format_headline(headline)).replace(chr(10), '<br>')}</div>
 """]

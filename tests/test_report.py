@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from test_plots import check_png
+from test_stats import make_scores
 
 from neuroxr import schema as S
 from neuroxr import stats
 from neuroxr.mapping.tree import replace_scores
-from test_plots import check_png
-from test_stats import make_scores
 
 
 @pytest.fixture(scope="module")
@@ -122,9 +122,9 @@ def test_cli_bad_counts_are_usage_errors(argv, message, capsys):
 
 
 def test_counts_are_pluralised():
-    from neuroxr.info import format_count
+    from neuroxr.features.progress import plural
 
-    assert [format_count(n, "layer") for n in (0, 1, 2)] == ["0 layers", "1 layer", "2 layers"]
+    assert [plural(n, "layer") for n in (0, 1, 2)] == ["0 layers", "1 layer", "2 layers"]
 
 
 def test_cli_stops_quietly_when_stdout_is_closed():

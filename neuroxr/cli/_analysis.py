@@ -12,14 +12,14 @@ def _rank(args):
     import pandas as pd
 
     from .. import report, stats
-    from ..info import format_count
+    from ..features.progress import plural
 
     path = report.write_rankings(args.study, args.metric or None, n_boot=args.n_boot, seed=args.seed)
     r = pd.read_csv(path)
     verdict = stats.judge_ranking(r)  # the headline metric, or the first one with intervals
     metric = verdict["metric"]
     top = report.format_ranking_table(r, metric).head(args.top)
-    print(f"wrote {path} ({format_count(len(r), 'row')})")
+    print(f"wrote {path} ({plural(len(r), 'row')})")
     print(f"verdict: {verdict['text']}")
     print(f"highest {len(top)} by {metric} (area all):")
     print(top.to_string(index=False, float_format="%.4f"))

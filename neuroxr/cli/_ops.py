@@ -6,7 +6,7 @@ import sys
 
 
 def _cmd_verify(args) -> int:
-    from ..info import format_count
+    from ..features.progress import plural
     from ..io import integrity
     from ..io.store import clean_stale, resolve_path
     from ..study import open_study
@@ -34,11 +34,11 @@ def _cmd_verify(args) -> int:
             print(f"{'ERROR' if p.is_error else 'warning'} {p.kind}: {p.message}")
         where = ", ".join(args.store) if args.store else args.study
         if errors:
-            print(f"{where}: {format_count(len(errors), 'corrupted or unreadable chunk')}; rewrite the stores "
+            print(f"{where}: {plural(len(errors), 'problem')}; rewrite the stores "
                   f"named above (rerun the step with --overwrite) or restore them", file=sys.stderr)
         elif not args.quiet:
             print(f"{where}: every chunk passed its checksum"
-                  + (f" ({format_count(len(problems), 'warning')})" if problems else ""))
+                  + (f" ({plural(len(problems), 'warning')})" if problems else ""))
     return 1 if errors else 0
 
 

@@ -58,7 +58,7 @@ def register(sub) -> None:
 
 def _run(args) -> int:
     from ..cluster import client_from_args
-    from ..info import format_count
+    from ..features.progress import plural
     from ..mapping import open_scores
     from ..mapping import score as scoring
 
@@ -76,6 +76,6 @@ def _run(args) -> int:
     tree = open_scores(path)
     sizes = {d: n for node in tree.subtree for d, n in node.to_dataset(inherit=False).sizes.items()}
     variables = [str(v) for node in tree.subtree for v in node.data_vars]
-    print(f"{path}: {format_count(sizes.get('layer', 0), 'layer')}, {format_count(sizes.get('neuron', 0), 'neuron')}, "
+    print(f"{path}: {plural(sizes.get('layer', 0), 'layer')}, {plural(sizes.get('neuron', 0), 'neuron')}, "
           f"variables {variables}; NaN counts {tree.attrs.get('nan_counts', '{}')}")
     return 0
