@@ -23,7 +23,8 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
-__all__ = ["available_cores", "single_threaded_blas", "thread_pool", "WARNINGS_LOCK", "quiet_warnings"]
+__all__ = ["available_cores", "single_threaded_blas", "thread_pool", "running_thread_ids", "WARNINGS_LOCK",
+           "quiet_warnings"]
 
 #: held around every ``warnings.catch_warnings`` block of the package
 WARNINGS_LOCK = threading.RLock()
@@ -94,6 +95,24 @@ def thread_pool(name: str, workers: int) -> ThreadPoolExecutor:
         if pool is None or pool._max_workers < workers:
             pool = _POOLS[name] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"nxr-{name}")
         return pool
+
+
+def running_thread_ids(exclude=()) -> list[int]:
+    """Native ids of this process's threads in state R (running or runnable), from ``/proc/self/task``
+    (Linux), leaving out ``exclude``: what the thread budget is checked against."""
+    skip = {int(t) for t in exclude}
+    busy = []
+    for tid in os.listdir("/proc/self/task"):
+        if int(tid) in skip:
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as fh:
+                state = fh.read().rsplit(")", 1)[1].split()[0]  # after the name, which may hold ")"
+        except (OSError, IndexError):  # the thread ended meanwhile
+            continue
+        if state == "R":
+            busy.append(int(tid))
+    return busy
 
 
 @contextlib.contextmanager

@@ -38,20 +38,12 @@ CHILD = textwrap.dedent(r"""
     from neuroxr.io import store
     from neuroxr.mapping import gram
     from neuroxr.mapping.score import score_study
+    from neuroxr.runtime import running_thread_ids
 
     IO = ("zarr_io", "asyncio_")  # zarr's I/O and codec threads, counted apart
 
     def running_threads(me):
-        busy = []
-        for tid in os.listdir("/proc/self/task"):
-            if int(tid) == me:
-                continue
-            try:
-                stat = open(f"/proc/self/task/{tid}/stat").read()
-            except OSError:
-                continue
-            if stat[stat.rindex(")") + 2] == "R":
-                busy.append(int(tid))
+        busy = running_thread_ids(exclude=[me])
         names = {t.native_id: t.name for t in threading.enumerate()}  # after the scan: new threads named too
         compute = [t for t in busy if t in NATIVE or (t in names and not names[t].startswith(IO))]
         return len(compute), len(busy) - len(compute)

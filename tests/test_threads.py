@@ -31,6 +31,7 @@ CHILD = textwrap.dedent(r'''
     import torch  # its pools are sized for every core of the machine here
 
     import neuroxr.features.extract as E
+    from neuroxr.runtime import running_thread_ids
 
     os.sched_setaffinity(0, {0})
     peak = {"busy": 0, "samples": 0}
@@ -47,25 +48,11 @@ CHILD = textwrap.dedent(r'''
 
     E.load_model, E.reduce_model = watched(E.load_model), watched(E.reduce_model)
 
-    def busy_threads(me):
-        busy = []
-        for tid in os.listdir("/proc/self/task"):
-            if int(tid) == me:
-                continue
-            try:
-                with open(f"/proc/self/task/{tid}/stat") as fh:
-                    state = fh.read().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if state == "R":
-                busy.append(int(tid))
-        return busy
-
     def monitor():
         me = threading.get_native_id()
         while not stop.is_set():
             if active.is_set():
-                busy = busy_threads(me)
+                busy = running_thread_ids(exclude=[me])
                 if len(busy) > peak["busy"]:
                     names = {t.native_id: t.name for t in threading.enumerate()}
                     peak["busy"], peak["threads"] = len(busy), [names.get(t, str(t)) for t in busy]
