@@ -19,7 +19,6 @@ from pathlib import Path
 from .. import schema as S
 from ..errors import MissingDataError
 from ..io.lock import study_lock
-from ..io.store import open_dataset
 
 __all__ = ["fingerprint_store", "check_store_variables", "scores_lock",
            "LOCK_TIMEOUT", "VOLATILE_ATTRS"]
@@ -71,11 +70,10 @@ def fingerprint_store(path) -> str:
 def check_store_variables(path, names, what: str) -> None:
     """Raise :class:`MissingDataError` unless each variable of ``names`` in store ``path`` is on disk.
 
-    The store's manifest is checked first (by opening it), so a store that records one gets the
-    most precise message (the chunk that is missing); this check covers stores without one.
+    Call it after opening the store (:func:`neuroxr.io.store.open_dataset` checks the store's
+    manifest, whose message names the missing chunk); this covers stores without a manifest.
     """
     path = Path(path)
-    open_dataset(path, chunks={})
     for name in names:
         arr = path / name
         if not (arr / "zarr.json").is_file():

@@ -86,6 +86,7 @@ def _load_responses(study):
     st_path = Path(study)
     if not (st_path / S.RESPONSES_STORE).exists():
         return None
+    _store.open_dataset(st_path / S.RESPONSES_STORE, chunks={})  # its manifest names a missing chunk
     check_store_variables(st_path / S.RESPONSES_STORE, [S.MEAN], "scoring")
     return load_selected_responses(study)
 
