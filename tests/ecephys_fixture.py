@@ -165,7 +165,8 @@ def make_ecephys_cache(root, *, n_scenes=N_SCENES, seed=0, templates=True):
     pd.DataFrame(rows).to_csv(root / "units.csv", index=False)
     out = {"root": root, "spikes": {}, "onsets": {}, "frames": {}}
     for sid, units, short in ((7001, UNITS_7001, 4), (7002, UNITS_7002, None)):
-        onsets, frames = _presentations(rng, n_scenes, short, t0=100.0 + 1000 * (sid - 7001))
+        onsets, frames = _presentations(rng, n_scenes, short if short is not None and short < n_scenes else None,
+                                        t0=100.0 + 1000 * (sid - 7001))
         spikes = {uid: _spikes(rng, units[uid][5], onsets) for uid in units}
         write_session_nwb(root / f"session_{sid}" / f"session_{sid}.nwb", sid, units, onsets, frames, spikes)
         out["spikes"].update(spikes)
