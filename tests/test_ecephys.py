@@ -231,7 +231,7 @@ def test_cli_ingest_extract_score(made, tmp_path, capsys):
         warnings.simplefilter("ignore")
         assert main(["ingest", "allen-neuropixels", str(st), "--cache", str(made["root"]), "--window", "0,0.25"]) == 0
         assert "7 units from 2 sessions" in capsys.readouterr().out
-        assert main(["extract", str(st), "--model", "alexnet", "--weights", "random", "--device", "cpu",
+        assert main(["extract", str(st), "--model", "alexnet", "--weights", "random", "--srp", "64", "--device", "cpu",
                      "--threads", "1"]) == 0
         assert main(["score", str(st), "--metric", "pls", "--no-progress"]) == 0
     sc = open_dataset(st / "scores.zarr")
