@@ -8,8 +8,16 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from ecephys_fixture import (
+    CHANNELS,
+    KEPT_7001,
+    KEPT_7002,
+    N_SCENES,
+    SPECIMENS,
+    UNITS_7001,
+    make_ecephys_cache,
+)
 
-from ecephys_fixture import CHANNELS, KEPT_7001, KEPT_7002, N_SCENES, SPECIMENS, UNITS_7001, make_ecephys_cache
 from neuroxr.errors import InvalidArgumentError, MissingDataError, StoreExistsError
 from neuroxr.io.allen import ecephys as E
 from neuroxr.io.store import open_dataset
@@ -235,7 +243,7 @@ def test_cli_ingest_extract_score(made, tmp_path, capsys):
                      "--threads", "1"]) == 0
         assert main(["score", str(st), "--metric", "pls", "--no-progress"]) == 0
     sc = open_dataset(st / "scores.zarr")
-    assert sc.sizes["neuron"] == 7 and np.isfinite(sc[list(sc.data_vars)[0]].values).any()
+    assert sc.sizes["neuron"] == 7 and np.isfinite(sc[next(iter(sc.data_vars))].values).any()
     assert main(["ingest", "allen-neuropixels", str(tmp_path / "x"), "--cache", str(made["root"]),
                  "--window", "0.3,0.1"]) == 2
     assert "window" in capsys.readouterr().err

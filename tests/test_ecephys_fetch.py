@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from ecephys_fixture import make_ecephys_cache
+
 from neuroxr.io import fetch as F
 from neuroxr.io.allen import ecephys as E
 from neuroxr.io.allen.ecephys_fetch import fetch_neuropixels

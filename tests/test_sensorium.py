@@ -6,11 +6,11 @@ import warnings
 
 import numpy as np
 import pytest
+from sensorium_fixture import MOUSE_A, image_pixels, make_sensorium
 
 from neuroxr.errors import InvalidArgumentError, MissingDataError, StoreExistsError
 from neuroxr.io import sensorium as SN
 from neuroxr.io.store import open_dataset
-from sensorium_fixture import MOUSE_A, MOUSE_B, image_pixels, make_sensorium
 
 
 @pytest.fixture(scope="module")

@@ -162,9 +162,10 @@ def find_sources(path) -> list[SensoriumSource]:
             src.name = _dataset_name(p.name, r)
         return [src]
     for child in sorted(p.iterdir()):
-        if (child.is_dir() and (child / marker).is_file()) or (child.suffix == ".zip" and child.is_file()):
-            if child.is_dir() or not child.with_suffix("").is_dir():     # an unpacked copy wins over its zip
-                out.extend(find_sources(child))
+        folder = child.is_dir() and (child / marker).is_file()
+        zipped = child.suffix == ".zip" and child.is_file() and not child.with_suffix("").is_dir()  # unpacked wins
+        if folder or zipped:
+            out.extend(find_sources(child))
     if not out:
         raise SensoriumError(f"{p}: no Sensorium dataset here (no {marker}, and no dataset folders or zips inside)")
     return out
@@ -460,8 +461,8 @@ def ingest_sensorium(study, path, *, tiers=("test",), mice=None, overwrite: bool
     with study_lock(study, [S.RESPONSES_STORE, S.STIMULI_STORE]), store.transaction(overwrite=overwrite) as tx:
         tx.write(ds, rpath, chunks=chunks)
         tx.write(st, spath, chunks={S.IMAGE: image_block})
-    return {"responses": str(rpath), "stimuli": str(spath), "n_neurons": int(len(ids)),
-            "n_images": int(len(image_ids)), "n_trials": int(n_trials), "mice": [m.src.name for m in scanned],
+    return {"responses": str(rpath), "stimuli": str(spath), "n_neurons": len(ids),
+            "n_images": len(image_ids), "n_trials": int(n_trials), "mice": [m.src.name for m in scanned],
             "images_dropped": dropped}
 
 
@@ -502,5 +503,15 @@ def _meta_frame(m: Mouse):
     return pd.DataFrame(d)
 
 
-__all__ = ["ingest_sensorium", "find_sources", "scan_mouse", "map_area", "SensoriumError", "SensoriumWarning",
-           "AREA_ALIASES", "TIERS", "ID_FACTORS", "BEHAVIOR_CHANNELS"]
+__all__ = [
+    "AREA_ALIASES",
+    "BEHAVIOR_CHANNELS",
+    "ID_FACTORS",
+    "TIERS",
+    "SensoriumError",
+    "SensoriumWarning",
+    "find_sources",
+    "ingest_sensorium",
+    "map_area",
+    "scan_mouse",
+]

@@ -282,7 +282,7 @@ def filter_units(units: pd.DataFrame, quality: dict | None = None) -> tuple[pd.D
     q = dict(QUALITY_DEFAULTS if quality is None else {**QUALITY_DEFAULTS, **quality})
     unknown = set(q) - set(QUALITY_DEFAULTS)
     if unknown:
-        raise InvalidArgumentError(f"quality filter {sorted(unknown)[0]!r} is unknown; use {list(QUALITY_DEFAULTS)}")
+        raise InvalidArgumentError(f"quality filter {min(unknown)!r} is unknown; use {list(QUALITY_DEFAULTS)}")
     n = len(units)
     fails = {}
 
@@ -590,7 +590,7 @@ def ingest_neuropixels(study, cache_dir, *, window=DEFAULT_WINDOW, areas=None, q
     with study_lock(study, [S.RESPONSES_STORE, S.STIMULI_STORE]), store.transaction(overwrite=overwrite) as tx:
         tx.write(ds, rpath, chunks={S.NEURON: chunk_neurons, S.IMAGE: len(image_ids), S.TRIAL: n_trials})
         tx.write(st, spath)
-    return {"responses": str(rpath), "stimuli": str(spath), "n_neurons": int(len(ids)), "n_images": int(len(image_ids)),
+    return {"responses": str(rpath), "stimuli": str(spath), "n_neurons": len(ids), "n_images": len(image_ids),
             "n_trials": int(n_trials), "sessions": [int(s.id) for s in scanned], "units_failed": failed,
             "window": window}
 
@@ -657,7 +657,25 @@ def _unit_meta(scanned, sessions_df) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
-__all__ = ["ingest_neuropixels", "open_ecephys_cache", "EcephysCache", "read_sessions", "read_channels",
-           "read_units_table", "read_presentations", "read_nwb_units", "read_electrodes", "count_spikes",
-           "filter_units", "scan_session", "calc_spike_counts", "read_scene_templates", "read_2p_scenes",
-           "QUALITY_DEFAULTS", "ECEPHYS_MANIFEST_DEFAULTS", "NATURAL_SCENES_SESSION", "DEFAULT_WINDOW", "N_SCENES"]
+__all__ = [
+    "DEFAULT_WINDOW",
+    "ECEPHYS_MANIFEST_DEFAULTS",
+    "NATURAL_SCENES_SESSION",
+    "N_SCENES",
+    "QUALITY_DEFAULTS",
+    "EcephysCache",
+    "calc_spike_counts",
+    "count_spikes",
+    "filter_units",
+    "ingest_neuropixels",
+    "open_ecephys_cache",
+    "read_2p_scenes",
+    "read_channels",
+    "read_electrodes",
+    "read_nwb_units",
+    "read_presentations",
+    "read_scene_templates",
+    "read_sessions",
+    "read_units_table",
+    "scan_session",
+]

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from .. import fetch as F
-from .ecephys import NATURAL_SCENES_SESSION, N_SCENES, open_ecephys_cache, read_sessions
+from .ecephys import N_SCENES, NATURAL_SCENES_SESSION, open_ecephys_cache, read_sessions
 
 DEFAULT_NEUROPIXELS_URL = ("https://allen-brain-observatory.s3.us-west-2.amazonaws.com/"
                            "visual-coding-neuropixels/ecephys-cache")
@@ -116,7 +116,7 @@ def fetch_neuropixels(cache_dir, sessions=None, base_url: str = DEFAULT_NEUROPIX
     record = _load_record(ec.root)
     done: dict = {"downloaded": [], "present": [], "sessions": []}
     failed: dict = {}
-    opts = dict(retries=retries, timeout=timeout, progress=progress)
+    opts = {"retries": retries, "timeout": timeout, "progress": progress}
 
     def get(rel: str, dest: Path, *, csv=False, session=None):
         url = f"{base}/{rel}"
@@ -163,4 +163,4 @@ def fetch_neuropixels(cache_dir, sessions=None, base_url: str = DEFAULT_NEUROPIX
     return done
 
 
-__all__ = ["fetch_neuropixels", "DEFAULT_NEUROPIXELS_URL", "MANIFEST", "TABLES"]
+__all__ = ["DEFAULT_NEUROPIXELS_URL", "MANIFEST", "TABLES", "fetch_neuropixels"]
