@@ -153,3 +153,24 @@ def test_cli_ingest_extract_score(data, tmp_path, capsys):
     assert sc.sizes["neuron"] == 6
     assert main(["ingest", "sensorium", str(tmp_path / "x"), "--path", str(tmp_path / "nope")]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_reads_stream_in_image_blocks(data, tmp_path, monkeypatch):
+    """Responses and images are read block by block (never the whole session at once)."""
+    seen = {"responses": [], "images": []}
+    real_r, real_i = SN._responses_block, SN._images_block
+
+    def responses_block(mouse, table):
+        seen["responses"].append(table.shape[0])
+        return real_r(mouse, table)
+
+    def images_block(mice, ids, shape, dtype):
+        seen["images"].append(len(ids))
+        return real_i(mice, ids, shape, dtype)
+
+    monkeypatch.setattr(SN, "_responses_block", responses_block)
+    monkeypatch.setattr(SN, "_images_block", images_block)
+    SN.ingest_sensorium(tmp_path, data["a"]["dir"], tiers="all", image_block=4)
+    assert sorted(seen["responses"]) == [1, 4, 4, 4, 4] and sorted(seen["images"]) == [1, 4, 4, 4, 4]
+    exp, _, _ = _expected(data["a"], None, open_dataset(tmp_path / "responses.zarr").image.values)
+    np.testing.assert_array_equal(open_dataset(tmp_path / "responses.zarr").trials.values, exp)
