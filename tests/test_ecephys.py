@@ -247,3 +247,22 @@ def test_cli_ingest_extract_score(made, tmp_path, capsys):
     assert main(["ingest", "allen-neuropixels", str(tmp_path / "x"), "--cache", str(made["root"]),
                  "--window", "0.3,0.1"]) == 2
     assert "window" in capsys.readouterr().err
+
+
+def test_area_from_nwb_electrodes_when_channels_csv_lacks_the_channel(copy, tmp_path):
+    import pandas as pd
+
+    ch = pd.read_csv(copy / "channels.csv")
+    ch[ch.id != 850002].to_csv(copy / "channels.csv", index=False)        # VISl channel only in the NWB
+    E.ingest_neuropixels(tmp_path, copy, sessions=[7001])
+    ds = open_dataset(tmp_path / "responses.zarr")
+    with h5py.File(copy / "session_7001" / "session_7001.nwb", "r") as f:
+        loc = dict(zip(f["general/extracellular_ephys/electrodes/id"][()],
+                       [v.decode() for v in f["general/extracellular_ephys/electrodes/location"][()]]))
+    assert str(ds.sel(neuron=950002).area.values) == loc[850002] == "VISl"
+
+
+def test_metrics_from_nwb_when_units_csv_is_absent(copy, tmp_path):
+    (copy / "units.csv").unlink()
+    s = E.ingest_neuropixels(tmp_path, copy)
+    assert s["n_neurons"] == 7 and s["units_failed"]["quality"] == 1
