@@ -55,16 +55,18 @@ UNITS_7001 = {
     950009: (850001, "good", 0.01, 0.99, 0.0, "silent"),       # VISp, kept, no spike during scenes
     950010: (850002, "good", 0.1, 0.95, 0.5, "spiking"),       # exactly at the thresholds: kept
     950011: (850001, "good", np.nan, 0.99, 0.0, "spiking"),    # NaN amplitude_cutoff: fails
+    950012: (850005, "good", 0.01, 0.99, 0.0, "spiking"),      # VISp channel without valid_data: fails
 }
 UNITS_7002 = {
     960001: (860001, "good", 0.01, 0.99, 0.0, "spiking"),      # VISal
     960002: (860002, "good", 0.02, 0.99, 0.1, "spiking"),      # VISp
     960003: (860001, "good", 0.03, 0.98, 0.2, "spiking"),      # VISal
 }
-CHANNELS = {  # id -> (probe, structure acronym, vertical position, valid)
+CHANNELS = {  # id -> (probe, structure acronym, vertical position)
     850001: (810001, "VISp", 2000.0), 850002: (810001, "VISl", 2100.0), 850003: (810001, "LGd", 900.0),
-    850004: (810001, None, 3800.0), 860001: (820001, "VISal", 2200.0), 860002: (820001, "VISp", 2300.0),
+    850004: (810001, None, 3800.0), 850005: (810001, "VISp", 2050.0), 860001: (820001, "VISal", 2200.0), 860002: (820001, "VISp", 2300.0),
 }
+INVALID_CHANNEL = 850005
 KEPT_7001 = [950001, 950002, 950009, 950010]
 KEPT_7002 = [960001, 960002, 960003]
 SPECIMENS = {7001: 717001, 7002: 717002, 7003: 717003}
@@ -108,7 +110,7 @@ def write_session_nwb(path: Path, session_id, units: dict, onsets, frames, spike
         ch_ids = sorted({units[u][0] for u in units})
         el.create_dataset("id", data=np.asarray(ch_ids, np.int64))
         el.create_dataset("location", data=_strings([CHANNELS[c][1] or "None" for c in ch_ids]), dtype=s)
-        el.create_dataset("valid_data", data=np.ones(len(ch_ids), bool))
+        el.create_dataset("valid_data", data=np.asarray([c != INVALID_CHANNEL for c in ch_ids]))
         el.create_dataset("probe_vertical_position", data=np.asarray([CHANNELS[c][2] for c in ch_ids]))
         u = f.create_group("units")
         u.attrs["neurodata_type"] = "Units"

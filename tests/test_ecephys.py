@@ -118,8 +118,9 @@ def test_each_quality_filter_removes_its_unit(study):
     assert f["amplitude_cutoff"] == 2           # 950003 (0.2) and 950011 (NaN)
     assert f["presence_ratio"] == 1 and f["isi_violations"] == 1 and f["quality"] == 1
     assert f["out_of_brain"] == 1 and f["area"] == 1                       # 950007, 950008 (LGd)
+    assert f["invalid_channel"] == 1                                       # 950012
     ds = open_dataset(study[0] / "responses.zarr")
-    for uid in (950003, 950004, 950005, 950006, 950007, 950008, 950011):
+    for uid in (950003, 950004, 950005, 950006, 950007, 950008, 950011, 950012):
         assert uid not in ds.neuron.values
     assert 950010 in ds.neuron.values            # exactly at the thresholds: <=, >=, <= keep it
 
@@ -128,8 +129,11 @@ def test_filters_agree_with_pandas_on_units_csv(made):
     """The AllenSDK comparisons written out independently on the cached units table."""
     u = pd.read_csv(made["root"] / "units.csv").set_index("id")
     ch = pd.read_csv(made["root"] / "channels.csv").set_index("id")
+    with h5py.File(made["root"] / "session_7001" / "session_7001.nwb", "r") as f:
+        el = f["general/extracellular_ephys/electrodes"]
+        invalid = set(el["id"][()][~el["valid_data"][()]].tolist())
     ok = ((u.amplitude_cutoff <= 0.1) & (u.presence_ratio >= 0.95) & (u.isi_violations <= 0.5)
-          & (u.quality == "good") & ch.ecephys_structure_acronym.reindex(u.ecephys_channel_id).notna().to_numpy()
+          & (u.quality == "good") & ~u.ecephys_channel_id.isin(invalid) & ch.ecephys_structure_acronym.reindex(u.ecephys_channel_id).notna().to_numpy()
           & ch.ecephys_structure_acronym.reindex(u.ecephys_channel_id).isin(["VISp", "VISl", "VISal", "VISpm",
                                                                               "VISrl", "VISam"]).to_numpy())
     assert sorted(u.index[ok]) == sorted(KEPT_7001 + KEPT_7002)

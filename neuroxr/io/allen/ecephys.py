@@ -17,8 +17,9 @@ Presentations are grouped per image in time order (trials), NaN-padded to the la
 
 Units are filtered as AllenSDK's ``EcephysProjectCache.get_units`` / ``EcephysSession.units`` do
 by default (:data:`QUALITY_DEFAULTS`): ``amplitude_cutoff <= 0.1``, ``presence_ratio >= 0.95``,
-``isi_violations <= 0.5`` (a NaN metric fails, as in pandas), ``quality == "good"`` and a peak
-channel inside the brain (a structure acronym).  The area is the peak channel's
+``isi_violations <= 0.5`` (a NaN metric fails, as in pandas), ``quality == "good"`` on a channel
+with ``valid_data`` (AllenSDK's ``filter_by_validity``) and a peak channel inside the brain (a
+structure acronym).  The area is the peak channel's
 ``ecephys_structure_acronym`` of ``channels.csv`` (the NWB electrodes' ``location`` where the
 channel is not in the table).
 """
@@ -65,7 +66,6 @@ QUALITY_DEFAULTS = {
     "in_brain": True,
 }
 _METRICS = ("amplitude_cutoff", "presence_ratio", "isi_violations", "firing_rate", "snr")
-_FAIL_KEYS = ("amplitude_cutoff", "presence_ratio", "isi_violations", "quality", "out_of_brain")
 
 
 def warn(msg):
@@ -247,17 +247,18 @@ def read_nwb_units(nwb_path) -> pd.DataFrame:
     return df
 
 
-def read_electrodes(nwb_path) -> pd.Series:
-    """``location`` (structure acronym) of each electrode of a session NWB, by channel id."""
+def read_electrodes(nwb_path) -> pd.DataFrame:
+    """Electrodes of a session NWB, by channel id: ``location`` (structure acronym) and ``valid_data``."""
     path = Path(nwb_path)
     with _h5(path) as f:
         if ELECTRODES not in f:
-            return pd.Series(dtype=object)
+            return pd.DataFrame({"location": pd.Series(dtype=object), "valid_data": pd.Series(dtype=bool)})
         ids = _col(f, ELECTRODES, "id", path).astype(np.int64)
         loc = _col(f, ELECTRODES, "location", path, required=False)
-    if loc is None:
-        return pd.Series(dtype=object)
-    return pd.Series(loc, index=ids)
+        valid = _col(f, ELECTRODES, "valid_data", path, required=False)
+    return pd.DataFrame({"location": loc if loc is not None else np.full(len(ids), None, object),
+                         "valid_data": valid.astype(bool) if valid is not None else np.ones(len(ids), bool)},
+                        index=ids)
 
 
 def count_spikes(spike_times, onsets, window=DEFAULT_WINDOW) -> np.ndarray:
@@ -300,6 +301,8 @@ def filter_units(units: pd.DataFrame, quality: dict | None = None) -> tuple[pd.D
             fails["isi_violations"] = ~(metric("isi_violations") <= q["isi_violations_maximum"])
     if q["quality"] is not None and "quality" in units:
         fails["quality"] = units["quality"].astype(str).to_numpy() != str(q["quality"])
+    if q["quality"] is not None and "valid_channel" in units:     # filter_by_validity: channels too
+        fails["invalid_channel"] = ~units["valid_channel"].to_numpy(bool)
     if q["in_brain"]:
         fails["out_of_brain"] = ~np.asarray([_acronym_ok(a) for a in units.get("area", pd.Series([None] * n))], bool)
     bad = np.zeros(n, bool)
@@ -355,12 +358,14 @@ def scan_session(ec: EcephysCache, session_id: int, channels, units_csv, quality
         acr = channels["ecephys_structure_acronym"]
         known = np.isin(chan, channels.index.to_numpy(float))
         area[known] = acr.reindex(chan[known].astype(np.int64)).to_numpy(object)
-    missing = np.asarray([not _acronym_ok(a) for a in area])
-    if missing.any():
-        loc = read_electrodes(nwb)
-        fill = np.isin(chan, loc.index.to_numpy(float)) & missing
-        area[fill] = loc.reindex(chan[fill].astype(np.int64)).to_numpy(object)
+    electrodes = read_electrodes(nwb)
+    on_file = np.isin(chan, electrodes.index.to_numpy(float))
+    fill = on_file & np.asarray([not _acronym_ok(a) for a in area])
+    area[fill] = electrodes["location"].reindex(chan[fill].astype(np.int64)).to_numpy(object)
     units["area"] = area
+    valid = np.ones(len(units), bool)          # AllenSDK drops units of channels without valid_data
+    valid[on_file] = electrodes["valid_data"].reindex(chan[on_file].astype(np.int64)).to_numpy(bool)
+    units["valid_channel"] = valid
     units["channel"] = np.where(np.isfinite(chan), chan, -1).astype(np.int64)
     if channels is not None:
         for c in ("ecephys_probe_id", "probe_vertical_position"):
