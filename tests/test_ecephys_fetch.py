@@ -187,3 +187,14 @@ def test_cli_fetch(bucket, serve, tmp_path, capsys):
                  "--api-url", "none", "--no-templates", "--quiet"]) == 2
     assert "MD5" in capsys.readouterr().err and not (tmp_path / _nwb(7002)).exists()
     np.testing.assert_equal((tmp_path / _nwb(7001)).stat().st_size, (bucket["root"] / _nwb(7001)).stat().st_size)
+
+
+def test_truncated_local_copy_is_downloaded_again(bucket, serve, tmp_path):
+    src = bucket["root"] / _nwb(7001)
+    dest = tmp_path / _nwb(7001)
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(src.read_bytes()[:1000])                     # a copy cut short by an earlier tool
+    _, url = serve()
+    with pytest.warns(UserWarning, match="differs"):
+        fetch_neuropixels(tmp_path, sessions=[7001], base_url=url, templates=False, api_url=None, progress=False)
+    assert dest.read_bytes() == src.read_bytes()
