@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sensorium_fixture import MOUSE_A, image_pixels, make_sensorium
 
-from neuroxr.errors import InvalidArgumentError, MissingDataError, StoreExistsError
+from neuroxr.errors import MissingDataError, StoreExistsError
 from neuroxr.io import sensorium as SN
 from neuroxr.io.store import open_dataset
 
@@ -124,7 +124,7 @@ def test_missing_trial_file_and_bad_tier(data, tmp_path):
     (a / "data" / "responses" / f"{n - 1}.npy").unlink()
     with pytest.raises(MissingDataError, match=f"responses/{n - 1}.npy"):
         SN.ingest_sensorium(tmp_path / "s", a, tiers="all")
-    with pytest.raises(InvalidArgumentError, match="tier 'tset'"):
+    with pytest.raises(SN.SensoriumError, match=r"no trial of tiers \['tset'\].*'final_test', 'test', 'train'"):
         SN.ingest_sensorium(tmp_path / "s", data["a"]["dir"], tiers="tset")
     (tmp_path / "empty").mkdir()
     with pytest.raises(SN.SensoriumError, match="no Sensorium dataset"):

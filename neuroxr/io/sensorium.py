@@ -334,11 +334,10 @@ def _per_trial(mouse: Mouse, table, what, width) -> np.ndarray:
 def _tiers(tiers):
     if tiers is None or (isinstance(tiers, str) and tiers == "all") or (not isinstance(tiers, str) and "all" in tiers):
         return None
-    tiers = (tiers,) if isinstance(tiers, str) else tuple(tiers)
-    bad = [t for t in tiers if t not in TIERS]
-    if bad:
-        raise InvalidArgumentError(f"tier {bad[0]!r}: use one of {TIERS} or 'all'")
-    return tiers
+    tiers = (tiers,) if isinstance(tiers, str) else tuple(str(t) for t in tiers)
+    if not tiers or any(not t.strip() for t in tiers):
+        raise InvalidArgumentError(f"tiers={tiers!r}: name at least one tier ({', '.join(TIERS)}) or 'all'")
+    return tiers            # names other than TIERS are allowed: a release may label its tiers otherwise
 
 
 def _select_mice(sources, mice):
