@@ -161,3 +161,46 @@ def rdm_ceilings(trials, labels, groups, method: str):
         t = trials[idx] if isinstance(trials, da.Array) else np.asarray(trials)[idx]
         parts.append(da.from_delayed(fn(t, method), shape=(1,), dtype=np.float64))
     return da.concatenate(parts) if parts else da.zeros((0,))
+
+
+# --- issue 17: one Gram, every comparison (CKA, effective dimensionality, encoding RSA, ceilings,
+# permutation and bootstrap on the n x n matrices) ---------------------------------------------
+def area_grams(Y, labels, groups, source="responses"):
+    """Y dask (n, neuron), labels (neuron,) -> dask (group, n, n): ``Y_g Y_g^T`` over each group's neurons.
+
+    A reduction over neuron chunks (like :func:`neural_rdms`); centring is left to the kernels.
+    """
+    out = []
+    for g in groups:
+        idx = np.flatnonzero(labels == g)
+        if idx.size < 1:
+            raise NeuroxrError(f"{source}: area {g!r} has no neuron after selection; leave it out (--area)")
+        Ya = Y[:, idx].astype(np.float64)
+        out.append((Ya @ Ya.T).rechunk(-1))
+    return da.stack(out, axis=0)
+
+
+def _cka_block(K, L, debiased):
+    from .cka import calc_cka, calc_debiased_cka
+
+    return np.atleast_2d((calc_debiased_cka if debiased else calc_cka)(K, L))
+
+
+_cka = _blocked(_cka_block)
+
+
+def cka_scores(K, L, debiased: bool = False):
+    """Raw Grams (layer, n, n), response Grams (group, n, n) -> linear CKA (layer, group)."""
+    return da.blockwise(_cka, "la", K, "lij", L.rechunk(-1), "aij", debiased=debiased, dtype=np.float64,
+                        concatenate=True, token="nxr-cka-debiased" if debiased else "nxr-cka")
+
+
+def _effdim_block(K):
+    from .cka import calc_participation_ratio
+
+    return calc_participation_ratio(K)
+
+
+def effective_dims(K):
+    """Raw Grams (layer, n, n) -> participation ratio of the centred Gram's eigenvalues (layer,)."""
+    return K.map_blocks(_blocked(_effdim_block), drop_axis=[1, 2], dtype=np.float64, token="nxr-effdim")

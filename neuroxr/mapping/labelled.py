@@ -180,10 +180,12 @@ def score_layers(features: xr.Dataset, responses=None, metrics=("ridge", "rsa"),
         inp.Y, inp.labels, inp.trials = _responses_inputs(responses, features, neuron_chunk, source, responses_source)
     if rdms is not None:
         inp.rdms = _site_rdms(rdms, features, source)
-    neuron, area = {}, {}
+    neuron, area, layer = {}, {}, {}
     for m in metrics:
         built = METRICS[m].build(inp)
         neuron.update(built.neuron)
         area.update(built.area)
+        layer.update(built.layer)
     layer_coords = features.drop_vars([c for c in features.coords if features[c].dims != (S.LAYER,)]).coords
-    return build_scores_tree(neuron, area, layer_coords=layer_coords, attrs={"metrics": json.dumps(list(metrics))})
+    return build_scores_tree(neuron, area, layer_coords=layer_coords, attrs={"metrics": json.dumps(list(metrics))},
+                             layer_vars=layer)

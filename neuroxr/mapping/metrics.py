@@ -2,7 +2,8 @@
 
 A :class:`Metric` names the command-line metric, the variable it writes, where that variable
 lives in ``scores.zarr`` (``target="neuron"``: the root group, dims (layer, neuron);
-``target="area"``: the ``areas`` group, dims (layer, area)), which features-store variables it
+``target="area"``: the ``areas`` group, dims (layer, area); ``target="layer"``: the ``layers``
+group, dims (layer,), properties of a layer needing no responses), which features-store variables it
 reads, and how its lazy graph is built (``build``, see :mod:`neuroxr.mapping.graph`).
 
 Adding a metric is one new :class:`Metric` passed to :func:`register_metric` (and its test).
@@ -27,7 +28,7 @@ __all__ = ["Metric", "METRICS", "ScoringInputs", "Built", "register_metric", "ge
 DEFAULT_PLS = {"kind": "kfold", "n_splits": 5, "n_components": 25, "seed": 0, "test_size": 0.5}
 
 #: target kind -> group of scores.zarr
-TARGET_GROUPS = {"neuron": "/", "area": "areas"}
+TARGET_GROUPS = {"neuron": "/", "area": "areas", "layer": "layers"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class Metric:
         Features-store variables read (``gram_z``/``gram``, ``feature_sum``, ``srp``).
     needs_responses : bool
         Whether the metric needs responses (RSA can score ingested RDMs alone).
+    ranked : bool
+        Whether ``variable`` is a score where higher is better, ranked by ``neuroxr rank`` (False
+        for p-values and properties of a layer such as ``effective_dim``).
     build : callable, optional
         ``build(inputs: ScoringInputs) -> {group: {name: (dims, dask array)}}`` (the lazy graph).
     """
@@ -59,6 +63,7 @@ class Metric:
     needs: tuple = ()
     needs_responses: bool = True
     build: Callable | None = field(default=None, compare=False, repr=False)
+    ranked: bool = True
 
     @property
     def group(self) -> str:
@@ -137,10 +142,11 @@ class ScoringInputs:
 
 @dataclass
 class Built:
-    """A metric's lazy, labelled results: ``{name: DataArray}`` for the root and the ``areas`` group."""
+    """A metric's lazy, labelled results: ``{name: DataArray}`` for the root, the ``areas`` and the ``layers`` group."""
 
     neuron: dict = field(default_factory=dict)
     area: dict = field(default_factory=dict)
+    layer: dict = field(default_factory=dict)
 
 
 def apply(fn, *args, core, out, **kwargs):
@@ -230,3 +236,50 @@ register_metric(Metric("rsa", S.RSA_R, "area", AREA_DIMS, needs=("gram", "featur
                        build=build_rsa))
 register_metric(Metric("srp-ridge", "srp_ridge_r", "neuron", NEURON_DIMS, needs=("srp",), build=build_srp_ridge))
 register_metric(Metric("pls", "pls_r", "neuron", NEURON_DIMS, needs=("srp",), build=build_pls))
+
+
+# --- issue 17: one Gram, every comparison ------------------------------------------------------
+LAYER_DIMS = (S.LAYER,)
+
+
+def _area_coords(inp: ScoringInputs, metric: str) -> tuple[list, dict]:
+    if inp.Y is None:
+        raise MissingDataError(f"{metric} needs responses (neuron, image); ingest them (`neuroxr ingest`)")
+    use = _areas_used(inp)
+    return use, {S.AREA: np.asarray(use, dtype=str)}
+
+
+def _response_grams(inp: ScoringInputs, use, area) -> xr.DataArray:
+    """``Y_a Y_a^T`` (area, image, image_j) of each area's neurons (uncentred; the kernels centre)."""
+    return xr.DataArray(graph.area_grams(inp.Y.data, inp.labels, use, inp.responses_source),
+                        dims=[S.AREA] + GRAM_DIMS, coords=area)
+
+
+def _build_cka(inp: ScoringInputs, debiased: bool, name: str, metric: str) -> Built:
+    K = inp.need("gram", metric)  # raw features: see neuroxr.mapping.cka for why not gram_z
+    use, area = _area_coords(inp, metric)
+    L = _response_grams(inp, use, area)
+    return Built(area={name: apply(graph.cka_scores, K, L, core=[GRAM_DIMS, [S.AREA] + GRAM_DIMS], out=[[S.AREA]],
+                                   debiased=debiased)})
+
+
+def build_cka(inp: ScoringInputs) -> Built:
+    """Linear CKA (Kornblith et al. 2019) of each layer's raw Gram with each area's response Gram."""
+    return _build_cka(inp, False, "cka", "cka")
+
+
+def build_cka_debiased(inp: ScoringInputs) -> Built:
+    """Debiased linear CKA (unbiased HSIC, Song et al. 2012)."""
+    return _build_cka(inp, True, "cka_debiased", "cka-debiased")
+
+
+def build_effdim(inp: ScoringInputs) -> Built:
+    """Participation ratio of the centred raw Gram's eigenvalues, per layer (no responses needed)."""
+    K = inp.need("gram", "effdim")
+    return Built(layer={"effective_dim": apply(graph.effective_dims, K, core=[GRAM_DIMS], out=[[]])})
+
+
+register_metric(Metric("cka", "cka", "area", AREA_DIMS, needs=("gram",), build=build_cka))
+register_metric(Metric("cka-debiased", "cka_debiased", "area", AREA_DIMS, needs=("gram",), build=build_cka_debiased))
+register_metric(Metric("effdim", "effective_dim", "layer", LAYER_DIMS, needs=("gram",), needs_responses=False,
+                       build=build_effdim, ranked=False))
