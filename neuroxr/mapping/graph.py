@@ -204,3 +204,59 @@ def _effdim_block(K):
 def effective_dims(K):
     """Raw Grams (layer, n, n) -> participation ratio of the centred Gram's eigenvalues (layer,)."""
     return K.map_blocks(_blocked(_effdim_block), drop_axis=[1, 2], dtype=np.float64, token="nxr-effdim")
+
+
+@_blocked
+def _versa_moments(R, Y, codes, n_groups):
+    """One (layer chunk, neuron chunk): per group, ``P P^T`` and ``P 1`` of its neurons' LOO predictions.
+
+    R (l, alpha, n, n), Y (n, N), codes (N,) -> (l, 1, group, n, n + 1) (the last column: ``P 1``).
+    """
+    Y = np.asarray(Y, dtype=np.float64)
+    E, _ = kernels.calc_loo_residuals(np.asarray(R), Y)  # the best alpha per neuron, as the ridge metric
+    P = Y[None] - E
+    out = np.zeros((R.shape[0], 1, n_groups, Y.shape[0], Y.shape[0] + 1))
+    for g in range(n_groups):
+        Pg = P[:, :, codes == g]
+        if Pg.shape[-1]:
+            out[:, 0, g, :, :-1] = Pg @ np.swapaxes(Pg, -1, -2)
+            out[:, 0, g, :, -1] = Pg.sum(-1)
+    return out
+
+
+@_blocked
+def _versa_finish(M, neural, counts, method):
+    """Moments (l, group, n, n + 1), neural RDMs (group, n, n) -> (l, group) RDM comparisons."""
+    S1 = M[..., -1]
+    C = M[..., :-1] - S1[..., :, None] * S1[..., None, :] / np.asarray(counts, dtype=np.float64)[None, :, None, None]
+    model = rsa.corr_to_rdm(C)
+    return np.atleast_2d(rsa.compare_rdms(model, np.asarray(neural)[None], method, pairwise=False))
+
+
+def versa_scores(K, Y, labels, groups, neural, alphas, method: str, backend="numpy", solver="eigen"):
+    """Encoding RSA: K (layer, n, n) z-scored Grams, Y (n, neuron), labels (neuron,), neural RDMs (group, n, n).
+
+    Each group's neurons are predicted by leave-one-out ridge (the residual operators of
+    :func:`ridge_scores`: the same graph keys, so ``ridge`` and ``versa`` share them); the RDM
+    (``1 - Pearson`` across the group's neurons) of the predictions is compared with the group's
+    neural RDM.  The predicted RDM is a reduction over neuron chunks (``P P^T`` and ``P 1`` per
+    group), finished per layer chunk.  -> (layer, group).
+    """
+    if get_solver(solver).operators is None:
+        raise NeuroxrError(f"ridge solver {solver!r} has no residual operators; versa needs one (e.g. 'eigen')")
+    A = len(alphas)
+    R = K.map_blocks(_operators, alphas, backend, solver, dtype=np.float64, new_axis=1,
+                     chunks=(K.chunks[0], (A,), K.chunks[1], K.chunks[2]), token="nxr-ridge-operators")
+    labels = np.asarray(labels)
+    codes = np.full(labels.shape, -1, dtype=np.int64)
+    for g, name in enumerate(groups):
+        codes[labels == name] = g
+    counts = np.array([(codes == g).sum() for g in range(len(groups))])
+    codes = da.from_array(codes, chunks=(Y.chunks[1],))
+    G, n = len(groups), K.shape[-1]
+    M = da.blockwise(_versa_moments, "lngik", R, "laij", Y, "jn", codes, "n", n_groups=G,
+                     new_axes={"g": G, "k": n + 1}, adjust_chunks={"n": 1}, dtype=np.float64, concatenate=True,
+                     token="nxr-versa-moments")
+    M = M.sum(axis=1)
+    return da.blockwise(_versa_finish, "lg", M, "lgik", neural.rechunk(-1), "gij", counts=counts, method=method,
+                        dtype=np.float64, concatenate=True, token="nxr-versa")

@@ -283,3 +283,18 @@ register_metric(Metric("cka", "cka", "area", AREA_DIMS, needs=("gram",), build=b
 register_metric(Metric("cka-debiased", "cka_debiased", "area", AREA_DIMS, needs=("gram",), build=build_cka_debiased))
 register_metric(Metric("effdim", "effective_dim", "layer", LAYER_DIMS, needs=("gram",), needs_responses=False,
                        build=build_effdim, ranked=False))
+
+
+def build_versa(inp: ScoringInputs) -> Built:
+    """Encoding RSA ("veRSA", Conwell et al.): the RDM of each area's leave-one-out ridge predictions
+    (the ``ridge`` metric's ridge: ``gram_z``, the same alphas) against the area's neural RDM."""
+    K = inp.need("gram_z" if inp.zscore else "gram", "versa")
+    use, area = _area_coords(inp, "versa")
+    neural = graph.neural_rdms(inp.Y.data, inp.labels, use, inp.responses_source)
+    r = xr.DataArray(graph.versa_scores(K.data, inp.Y.data, inp.labels, use, neural, inp.alphas, inp.rsa_method,
+                                        backend=inp.backend, solver=inp.solver),
+                     dims=[S.LAYER, S.AREA], coords={S.LAYER: K[S.LAYER].values, **area})
+    return Built(area={"versa_r": r})
+
+
+register_metric(Metric("versa", "versa_r", "area", AREA_DIMS, needs=("gram_z",), build=build_versa))
