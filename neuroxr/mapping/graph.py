@@ -260,3 +260,76 @@ def versa_scores(K, Y, labels, groups, neural, alphas, method: str, backend="num
     M = M.sum(axis=1)
     return da.blockwise(_versa_finish, "lg", M, "lgik", neural.rechunk(-1), "gij", counts=counts, method=method,
                         dtype=np.float64, concatenate=True, token="nxr-versa")
+
+
+def _neuron_ceilings_block(t, n_splits, seed, boots):
+    from .ceilings import calc_neuron_ceilings
+
+    return calc_neuron_ceilings(t, n_splits=n_splits, seed=seed, boots=boots)
+
+
+def neuron_ceilings(trials, neuron_chunks, n_splits: int, seed: int, boots):
+    """trials (neuron, image, trial) -> (4, neuron): ceiling of a Pearson r, low, high, reliability.
+
+    One task per neuron chunk (``neuron_chunks``: the chunks of the responses' neuron axis).
+    """
+    t = trials if isinstance(trials, da.Array) else da.from_array(np.asarray(trials), chunks=(neuron_chunks, -1, -1))
+    t = t.rechunk((neuron_chunks, -1, -1))
+    return t.map_blocks(_blocked(_neuron_ceilings_block), int(n_splits), int(seed), boots, drop_axis=[1, 2],
+                        new_axis=0, chunks=((4,), t.chunks[0]), dtype=np.float64, token="nxr-neuron-ceilings")
+
+
+def _rdm_ceiling_block(t, method, n_splits, seed, boots):
+    from .ceilings import calc_rdm_ceilings
+
+    return calc_rdm_ceilings(t, method=method, n_splits=n_splits, seed=seed, boots=boots)
+
+
+def area_ceilings(trials, labels, groups, method: str, n_splits: int, seed: int, boots):
+    """Ceiling of each group's RDM comparison: (4, group) ceiling, low, high, reliability; a task per group."""
+    fn = dask.delayed(_blocked(_rdm_ceiling_block), pure=True)
+    parts = []
+    for g in groups:
+        idx = np.flatnonzero(labels == g)
+        t = trials[idx] if isinstance(trials, da.Array) else np.asarray(trials)[idx]
+        parts.append(da.from_delayed(fn(t, method, int(n_splits), int(seed), boots), shape=(4,), dtype=np.float64))
+    return da.stack(parts, axis=1) if parts else da.zeros((4, 0))
+
+
+@_blocked
+def _perm_boot(model, targets, kind, perms, boots, method):
+    """One layer chunk: (l, group, 4 + perm) = observed, p, ci low, ci high, then the permutation null."""
+    from .resample import calc_bootstrap, calc_p_values, calc_percentiles, calc_permutation_null
+
+    obs, null = calc_permutation_null(kind, model, targets, perms, method)
+    low, high = calc_percentiles(calc_bootstrap(kind, model, targets, boots, method))
+    return np.concatenate([obs[..., None], calc_p_values(obs, null)[..., None], low[..., None], high[..., None],
+                           null], axis=-1)
+
+
+def _max_p(obs, top):
+    from .resample import calc_p_values
+
+    return calc_p_values(obs, np.broadcast_to(top[None], obs.shape + top.shape[-1:]))
+
+
+def permutation_scores(kind: str, model, targets, perms, boots, method: str = "pearson"):
+    """Permutation p-values and bootstrap intervals of every layer against every group.
+
+    ``kind="rsa"``: model RDMs (layer, n, n) against neural RDMs (group, n, n); ``kind="cka"``:
+    raw Grams against response Grams.  One task per layer chunk computes the observed score, its
+    null and bootstrap draws; the max-statistic over all layers is a reduction over the chunks.
+
+    Returns
+    -------
+    p, p_fwer, ci_low, ci_high : dask (layer, group)
+    """
+    P = len(perms)
+    stats = da.blockwise(_perm_boot, "lgk", model, "lij", targets.rechunk(-1), "gij", kind=kind, perms=perms,
+                         boots=boots, method=method, new_axes={"k": 4 + P}, dtype=np.float64, concatenate=True,
+                         token=f"nxr-{kind}-perm")
+    null = stats[:, :, 4:]
+    top = da.nanmax(da.where(da.isnan(null), -np.inf, null), axis=0)  # (group, perm): max over every layer
+    p_fwer = da.blockwise(_max_p, "lg", stats[:, :, 0], "lg", top, "gk", dtype=np.float64, concatenate=True,
+                          token=f"nxr-{kind}-perm-fwer")
+    return stats[:, :, 1], p_fwer, stats[:, :, 2], stats[:, :, 3]

@@ -21,6 +21,7 @@ from .. import schema as S
 from ..errors import MissingDataError, NeuroxrError
 from . import graph
 from .pls import make_splits
+from .resample import DEFAULT_RESAMPLE, draw_image_permutations, draw_image_resamples
 
 __all__ = ["Metric", "METRICS", "ScoringInputs", "Built", "register_metric", "get_metric", "check_metrics",
            "metric_of_variable", "TARGET_GROUPS", "DEFAULT_PLS"]
@@ -111,7 +112,8 @@ class ScoringInputs:
     ``features`` is the features Dataset; ``Y`` the responses DataArray (image, neuron),
     dask-chunked over neurons, with the neuron coords; ``labels`` the neurons' areas (neuron,);
     ``trials`` (neuron, image, trial) or None; ``rdms`` ingested neural RDMs (site, image, image_j)
-    or None.
+    or None; ``resample`` the permutation, bootstrap and ceiling settings
+    (:data:`neuroxr.mapping.resample.DEFAULT_RESAMPLE`).
     """
 
     features: xr.Dataset
@@ -129,6 +131,7 @@ class ScoringInputs:
     pls_options: dict = field(default_factory=lambda: dict(DEFAULT_PLS))
     source: str = "features"
     responses_source: str = "responses"
+    resample: dict = field(default_factory=lambda: dict(DEFAULT_RESAMPLE))
 
     def need(self, name: str, metric: str, how: str = "re-extract the features with `neuroxr extract`"):
         """The features variable ``name`` (layer first), dask-chunked over layers."""
@@ -298,3 +301,90 @@ def build_versa(inp: ScoringInputs) -> Built:
 
 
 register_metric(Metric("versa", "versa_r", "area", AREA_DIMS, needs=("gram_z",), build=build_versa))
+
+
+# --- ceilings and normalised scores ---------------------------------------------------------------
+def _need_trials(inp: ScoringInputs, metric: str):
+    if inp.trials is None:
+        raise MissingDataError(f"{inp.responses_source}: no variable 'trials' (neuron, image, trial), needed by "
+                               f"{metric} (split-half noise ceilings); ingest the responses with their trials")
+    return inp.trials
+
+
+def _ceiling_boots(inp: ScoringInputs, n_images: int):
+    o = inp.resample
+    return draw_image_resamples(n_images, o["ceiling_boot"], o["seed"])
+
+
+def build_ridge_norm(inp: ScoringInputs) -> Built:
+    """``ridge_r`` as a fraction of each neuron's ceiling ``sqrt(rho)`` (rho: Spearman-Brown split-half
+    reliability), with the ceiling and its bootstrap interval (neuron,)."""
+    trials = _need_trials(inp, "ridge-norm")
+    K = inp.need("gram_z" if inp.zscore else "gram", "ridge-norm")
+    r = _ridge_vars(S.RIDGE_R, K, inp)[S.RIDGE_R]
+    o = inp.resample
+    c = graph.neuron_ceilings(trials, inp.Y.data.chunks[1], o["n_splits"], o["seed"],
+                              _ceiling_boots(inp, inp.Y.sizes[S.IMAGE]))
+    coords = {S.NEURON: inp.Y[S.NEURON].values}
+    ceil = {f"ridge_r_ceiling{sfx}": xr.DataArray(c[i], dims=[S.NEURON], coords=coords)
+            for i, sfx in enumerate(("", "_low", "_high"))}
+    return Built(neuron={"ridge_r_norm": r / ceil["ridge_r_ceiling"], **ceil})
+
+
+def build_rsa_norm(inp: ScoringInputs) -> Built:
+    """``rsa_r`` as a fraction of each area's RDM ceiling (square root of the split-half RDM reliability)."""
+    trials = _need_trials(inp, "rsa-norm")
+    use, area = _area_coords(inp, "rsa-norm")
+    r = build_rsa(inp).area[S.RSA_R]  # the rsa metric's graph (the same keys)
+    o = inp.resample
+    c = graph.area_ceilings(trials, inp.labels, use, inp.rsa_method, o["n_splits"], o["seed"],
+                            _ceiling_boots(inp, inp.Y.sizes[S.IMAGE]))
+    ceil = {f"rsa_r_ceiling{sfx}": xr.DataArray(c[i], dims=[S.AREA], coords=area)
+            for i, sfx in enumerate(("", "_low", "_high"))}
+    return Built(area={"rsa_r_norm": r / ceil["rsa_r_ceiling"], **ceil})
+
+
+register_metric(Metric("ridge-norm", "ridge_r_norm", "neuron", NEURON_DIMS, needs=("gram_z",), build=build_ridge_norm))
+register_metric(Metric("rsa-norm", "rsa_r_norm", "area", AREA_DIMS, needs=("gram", "feature_sum"),
+                       build=build_rsa_norm))
+
+
+# --- permutation tests and bootstrap intervals on the n x n matrices ---------------------------------
+def _resampled(inp: ScoringInputs, kind: str, name: str, model: xr.DataArray, targets: xr.DataArray) -> Built:
+    o = inp.resample
+    n = model.sizes[S.IMAGE]
+    perms = draw_image_permutations(n, o["n_perm"], o["seed"])
+    boots = draw_image_resamples(n, o["n_boot"], o["seed"])
+    out = graph.permutation_scores(kind, model.data, targets.data, perms, boots, inp.rsa_method)
+    coords = {S.LAYER: model[S.LAYER].values, S.AREA: targets[S.AREA].values}
+    names = (f"{name}_p", f"{name}_p_fwer", f"{name}_ci_low", f"{name}_ci_high")
+    return Built(area={k: xr.DataArray(v, dims=[S.LAYER, S.AREA], coords=coords) for k, v in zip(names, out)})
+
+
+def build_rsa_perm(inp: ScoringInputs) -> Built:
+    """Permutation p-values (uncorrected and max-statistic over the model's layers) and bootstrap
+    intervals of ``rsa_r``, from the model and neural RDMs alone."""
+    K, fs = inp.need("gram", "rsa-perm"), inp.need("feature_sum", "rsa-perm")
+    if "n_features" not in inp.features.coords:
+        raise MissingDataError(f"{inp.source}: no layer coordinate 'n_features' needed by rsa-perm")
+    use, area = _area_coords(inp, "rsa-perm")
+    model = apply(graph.model_rdms, K, fs, core=[GRAM_DIMS, [S.IMAGE]], out=[GRAM_DIMS],
+                  n_features=inp.features["n_features"].values)
+    neural = xr.DataArray(graph.neural_rdms(inp.Y.data, inp.labels, use, inp.responses_source),
+                          dims=[S.AREA] + GRAM_DIMS, coords=area)
+    return _resampled(inp, "rsa", "rsa", model.transpose(S.LAYER, *GRAM_DIMS), neural)
+
+
+def build_cka_perm(inp: ScoringInputs) -> Built:
+    """Permutation p-values and bootstrap intervals of ``cka``, from the raw and response Grams alone."""
+    K = inp.need("gram", "cka-perm")
+    use, area = _area_coords(inp, "cka-perm")
+    return _resampled(inp, "cka", "cka", K, _response_grams(inp, use, area))
+
+
+register_metric(Metric("rsa-perm", "rsa_p", "area", AREA_DIMS, needs=("gram", "feature_sum"), build=build_rsa_perm,
+                       ranked=False))
+register_metric(Metric("cka-perm", "cka_p", "area", AREA_DIMS, needs=("gram",), build=build_cka_perm, ranked=False))
+
+#: metrics whose results depend on :attr:`ScoringInputs.resample` (recorded in the scores' settings)
+RESAMPLING_METRICS = ("ridge-norm", "rsa-norm", "rsa-perm", "cka-perm")
