@@ -7,23 +7,32 @@ from __future__ import annotations
 import dask
 import numpy as np
 import pytest
-import xarray as xr
-from scipy.spatial.distance import pdist
 from scipy.stats import kstest, spearmanr
 from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.model_selection import LeaveOneOut, cross_val_predict
 from sklearn.preprocessing import StandardScaler
+from test_score import (
+    _NoCompute,
+    make_data,
+    make_features,
+    make_responses,
+    rsa_reference,
+    write_study,
+)
 
 from neuroxr import schema as S
 from neuroxr.errors import MissingDataError
 from neuroxr.io import store
 from neuroxr.mapping import METRICS, open_scores, score
-from neuroxr.mapping.resample import calc_p_values, calc_permutation_null, draw_image_permutations, \
-    draw_image_resamples
+from neuroxr.mapping.resample import (
+    calc_p_values,
+    calc_permutation_null,
+    draw_image_permutations,
+    draw_image_resamples,
+)
 from neuroxr.mapping.tree import write_scores
 from neuroxr.responses import draw_split_keys
-from test_score import _NoCompute, make_data, make_features, make_responses, rsa_reference, write_study
 
 NEW = ("cka", "cka-debiased", "versa", "effdim", "ridge-norm", "rsa-norm", "rsa-perm", "cka-perm")
 FEW = {"n_perm": 60, "n_boot": 25, "n_splits": 3, "ceiling_boot": 20, "seed": 4}
@@ -96,7 +105,7 @@ def neuron_ceiling_reference(trials, n_splits, seed, boots):
     halves = [half_means_reference(trials, keys[s]) for s in range(n_splits)]
     ceil, lo, hi = np.empty(N), np.empty(N), np.empty(N)
     for j in range(N):
-        def rel(idx):
+        def rel(idx, j=j):
             vals = []
             for a, b in halves:
                 x, y = a[j, idx], b[j, idx]
@@ -111,7 +120,7 @@ def neuron_ceiling_reference(trials, n_splits, seed, boots):
 
 
 def rdm_ceiling_reference(trials, n_splits, seed, boots):
-    N, n, T = trials.shape
+    _, n, T = trials.shape
     keys = draw_split_keys(n_splits, n, T, seed)
     rdms = []
     for s in range(n_splits):
@@ -310,7 +319,7 @@ def test_new_metrics_build_lazily_and_write_lazily(tmp_path):
 # ----------------------------------------------------------------------------------------------
 # the simulated observatory: extracted features of the generating network, every new metric
 # ----------------------------------------------------------------------------------------------
-SIM = dict(seed=3, n_images=60, neurons_per_area=40, n_trials=12, image_size=32, model="alexnet")
+SIM = {"seed": 3, "n_images": 60, "neurons_per_area": 40, "n_trials": 12, "image_size": 32, "model": "alexnet"}
 SIM_LAYERS = ("features.4", "features.12", "classifier.5", "classifier.6")
 
 
@@ -331,7 +340,7 @@ def sim(tmp_path_factory):
 
 
 def test_simulator_every_metric_matches_references(sim):
-    root, acts, truth = sim
+    root, acts, _ = sim
     feats = store.open_dataset(root / "features" / "alexnet.zarr")
     resp = store.open_dataset(root / S.RESPONSES_STORE).load()
     opts = dict(FEW, n_perm=30, n_boot=10)
@@ -420,7 +429,10 @@ def test_cli_scores_rank_and_report_with_the_new_metrics(sim, tmp_path, capsys):
 
     from neuroxr.cli import main
     from neuroxr.stats import rank_models
-    from neuroxr.stats.dimensionality import correlate_dimensionality, dimensionality_table
+    from neuroxr.stats.dimensionality import (
+        correlate_dimensionality,
+        dimensionality_table,
+    )
 
     root, _, _ = sim
     study = tmp_path / "st"

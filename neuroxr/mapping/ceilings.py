@@ -133,7 +133,7 @@ def calc_rdm_ceilings(trials, *, method: str = "pearson", n_splits: int = 10, se
         ``ceiling``, ``low``, ``high``, ``rho``.
     """
     t = np.asarray(trials, dtype=np.float64)
-    N, n, T = t.shape
+    _, n, T = t.shape
     keys = draw_split_keys(int(n_splits), n, T, int(seed))
     iu = np.triu_indices(n, 1)
     fn = rsa.COMPARISONS[method]

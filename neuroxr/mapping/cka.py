@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["center_gram", "center_gram_unbiased", "calc_cka", "calc_debiased_cka", "calc_participation_ratio"]
+__all__ = ["calc_cka", "calc_debiased_cka", "calc_participation_ratio", "center_gram", "center_gram_unbiased"]
 
 
 def center_gram(K):

@@ -299,11 +299,11 @@ def area_ceilings(trials, labels, groups, method: str, n_splits: int, seed: int,
 @_blocked
 def _perm_boot(model, targets, kind, perms, boots, method):
     """One layer chunk: (l, group, 4 + perm) = observed, p, ci low, ci high, then the permutation null."""
-    from .resample import calc_bootstrap, calc_p_values, calc_percentiles, calc_permutation_null
+    from . import resample as rs
 
-    obs, null = calc_permutation_null(kind, model, targets, perms, method)
-    low, high = calc_percentiles(calc_bootstrap(kind, model, targets, boots, method))
-    return np.concatenate([obs[..., None], calc_p_values(obs, null)[..., None], low[..., None], high[..., None],
+    obs, null = rs.calc_permutation_null(kind, model, targets, perms, method)
+    low, high = rs.calc_percentiles(rs.calc_bootstrap(kind, model, targets, boots, method))
+    return np.concatenate([obs[..., None], rs.calc_p_values(obs, null)[..., None], low[..., None], high[..., None],
                            null], axis=-1)
 
 

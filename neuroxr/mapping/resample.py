@@ -30,8 +30,17 @@ import numpy as np
 from .. import rsa
 from .cka import center_gram
 
-__all__ = ["DEFAULT_RESAMPLE", "check_resample_options", "draw_image_permutations", "draw_image_resamples",
-           "calc_permutation_null", "calc_bootstrap", "calc_p_values", "calc_max_p_values", "calc_percentiles"]
+__all__ = [
+    "DEFAULT_RESAMPLE",
+    "calc_bootstrap",
+    "calc_max_p_values",
+    "calc_p_values",
+    "calc_percentiles",
+    "calc_permutation_null",
+    "check_resample_options",
+    "draw_image_permutations",
+    "draw_image_resamples",
+]
 
 #: the settings of the resampling metrics: permutations, bootstrap resamples (for scores), trial
 #: splits and image resamples (for the ceilings), and the one seed they are all drawn from

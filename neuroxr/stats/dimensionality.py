@@ -17,7 +17,7 @@ from .. import schema as S
 from ..errors import MissingDataError
 from .tables import build_layer_frame, calc_layer_scores, list_metrics, to_strings
 
-__all__ = ["dimensionality_table", "correlate_dimensionality", "EFFECTIVE_DIM"]
+__all__ = ["EFFECTIVE_DIM", "correlate_dimensionality", "dimensionality_table"]
 
 EFFECTIVE_DIM = "effective_dim"
 _ID_COLUMNS = ["variant", "model", "weights", "family", "layer", "layer_name", "depth", "relative_depth"]
