@@ -7,6 +7,7 @@ from __future__ import annotations
 import dask
 import numpy as np
 import pytest
+from scipy.spatial.distance import pdist
 from scipy.stats import kstest, spearmanr
 from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge, RidgeCV
@@ -137,7 +138,9 @@ def rdm_ceiling_reference(trials, n_splits, seed, boots):
 
 
 def rdm_of(X):
-    return 1 - np.corrcoef(X)
+    """1 - Pearson between the rows (images), exactly symmetric (one value per pair of images)."""
+    R = 1 - np.corrcoef(X)
+    return 0.5 * (R + R.T)
 
 
 def permutation_reference(stat, X, Ya, perms):
@@ -289,6 +292,31 @@ def test_permutation_and_bootstrap_match_references():
                 ci = (rsa_boot_reference if name == "rsa" else cka_boot_reference)(X, Ya, boots)
                 np.testing.assert_allclose([float(got[f"{name}_ci_low"]), float(got[f"{name}_ci_high"])], ci,
                                            atol=1e-8)
+
+
+def test_spearman_permutation_and_bootstrap_match_scipy():
+    Xs, Y = make_data(seed=16, N=10)
+    resp = make_responses(Y)
+    tree = score.score_layers(make_features(Xs), resp, ("rsa-perm",), rsa_method="spearman",
+                              resample_options=FEW).compute()
+    n = Y.shape[0]
+    perms = draw_image_permutations(n, FEW["n_perm"], FEW["seed"])
+    boots = draw_image_resamples(n, FEW["n_boot"], FEW["seed"])
+    i, j = np.triu_indices(n, 1)
+    for a in ("VISp", "VISl"):
+        Ya = Y[:, resp.area.values == a]
+        for k, X in enumerate(Xs.values()):
+            def stat(Xp, Ya):
+                return spearmanr(pdist(Xp, "correlation"), pdist(Ya, "correlation")).statistic
+            got = tree["areas"].sel(area=a).isel(layer=k)
+            np.testing.assert_allclose(float(got.rsa_p), p_reference(stat(X, Ya), permutation_reference(stat, X, Ya, perms)),
+                                       atol=1e-12)
+            draws = []
+            for idx in boots:
+                keep = idx[i] != idx[j]
+                draws.append(spearmanr(rdm_of(X)[idx[i], idx[j]][keep], rdm_of(Ya)[idx[i], idx[j]][keep]).statistic)
+            np.testing.assert_allclose([float(got.rsa_ci_low), float(got.rsa_ci_high)],
+                                       np.percentile(draws, [2.5, 97.5]), atol=1e-8)
 
 
 def test_permutation_draws_are_permutations_and_p_values_are_never_zero():

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
+
 __all__ = ["calc_cka", "calc_debiased_cka", "calc_participation_ratio", "center_gram", "center_gram_unbiased"]
 
 
@@ -46,7 +48,7 @@ def center_gram_unbiased(K):
     K = np.array(K, dtype=np.float64)
     n = K.shape[-1]
     if n < 4:
-        raise ValueError(f"the unbiased HSIC estimator needs at least 4 images, got {n}")
+        raise InvalidArgumentError(f"the unbiased HSIC estimator (cka-debiased) needs at least 4 images, got {n}")
     K = 0.5 * (K + np.swapaxes(K, -1, -2))
     idx = np.arange(n)
     K[..., idx, idx] = 0.0

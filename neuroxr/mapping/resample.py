@@ -26,8 +26,10 @@ permuted ranks); Kendall's tau-a runs one comparison at a time (slow).
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import rankdata
 
 from .. import rsa
+from ..errors import InvalidArgumentError
 from .cka import center_gram
 
 __all__ = [
@@ -51,8 +53,6 @@ BLOCK = 128
 
 def check_resample_options(options) -> dict:
     """``DEFAULT_RESAMPLE`` updated by ``options``; each count an int >= 1, the seed an int >= 0."""
-    from ..errors import InvalidArgumentError
-
     out = dict(DEFAULT_RESAMPLE)
     for k, v in dict(options or {}).items():
         if k not in DEFAULT_RESAMPLE:
@@ -83,17 +83,20 @@ def _prepare(kind, model, targets, method):
     the centred response Grams flattened.
     """
     model = np.asarray(model, dtype=np.float64)
+    model = 0.5 * (model + np.swapaxes(model, -1, -2))
     targets = np.asarray(targets, dtype=np.float64)
+    targets = 0.5 * (targets + np.swapaxes(targets, -1, -2))
     if kind == "cka":
         return center_gram(model), center_gram(targets)
     if kind != "rsa":
-        raise ValueError(f"unknown statistic {kind!r}")
+        raise InvalidArgumentError(f"unknown resampled statistic {kind!r}; choose 'rsa' or 'cka'")
     if method == "spearman":
         # rank each RDM's upper triangle and write the ranks back: permuting images permutes them
         iu = np.triu_indices(model.shape[-1], 1)
         def ranked(m):
             out = np.zeros_like(m)
-            r = rsa._rank(m[..., iu[0], iu[1]])
+            v = m[..., iu[0], iu[1]]
+            r = np.where(np.isnan(v).any(axis=-1, keepdims=True), np.nan, rankdata(v, axis=-1))
             out[..., iu[0], iu[1]] = r
             out[..., iu[1], iu[0]] = r
             return out
@@ -171,8 +174,11 @@ def calc_bootstrap(kind: str, model, targets, boots, method: str = "pearson"):
     and ``targets`` as in :func:`calc_permutation_null` (RSA with ``method`` recomputed on the kept
     entries, so Spearman ranks only those).
     """
+    # exactly symmetric: a resampled pair (b, a) is the same dissimilarity as (a, b) (ties for Spearman)
     model = np.asarray(model, dtype=np.float64)
+    model = 0.5 * (model + np.swapaxes(model, -1, -2))
     targets = np.asarray(targets, dtype=np.float64)
+    targets = 0.5 * (targets + np.swapaxes(targets, -1, -2))
     boots = np.asarray(boots)
     L, A, B = model.shape[0], targets.shape[0], boots.shape[0]
     n = model.shape[-1]
