@@ -19,6 +19,7 @@ from test_score import (
     make_features,
     make_responses,
     rsa_reference,
+    sklearn_loo_r,
     write_study,
 )
 
@@ -35,7 +36,7 @@ from neuroxr.mapping.resample import (
 from neuroxr.mapping.tree import write_scores
 from neuroxr.responses import draw_split_keys
 
-NEW = ("cka", "cka-debiased", "versa", "effdim", "ridge-norm", "rsa-norm", "rsa-perm", "cka-perm")
+NEW = ("cka", "cka-debiased", "versa", "effdim", "ridge-norm", "rsa-norm", "rsa-perm", "cka-perm", "ridge-perm")
 FEW = {"n_perm": 60, "n_boot": 25, "n_splits": 3, "ceiling_boot": 20, "seed": 4}
 
 
@@ -186,12 +187,13 @@ def test_new_metrics_are_registered():
     want = {"cka": ("cka", "areas", ("layer", "area")), "cka-debiased": ("cka_debiased", "areas", ("layer", "area")),
             "versa": ("versa_r", "areas", ("layer", "area")), "effdim": ("effective_dim", "layers", ("layer",)),
             "ridge-norm": ("ridge_r_norm", "/", ("layer", "neuron")), "rsa-norm": ("rsa_r_norm", "areas", ("layer", "area")),
-            "rsa-perm": ("rsa_p", "areas", ("layer", "area")), "cka-perm": ("cka_p", "areas", ("layer", "area"))}
+            "rsa-perm": ("rsa_p", "areas", ("layer", "area")), "cka-perm": ("cka_p", "areas", ("layer", "area")),
+            "ridge-perm": ("ridge_p", "/", ("layer", "neuron"))}
     for name, (var, group, dims) in want.items():
         m = METRICS[name]
         assert (m.variable, m.group, m.dims) == (var, group, dims), name
     assert not METRICS["effdim"].needs_responses
-    assert [m for m in NEW if not METRICS[m].ranked] == ["effdim", "rsa-perm", "cka-perm"]
+    assert [m for m in NEW if not METRICS[m].ranked] == ["effdim", "rsa-perm", "cka-perm", "ridge-perm"]
 
 
 def test_cka_versa_effdim_match_references():
@@ -319,6 +321,32 @@ def test_spearman_permutation_and_bootstrap_match_scipy():
                                        np.percentile(draws, [2.5, 97.5]), atol=1e-8)
 
 
+@pytest.mark.parametrize("alphas", [(1.0,), (0.1, 10.0)])
+def test_ridge_permutation_matches_refits_on_permuted_features(alphas):
+    """The null reuses one eigendecomposition per layer; the reference refits scikit-learn on X[perm]."""
+    Xs, Y = make_data(seed=17, N=7)
+    opts = dict(FEW, n_perm=25)
+    tree = score.score_layers(make_features(Xs), make_responses(Y), ("ridge", "ridge-perm"), alphas=alphas,
+                              neuron_chunk=3, resample_options=opts).compute()
+    perms = draw_image_permutations(Y.shape[0], opts["n_perm"], opts["seed"])
+
+    def loo_r(X):  # each neuron with its own alpha by leave-one-out error, as RidgeCV(alpha_per_target)
+        Z = StandardScaler().fit_transform(X)
+        m = RidgeCV(alphas=list(alphas), alpha_per_target=True, store_cv_results=True, scoring="neg_mean_squared_error")
+        pred = m.fit(Z, Y).cv_results_
+        pred = pred[..., 0] if len(alphas) == 1 else np.stack([pred[:, j, list(alphas).index(a)]
+                                                               for j, a in enumerate(m.alpha_)], axis=1)
+        return np.array([np.corrcoef(pred[:, j], Y[:, j])[0, 1] for j in range(Y.shape[1])])
+
+    obs = np.stack([loo_r(X) for X in Xs.values()])  # (layer, neuron)
+    null = np.stack([[loo_r(X[p]) for p in perms] for X in Xs.values()])  # (layer, perm, neuron)
+    np.testing.assert_allclose(tree.ridge_r.values, obs, atol=1e-8)
+    want = (1 + (null >= obs[:, None]).sum(1)) / (1 + len(perms))
+    want_fwer = (1 + (null.max(0)[None] >= obs[:, None]).sum(1)) / (1 + len(perms))
+    np.testing.assert_allclose(tree.ridge_p.values, want, atol=1e-12)
+    np.testing.assert_allclose(tree.ridge_p_fwer.values, want_fwer, atol=1e-12)
+
+
 def test_permutation_draws_are_permutations_and_p_values_are_never_zero():
     perms = draw_image_permutations(20, 50, seed=1)
     assert (np.sort(perms, axis=1) == np.arange(20)).all()
@@ -430,6 +458,12 @@ def test_simulator_driving_layer_is_significant_and_shuffles_are_uniform(sim):
     got = tree["areas"].sel(area="VISp").isel(layer=k)
     for name in ("rsa_p", "cka_p", "rsa_p_fwer", "cka_p_fwer"):
         assert float(got[name]) < 0.01, (name, float(got[name]))
+    visp = resp.isel(neuron=np.flatnonzero(resp.area.values == "VISp"))
+    ridge = score.score_layers(feats, visp, ("ridge-perm",), resample_options=dict(FEW, n_perm=200)).compute()
+    p_visp = ridge.ridge_p.isel(layer=k).values
+    # per neuron (40, reliabilities spread over 0..1; 5% expected by chance): most are significant,
+    # about half after the correction over the 18 layers
+    assert (p_visp < 0.05).mean() > 0.6 and (ridge.ridge_p_fwer.isel(layer=k).values < 0.05).mean() > 0.4
     # shuffled-response control: each layer against responses with the images shuffled (its own
     # shuffle and its own permutations): the p-values over the layers are uniform
     from neuroxr.mapping.graph import neural_rdms
@@ -518,3 +552,12 @@ def test_real_allen_visp_matches_references(allen_visp_npz):
                                        boot(X, Y, boots), atol=1e-8)
     with pytest.raises(MissingDataError, match="trials"):
         score.score_layers(feats, resp, ("ridge-norm",))
+    # ridge permutation p-values against scikit-learn refits on permuted features (a few neurons)
+    some = resp.isel(neuron=slice(0, 12))
+    ridge = score.score_layers(feats, some, ("ridge-perm",), resample_options=dict(FEW, n_perm=20)).compute()
+    perms = draw_image_permutations(n, 20, FEW["seed"])
+    obs = np.stack([sklearn_loo_r(X, Y[:, :12], 1.0) for X in Xs.values()])
+    null = np.stack([[sklearn_loo_r(X[p], Y[:, :12], 1.0) for p in perms] for X in Xs.values()])
+    np.testing.assert_allclose(ridge.ridge_p.values, (1 + (null >= obs[:, None]).sum(1)) / 21, atol=1e-12)
+    np.testing.assert_allclose(ridge.ridge_p_fwer.values, (1 + (null.max(0)[None] >= obs[:, None]).sum(1)) / 21,
+                               atol=1e-12)

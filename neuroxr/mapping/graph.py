@@ -333,3 +333,26 @@ def permutation_scores(kind: str, model, targets, perms, boots, method: str = "p
     p_fwer = da.blockwise(_max_p, "lg", stats[:, :, 0], "lg", top, "gk", dtype=np.float64, concatenate=True,
                           token=f"nxr-{kind}-perm-fwer")
     return stats[:, :, 1], p_fwer, stats[:, :, 2], stats[:, :, 3]
+
+
+def _ridge_perm_block(K, Y, perms, alphas, backend, solver):
+    from .resample import calc_ridge_permutation
+
+    R = get_solver(solver).operators(np.asarray(K), alphas, backend)
+    return calc_ridge_permutation(R, Y, perms, backend=backend)
+
+
+def ridge_permutation(K, Y, perms, alphas, backend="numpy", solver="eigen"):
+    """Permutation p-values of LOO ridge r: K (layer, n, n), Y (n, neuron) -> (p, p_fwer) dask (layer, neuron).
+
+    One task per neuron chunk holds every layer of the model (the max-statistic is over all of
+    them); the operators are computed once per task from the Gram matrices (no new
+    eigendecomposition per permutation, see :func:`neuroxr.mapping.resample.calc_ridge_permutation`).
+    Cost per task: ``n_perm x layers x n^2 x neurons`` flops.
+    """
+    if get_solver(solver).operators is None:
+        raise NeuroxrError(f"ridge solver {solver!r} has no residual operators; ridge-perm needs one (e.g. 'eigen')")
+    out = da.blockwise(_blocked(_ridge_perm_block), "kln", K.rechunk({0: -1}), "lij", Y, "jn", perms=perms,
+                       alphas=tuple(alphas), backend=backend, solver=solver, new_axes={"k": 2}, dtype=np.float64,
+                       concatenate=True, token="nxr-ridge-perm")
+    return out[0], out[1]

@@ -388,3 +388,17 @@ register_metric(Metric("cka-perm", "cka_p", "area", AREA_DIMS, needs=("gram",), 
 
 #: metrics whose results depend on :attr:`ScoringInputs.resample` (recorded in the scores' settings)
 RESAMPLING_METRICS = ("ridge-norm", "rsa-norm", "rsa-perm", "cka-perm")
+
+
+def build_ridge_perm(inp: ScoringInputs) -> Built:
+    """Permutation p-values (uncorrected and max-statistic over the model's layers) of each neuron's ``ridge_r``."""
+    K = inp.need("gram_z" if inp.zscore else "gram", "ridge-perm")
+    perms = draw_image_permutations(K.sizes[S.IMAGE], inp.resample["n_perm"], inp.resample["seed"])
+    p, p_fwer = apply(graph.ridge_permutation, K, inp.Y, core=[GRAM_DIMS, RESP_DIMS], out=[[S.NEURON]] * 2,
+                      perms=perms, alphas=inp.alphas, backend=inp.backend, solver=inp.solver)
+    return Built(neuron={"ridge_p": p, "ridge_p_fwer": p_fwer})
+
+
+register_metric(Metric("ridge-perm", "ridge_p", "neuron", NEURON_DIMS, needs=("gram_z",), build=build_ridge_perm,
+                       ranked=False))
+RESAMPLING_METRICS = (*RESAMPLING_METRICS, "ridge-perm")

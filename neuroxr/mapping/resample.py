@@ -230,3 +230,48 @@ def calc_percentiles(samples, q=(2.5, 97.5)):
     if ok.any():
         out[:, ok] = np.nanpercentile(samples[ok], q, axis=-1)
     return out
+
+
+def calc_ridge_permutation(R, Y, perms, backend="numpy"):
+    """Permutation p-values of leave-one-out ridge r, per layer and neuron, from one set of operators.
+
+    Permuting the images of the Gram matrix, ``K -> P K P^T``, permutes its eigenvectors (``U -> P U``)
+    and so the residual operator (``R -> P R P^T``); the leave-one-out r of ``P K P^T`` against ``Y``
+    is the r of ``K`` against ``P^T Y`` (the responses' images in the inverse permutation).  So the null needs no new eigendecomposition: the
+    responses' images are permuted instead, each permutation scored with the same ``R`` (and, with
+    several alphas, each neuron's alpha chosen again, as for the observed score).
+
+    Parameters
+    ----------
+    R : array (layer, alpha, image, image)
+        Residual operators of every layer of one model (:func:`neuroxr.mapping.kernels.calc_residual_operators`).
+    Y : array (image, neuron)
+    perms : int array (perm, image)
+
+    Returns
+    -------
+    ndarray (2, layer, neuron)
+        The one-sided p-value ``(1 + #{null >= r}) / (1 + n_perm)`` and the max-statistic
+        p-value over the layers (``#{max over layers of null >= r}``); NaN where r is NaN.
+    """
+    from .kernels import calc_loo_scores
+
+    Y = np.asarray(Y, dtype=np.float64)
+    L, N = R.shape[0], Y.shape[1]
+    n_out = 1 if R.shape[1] == 1 else 2
+    obs = calc_loo_scores(R, Y, n_out=n_out, backend=backend)[0]  # (layer, neuron)
+    ge = np.zeros((L, N))
+    ge_max = np.zeros((L, N))
+    tol = 1e-12 * np.abs(obs)
+    step = max(1, BLOCK // max(1, N // 256 + 1))
+    for j in range(0, len(perms), step):
+        block = perms[j:j + step]
+        # K[p][:, p] against Y is K against Y[p^-1]: columns (perm, neuron)
+        Yp = np.concatenate([Y[np.argsort(p)] for p in block], axis=1)
+        null = calc_loo_scores(R, Yp, n_out=n_out, backend=backend)[0].reshape(L, len(block), N)
+        ge += (null >= (obs - tol)[:, None]).sum(axis=1)
+        top = np.max(np.where(np.isfinite(null), null, -np.inf), axis=0)  # (perm, neuron)
+        ge_max += (top[None] >= (obs - tol)[:, None]).sum(axis=1)
+    P = len(perms)
+    out = np.stack([(1.0 + ge) / (1.0 + P), (1.0 + ge_max) / (1.0 + P)])
+    return np.where(np.isfinite(obs)[None], out, np.nan)
