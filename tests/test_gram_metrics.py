@@ -24,7 +24,7 @@ from test_score import (
 )
 
 from neuroxr import schema as S
-from neuroxr.errors import MissingDataError
+from neuroxr.errors import MissingDataError, NeuroxrError
 from neuroxr.io import store
 from neuroxr.mapping import METRICS, open_scores, score
 from neuroxr.mapping.resample import (
@@ -370,6 +370,19 @@ def test_new_metrics_build_lazily_and_write_lazily(tmp_path):
     dask.compute(delayed)
     written = open_scores(tmp)
     np.testing.assert_allclose(written["areas"].cka.values, tree["areas"].cka.values, rtol=1e-6)
+
+
+def test_resampling_settings_are_recorded_and_checked(tmp_path):
+    from neuroxr.errors import SettingsMismatchError
+
+    Xs, Y = make_data()
+    root = write_study(tmp_path / "st", {"m": make_features(Xs)}, Y)
+    path = score.score_study(root, metrics=("cka", "cka-perm"), resample_options=FEW)
+    assert store.read_settings(open_scores(path))["resample"] == FEW
+    with pytest.raises(SettingsMismatchError, match="resample"):
+        score.score_study(root, metrics=("cka", "cka-perm"), resample_options=dict(FEW, seed=5))
+    with pytest.raises(NeuroxrError, match="n_perm"):
+        score.score_study(root, metrics=("cka-perm",), resample_options={"n_perm": 0}, overwrite=True)
 
 
 # ----------------------------------------------------------------------------------------------
