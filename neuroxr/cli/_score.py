@@ -32,7 +32,7 @@ def register(sub) -> None:
                    help="grid of ridge penalties; each neuron gets the best by leave-one-out error (stored as "
                         "ridge_alpha)")
     p.add_argument("--alpha-unit", choices=["paper", "penalty"], default=None,
-                   help="'paper': the exact ridge applies alpha x trace(K) / (n x c), the shrinkage alpha has after "
+                   help="'paper': the exact ridge applies alpha x max(1, trace(K) / (n x c)), the shrinkage alpha has after "
                         "the paper's c-component projection, and scores each prediction without its "
                         "leave-one-out intercept (srp-ridge keeps alpha and the paper's Pearson r); 'penalty': "
                         "alpha as given, Pearson r of the leave-one-out prediction. Default: paper without "
@@ -65,6 +65,16 @@ def register(sub) -> None:
     p.set_defaults(func=_run)
 
 
+def alphas_of_args(args):
+    """The penalties of ``--alpha``/``--alphas``/``--alpha-unit``: a :class:`~neuroxr.mapping.ridge.PaperAlphas`
+    (default: the paper's alpha = 1 in its units) or plain penalties (what an explicit value says)."""
+    from ..mapping.ridge import check_alphas, paper_alphas
+
+    values = args.alphas if args.alphas is not None else (1.0 if args.alpha is None else args.alpha)
+    unit = args.alpha_unit or ("paper" if args.alpha is None and args.alphas is None else "penalty")
+    return paper_alphas(values) if unit == "paper" else check_alphas(values)
+
+
 def _log_routes() -> None:
     """The ridge route chosen for each metric (logger ``neuroxr.score``) on stderr, as the other events."""
     import logging
@@ -83,11 +93,7 @@ def _run(args) -> int:
     from ..features.progress import plural
     from ..mapping import open_scores
     from ..mapping import score as scoring
-    from ..mapping.ridge import paper_alphas
-
-    values = args.alphas if args.alphas is not None else (1.0 if args.alpha is None else args.alpha)
-    unit = args.alpha_unit or ("paper" if args.alpha is None and args.alphas is None else "penalty")
-    alpha = paper_alphas(values) if unit == "paper" else values
+    alpha = alphas_of_args(args)
     _log_routes()
     pls = dict(scoring.DEFAULT_PLS, kind=args.pls_splits, n_components=args.pls_components)
     pls["n_splits"] = args.pls_n_splits or (5 if args.pls_splits == "kfold" else 100)

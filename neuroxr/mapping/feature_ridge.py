@@ -225,7 +225,7 @@ def calc_loo_scores_features(X, Y, alphas, n_out: int = 1, zscore: bool = True, 
         dec = decompose_features(X[k], zscore)
         if dec is None:
             continue
-        sc = dec[3] / (n * c_paper) if paper else 1.0
+        sc = max(1.0, dec[3] / (n * c_paper)) if paper else 1.0
         al = [a * sc for a in alphas]
         _check_alpha_scale(dec[3] / n, al)
         for cols, Yc, E in _loo_residual_blocks(dec, Y, al):

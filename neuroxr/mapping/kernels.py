@@ -182,12 +182,14 @@ def calc_paper_alpha_scale(K, n_components=None):
     """Per layer, the factor that makes a penalty mean on ``K`` what it means after the paper's projection.
 
     ``K`` (L, n, n) is the Gram matrix of z-scored features: ``trace(K) = n p`` (``p`` the
-    non-constant features).  The paper projects to ``c`` components (Johnson-Lindenstrauss,
-    eps 0.1: 4,089 for 118 images) and z-scores them, so its Gram matrix has trace ``n c``
-    and, component by component, ``K_srp ~ (c / p) K``.  Ridge with penalty ``alpha`` on
-    ``K_srp`` is ridge with ``alpha p / c`` on ``K`` (scaling ``K`` and ``alpha`` together
-    changes nothing), so the factor is ``trace(K) / (n c)``: the penalty keeps its size against
-    the mean eigenvalue of the Gram matrix at every width.  Returns (L,) (NaN where trace is 0).
+    non-constant features).  The paper projects layers wider than ``c`` components
+    (Johnson-Lindenstrauss, eps 0.1: 4,089 for 118 images) and z-scores the components, so its
+    Gram matrix has trace ``n c`` and, component by component, ``K_srp ~ (c / p) K``.  Ridge with
+    penalty ``alpha`` on ``K_srp`` is ridge with ``alpha p / c`` on ``K`` (scaling ``K`` and
+    ``alpha`` together changes nothing): the penalty keeps its size against the mean eigenvalue
+    of the Gram matrix at every width.  Layers with ``p <= c`` the paper keeps as they are
+    (:mod:`neuroxr.features.reduce`), so their factor is 1.  The factor is therefore
+    ``max(1, trace(K) / (n c))``, (L,) (NaN where the trace is 0 or not finite).
     """
     from .srp import find_n_components
 
@@ -196,7 +198,7 @@ def calc_paper_alpha_scale(K, n_components=None):
     c = find_n_components(n) if n_components is None else int(n_components)
     tr = np.einsum("...ii->...", K)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(np.isfinite(tr) & (tr > 0), tr / (n * c), np.nan)
+        return np.where(np.isfinite(tr) & (tr > 0), np.maximum(1.0, tr / (n * c)), np.nan)
 
 
 def _loo_maps(R):

@@ -83,8 +83,8 @@ def predict_loo(R, Y, *, backend="numpy"):
 class PaperAlphas(tuple):
     """Ridge penalties in the paper's units: what they mean after its sparse random projection.
 
-    The exact ``ridge`` metric applies ``alpha * trace(K) / (n c)`` to the Gram matrix of the
-    z-scored features (:func:`neuroxr.mapping.kernels.calc_paper_alpha_scale`: the same shrinkage
+    The exact ``ridge`` metric applies ``alpha * max(1, trace(K) / (n c))`` to the Gram matrix
+    of the z-scored features (:func:`neuroxr.mapping.kernels.calc_paper_alpha_scale`: the same shrinkage
     against the spectrum as ``alpha`` on the paper's ``c``-component projection), scores the
     leave-one-out predictions without their leave-one-out intercept
     (:func:`neuroxr.mapping.kernels.calc_mean_free_pearson`) and stores the penalty applied
