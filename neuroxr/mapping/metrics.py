@@ -168,7 +168,7 @@ def _ridge_vars(name: str, K: xr.DataArray | None, inp: ScoringInputs, *, exact:
     paper = exact and alpha_unit(inp.alphas) == "paper"
     scaled = paper and inp.zscore  # raw features: the projection keeps squared norms, no rescaling
     want_alpha = paper or len(inp.alphas) > 1
-    alpha_name = name.replace("_r", "_alpha")
+    alpha_name = name[:-2] + "_alpha" if name.endswith("_r") else name + "_alpha"  # srp_ridge_r -> srp_ridge_alpha
     if not paper and X is None:  # the penalty as given, the paper's score: the Gram graph as it was
         if len(inp.alphas) == 1:
             return {name: apply(graph.ridge_r, K, inp.Y, core=[GRAM_DIMS, RESP_DIMS], out=[[S.NEURON]], **kw_of(inp))}
