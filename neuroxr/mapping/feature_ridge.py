@@ -218,7 +218,7 @@ def calc_loo_scores_features(X, Y, alphas, n_out: int = 1, zscore: bool = True, 
     yy_all = np.einsum("in,in->n", Y - Y.mean(0), Y - Y.mean(0))
     ymax = np.abs(Y).max(axis=0) if Y.size else np.zeros(N)
     const_y = yy_all <= (CONSTANT_COLUMN_RTOL * ymax) ** 2 * n
-    c_paper = find_n_components(n) if n_components is None else int(n_components)
+    c_paper = (find_n_components(n) if n_components is None else int(n_components)) if paper else 0
     for k in range(L):
         if not np.isfinite(X[k]).all():
             continue
