@@ -131,3 +131,28 @@ def test_srp_ridge_takes_the_feature_route_and_equals_sklearn(caplog):
         idx = [0 if a == 0.5 else 1 for a in m.alpha_]
         pred = np.stack([m.cv_results_[:, j, a] for j, a in enumerate(idx)], axis=1)
         np.testing.assert_allclose(ds.srp_ridge_r[i].values, _pearson_cols(pred, Y), atol=1e-8)
+
+
+def test_streamed_rsa_equals_pdist_pearson_without_rdms():
+    from scipy.spatial.distance import pdist
+
+    from neuroxr import rsa
+
+    n = 301
+    rng = np.random.default_rng(8)
+    Xs = [np.maximum(rng.standard_normal((n, p)) + 0.5, 0) for p in (20, 150)]
+    areas = [Xs[1][:, :10] @ rng.standard_normal((10, N)) + rng.standard_normal((n, N)) for N in (7, 30)]
+    want = np.array([[np.corrcoef(pdist(X, "correlation"), pdist(Y, "correlation"))[0, 1] for Y in areas]
+                     for X in Xs])
+    K = np.stack([X @ X.T for X in Xs[:1]] + [Xs[1][:, :20] @ Xs[1][:, :20].T])
+    got_f = rsa.compare_rdms_streamed([X for X in Xs[:1]] + [Xs[1][:, :20]], areas, kind="features", block_rows=17)
+    got_g = rsa.compare_rdms_streamed(K, areas, kind="gram", feature_sum=np.stack([X.sum(1) for X in Xs[:1]]
+                                      + [Xs[1][:, :20].sum(1)]), n_features=[20, 20], block_rows=40)
+    want_g = np.array([[np.corrcoef(pdist(X, "correlation"), pdist(Y, "correlation"))[0, 1] for Y in areas]
+                       for X in (Xs[0], Xs[1][:, :20])])
+    np.testing.assert_allclose(got_f, want_g, atol=1e-10, rtol=0)
+    np.testing.assert_allclose(got_g, want_g, atol=1e-10, rtol=0)
+    got = rsa.compare_rdms_streamed(Xs, areas, kind="features")
+    np.testing.assert_allclose(got, want, atol=1e-10, rtol=0)
+    with pytest.raises(Exception, match="pearson"):
+        rsa.compare_rdms_streamed(Xs, areas, kind="features", method="spearman")
