@@ -16,11 +16,12 @@ centred feature space, ``U perp 1``.  With ``d = lam / (lam + alpha)`` the hat m
 
     R = (C - U U^T) + U diag(alpha / (lam + alpha)) U^T,        C = I - 11^T/n,
 
-two terms computed apart so that nothing cancels (``alpha / (lam + alpha)`` directly, never
-``1 - d``):
+with ``alpha / (lam + alpha)`` and ``lam / (lam + alpha)`` each computed directly (never as
+``1 -`` the other):
 
     R_ii   = q0_i + sum_k U_ik^2 alpha / (lam_k + alpha),   q0_i = 1 - 1/n - |U_i|^2 (>= 0)
-    R y    = (yc - U (U^T y)) + U (alpha / (lam + alpha) * (U^T y))
+    R y    = yc - U (lam / (lam + alpha) * (U^T y))     (rank < n - 1)
+    R y    = U (alpha / (lam + alpha) * (U^T y))         (rank n - 1: yc = U U^T y)
 
 and the leave-one-out residual is ``(R y)_i / R_ii``, as on the Gram route.  Directions with
 ``lam <= EIG_RTOL * max(lam)`` are dropped (their ``d <= EIG_RTOL max(lam) / alpha``); when the
@@ -32,14 +33,14 @@ Cost model
 :func:`calc_route_costs` counts the floating-point operations and the bytes held by each
 route for one layer (n images, c features, N neurons, A alphas):
 
-- Gram route: ``2 n^2 c`` to form ``K`` (0 where the store holds it), ``4 n^3`` for the
-  Householder restriction ``V^T K V``, ``EIGH_FLOPS n^3`` for the eigendecomposition, ``2 n^3``
-  for ``W = V U``, ``2 A n^3`` for the residual operators and ``2 A n^2 N`` for the
-  leave-one-out products; bytes ``8 (5 + 2 A) n^2`` (``K``, ``V``, ``K'``, its eigenvectors,
-  ``W``; ``R`` and ``diag(R)^-1 R`` per alpha) plus the neuron block.
+- Gram route: ``2 n^2 c`` to form ``K`` (0 where the store holds it), ``EIGH_FLOPS n^3`` for
+  the eigendecomposition (the Householder restriction and ``W = V U`` are rank-one updates,
+  ``O(n^2)``), ``2 A n^3`` for the residual operators and ``2 A n^2 N`` for the leave-one-out
+  products; bytes ``8 (5 + 2 A) n^2`` (``K``, ``P K``, ``K'``, its eigenvectors, ``W``; ``R``
+  and ``diag(R)^-1 R`` per alpha) plus the neuron block.
 - Feature route: ``n c`` to z-score, ``2 n c^2`` for ``Zc^T Zc``, ``EIGH_FLOPS c^3``, ``2 n c r``
-  for ``U``, ``(4 + 2 A) n r N`` for ``U^T Y``, the least-squares residual and each alpha's
-  correction; bytes ``8 (n c + 2 c^2 + n r)`` plus the neuron block (``r = min(c, n - 1)``).
+  for ``U``, ``(2 + 2 A) n r N`` for ``U^T Y`` and each alpha's ``U (d U^T Y)``; bytes
+  ``8 (n c + 2 c^2 + n r)`` plus the neuron block (``r = min(c, n - 1)``).
 
 :func:`choose_ridge_route` takes the route of fewer operations unless its bytes exceed the
 memory budget (then the other, if it fits); the choice and both costs are logged.
@@ -94,11 +95,11 @@ def calc_route_costs(n: int, c: int, n_neurons: int, n_alphas: int = 1, gram_giv
     n, c, N, A = int(n), int(c), int(n_neurons), int(n_alphas)
     r = min(c, n - 1)
     nb = min(N, _block_cols(n))
-    gram = {"flops": (0 if gram_given else 2.0 * n * n * c) + (6.0 + EIGH_FLOPS + 2.0 * A) * n ** 3
+    gram = {"flops": (0 if gram_given else 2.0 * n * n * c) + (EIGH_FLOPS + 2.0 * A) * n ** 3
             + 2.0 * A * n * n * N,
             "bytes": 8.0 * ((5 + 2 * A) * n * n + 2 * n * nb)}
     feats = {"flops": 1.0 * n * c + 2.0 * n * c * c + EIGH_FLOPS * c ** 3 + 2.0 * n * c * r
-             + (4.0 + 2.0 * A) * n * r * N,
+             + (2.0 + 2.0 * A) * n * r * N,
              "bytes": 8.0 * (n * c + 2 * c * c + n * r + (3 + A) * n * nb + r * nb)}
     return {"gram": gram, "features": feats}
 
@@ -170,6 +171,7 @@ def _loo_residual_blocks(dec, Y, alphas):
     lam, U, q0, _ = dec
     n, N = Y.shape
     F = np.stack([a / (lam + a) for a in alphas])  # (A, r): alpha / (lam + alpha)
+    D = np.stack([lam / (lam + a) for a in alphas])  # (A, r): lam / (lam + alpha), never 1 - F
     Rd = q0[None, :] + F @ (U * U).T  # (A, n): diag(R) per alpha
     nb = _block_cols(n)
     full = lam.size >= n - 1
@@ -178,8 +180,10 @@ def _loo_residual_blocks(dec, Y, alphas):
         Yb = Y[:, cols]
         Yc = Yb - Yb.mean(axis=0)
         B = U.T @ Yb  # (r, nb); U perp 1
-        res0 = 0.0 if full else Yc - U @ B  # rank n - 1: the least-squares residual is exactly 0
-        E = np.stack([(res0 + U @ (F[a][:, None] * B)) / Rd[a][:, None] for a in range(len(alphas))])
+        if full:  # rank n - 1: the least-squares residual is exactly 0, R y = U (alpha / (lam + alpha) U^T y)
+            E = np.stack([(U @ (F[a][:, None] * B)) / Rd[a][:, None] for a in range(len(alphas))])
+        else:  # R y = yc - U (lam / (lam + alpha) U^T y): one product per alpha
+            E = np.stack([(Yc - U @ (D[a][:, None] * B)) / Rd[a][:, None] for a in range(len(alphas))])
         yield cols, Yc, E
 
 

@@ -100,14 +100,6 @@ def calc_mean_free_pearson(pred, Y, axis: int = 0):
 
 
 # --- leave-one-out ridge ----------------------------------------------------------------------
-def _complement_basis(n, xb):
-    """V (n, n-1): orthonormal basis of the complement of the all-ones vector (Householder)."""
-    v = np.full(n, 1.0 / np.sqrt(n))
-    v[0] += 1.0  # v = u + e1 (no cancellation); P = I - 2 v v^T / v^T v maps u to -e1
-    P = np.eye(n) - 2.0 * np.outer(v, v) / (v @ v)
-    return xb.asarray(np.ascontiguousarray(P[:, 1:]))
-
-
 def decompose_gram(K, *, backend="numpy"):
     """Eigendecomposition of ``K`` (..., image, image) restricted to the complement of the all-ones vector.
 
@@ -122,11 +114,20 @@ def decompose_gram(K, *, backend="numpy"):
     n = K.shape[-1]
     if n < 3:
         raise NeuroxrError(f"leave-one-out ridge needs at least 3 images, got {n}")
-    V = _complement_basis(n, xb)
-    Kp = xb.swap_last(V) @ K @ V
+    # the reflection P = I - beta v v^T applied as two rank-one updates (O(n^2), not two n x n
+    # products): K' = (P K P)[1:, 1:] = V^T K V and W = P[:, 1:] U = V U
+    v_np = np.full(n, 1.0 / np.sqrt(n))
+    v_np[0] += 1.0  # v = u + e1 (no cancellation); P maps u to -e1
+    beta = 2.0 / float(v_np @ v_np)
+    v = xb.asarray(v_np)
+    PK = K - beta * v[:, None] * (v @ K)[..., None, :]
+    PKP = PK - beta * (PK @ v)[..., :, None] * v[None, :]
+    Kp = PKP[..., 1:, 1:]
     Kp = 0.5 * (Kp + xb.swap_last(Kp))
     s, U = xb.eigh(Kp)
-    return s, V @ U, xb.einsum("...ii->...", K)
+    W = -beta * v[:, None] * (v[1:] @ U)[..., None, :]
+    W[..., 1:, :] += U
+    return s, W, xb.einsum("...ii->...", K)
 
 
 def calc_residual_operator(s, W, alpha, *, backend="numpy"):
