@@ -156,3 +156,33 @@ def test_streamed_rsa_equals_pdist_pearson_without_rdms():
     np.testing.assert_allclose(got, want, atol=1e-10, rtol=0)
     with pytest.raises(Exception, match="pearson"):
         rsa.compare_rdms_streamed(Xs, areas, kind="features", method="spearman")
+
+
+def test_tasks_hold_as_many_layers_as_fit_the_budget(monkeypatch):
+    from test_score import make_features, make_responses
+
+    from neuroxr.mapping import metrics, score
+
+    rng = np.random.default_rng(6)
+    Xs = {f"l{i}": rng.standard_normal((60, 30)) for i in range(4)}
+    Y = rng.standard_normal((60, 5))
+    feats, resp = make_features(Xs, srp={k: X[:, :10] for k, X in Xs.items()}), make_responses(Y)
+    per_layer = fr.calc_route_costs(60, 10, 5)["features"]["bytes"]
+    monkeypatch.setattr(metrics, "MEMORY_BUDGET", 2.5 * per_layer)
+    ds = score.score_layers(feats, resp, ("srp-ridge",), alpha=1.0, layer_chunk=4)
+    assert ds.srp_ridge_r.data.chunks[0] == (2, 2)
+    ref = score.score_layers(feats, resp, ("srp-ridge",), alpha=1.0, layer_chunk=1).compute()
+    np.testing.assert_array_equal(ds.srp_ridge_r.values, ref.srp_ridge_r.values)
+
+
+def test_ridge_without_a_gram_says_to_score_the_projection():
+    from test_score import make_features, make_responses
+
+    from neuroxr.errors import MissingDataError
+    from neuroxr.mapping import score
+
+    rng = np.random.default_rng(6)
+    Xs = {"l0": rng.standard_normal((30, 40))}
+    feats = make_features(Xs, srp={"l0": Xs["l0"][:, :10]}).drop_vars(["gram_z", "gram"])
+    with pytest.raises(MissingDataError, match="srp-ridge"):
+        score.score_layers(feats, make_responses(rng.standard_normal((30, 4))), ("ridge",))

@@ -19,7 +19,7 @@ import xarray as xr
 from .. import schema as S
 from ..errors import MissingDataError, NeuroxrError
 from . import graph, ridge_graph
-from .feature_ridge import choose_ridge_route
+from .feature_ridge import MEMORY_BUDGET, calc_route_costs, choose_ridge_route
 from .pls import make_splits
 from .ridge import alpha_unit
 
@@ -171,9 +171,9 @@ def _ridge_vars(name: str, K: xr.DataArray | None, inp: ScoringInputs, *, exact:
     alpha_name = name[:-2] + "_alpha" if name.endswith("_r") else name + "_alpha"  # srp_ridge_r -> srp_ridge_alpha
     if not paper and X is None:  # the penalty as given, the paper's score: the Gram graph as it was
         if len(inp.alphas) == 1:
-            return {name: apply(graph.ridge_r, K, inp.Y, core=[GRAM_DIMS, RESP_DIMS], out=[[S.NEURON]], **kw_of(inp))}
+            return {name: apply(graph.ridge_r, K, inp.Y, core=[GRAM_DIMS, RESP_DIMS], out=[[S.NEURON]], **_kw_of(inp))}
         r, alpha = apply(graph.ridge_r_alpha, K, inp.Y, core=[GRAM_DIMS, RESP_DIMS], out=[[S.NEURON]] * 2,
-                         **kw_of(inp))
+                         **_kw_of(inp))
         return {name: r, alpha_name: alpha}
     if X is not None:
         fn = ridge_graph.ridge_scores_features
@@ -187,18 +187,32 @@ def _ridge_vars(name: str, K: xr.DataArray | None, inp: ScoringInputs, *, exact:
     return {name: r, alpha_name: alpha} if want_alpha else {name: r}
 
 
-def kw_of(inp: ScoringInputs) -> dict:
-    return dict(alphas=tuple(inp.alphas), backend=inp.backend, solver=inp.solver)
+def _kw_of(inp: ScoringInputs) -> dict:
+    return {"alphas": tuple(inp.alphas), "backend": inp.backend, "solver": inp.solver}
+
+
+def _bounded(var: xr.DataArray, route: str, costs: dict, layer_chunk: int) -> xr.DataArray:
+    """``var`` with at most as many layers per task as fit :data:`~neuroxr.mapping.feature_ridge.MEMORY_BUDGET`."""
+    per_task = max(1, min(int(layer_chunk), int(MEMORY_BUDGET // max(costs[route]["bytes"], 1.0))))
+    if per_task >= int(layer_chunk):
+        return var
+    return var.copy(data=var.data.rechunk({0: per_task}))
 
 
 def build_ridge(inp: ScoringInputs) -> Built:
-    K = inp.need("gram_z" if inp.zscore else "gram", "ridge")
+    name = "gram_z" if inp.zscore else "gram"
+    how = "re-extract the features with `neuroxr extract`"
+    if name not in inp.features and S.SRP in inp.features:
+        how = ("this store keeps no n x n Gram matrix (as for many images); score the projection exactly with "
+               "`--metric srp-ridge` (its feature-space route needs no n x n matrix), or re-extract with the Gram")
+    K = inp.need(name, "ridge", how)
     n, N = K.sizes[S.IMAGE], inp.Y.sizes[S.NEURON]
     p = int(np.max(inp.features["n_features"].values)) if "n_features" in inp.features.coords else n
     # the store holds only the n x n Gram matrices: that is the route (the feature route needs the
     # features themselves, which extraction keeps only as the projection, `srp`)
     choose_ridge_route(n, p, N, len(inp.alphas), gram_given=True, what="ridge (gram stored)")
-    return Built(neuron=_ridge_vars(S.RIDGE_R, K, inp))
+    costs = calc_route_costs(n, p, N, len(inp.alphas), gram_given=True)
+    return Built(neuron=_ridge_vars(S.RIDGE_R, _bounded(K, "gram", costs, inp.layer_chunk), inp))
 
 
 SRP_HOW = "extract it with `neuroxr extract --srp` (the sparse random projection)"
@@ -207,7 +221,9 @@ SRP_HOW = "extract it with `neuroxr extract --srp` (the sparse random projection
 def build_srp_ridge(inp: ScoringInputs) -> Built:
     srp = inp.need(S.SRP, "srp-ridge", SRP_HOW)
     n, c, N = srp.sizes[S.IMAGE], srp.sizes[S.COMPONENT], inp.Y.sizes[S.NEURON]
-    if choose_ridge_route(n, c, N, len(inp.alphas), what="srp-ridge") == "features":
+    route = choose_ridge_route(n, c, N, len(inp.alphas), what="srp-ridge")
+    srp = _bounded(srp, route, calc_route_costs(n, c, N, len(inp.alphas)), inp.layer_chunk)
+    if route == "features":
         return Built(neuron=_ridge_vars("srp_ridge_r", None, inp, exact=False, X=srp))
     K = apply(graph.srp_grams, srp, core=[[S.IMAGE, S.COMPONENT]], out=[GRAM_DIMS], zscore=inp.zscore)
     return Built(neuron=_ridge_vars("srp_ridge_r", K, inp, exact=False))
