@@ -29,6 +29,17 @@ product for every alpha, whatever the number of features.
 
 A layer whose ``K'`` vanishes (constant features) predicts nothing: its predictions and
 scores are NaN.  A neuron with constant responses has a NaN Pearson r.
+
+Penalty units and the mean-free score
+-------------------------------------
+A plain float is the penalty itself (scikit-learn's ``Ridge(alpha)`` on the same features).
+:class:`PaperAlphas` (the exact ``ridge`` metric's default on the command line) are in the
+paper's units: ``alpha * max(1, trace(K) / (n c))`` per layer, what ``alpha`` means after the
+paper's ``c``-component projection (:func:`~neuroxr.mapping.kernels.calc_paper_alpha_scale`),
+scored without the leave-one-out intercept (:func:`~neuroxr.mapping.kernels.calc_mean_free_pearson`):
+the intercept's ``mean(y_j, j != i)`` has r = -1 with ``y`` and, on wide layers, outweighs the
+model part (mean r -0.62 on pure noise at p = 10^6, whatever the penalty).  With many images,
+:mod:`neuroxr.mapping.feature_ridge` computes the same fit in feature space.
 """
 from __future__ import annotations
 
