@@ -60,6 +60,7 @@ def test_both_routes_agree_and_pick_sklearns_alpha(p):
     np.testing.assert_allclose(out[1, 0], m.alpha_, rtol=1e-12)
     r_gram, a_gram = ridge.calc_loo_pearson(Z @ Z.T, Y, grid, return_alpha=True)
     np.testing.assert_allclose(out[0, 0], r_gram, atol=1e-8, rtol=0)
+    np.testing.assert_allclose(a_gram, m.alpha_, rtol=1e-12)
     # paper units and the mean-free score on both routes
     pa = ridge.paper_alphas(grid)
     outp = fr.calc_loo_scores_features(X[None], Y, pa, n_out=2, paper=True, mean_free=True)

@@ -131,7 +131,6 @@ def test_the_old_failure_is_reproduced_as_a_contrast():
 
 def test_score_layers_paper_default_and_srp_ridge_is_the_papers_alpha_1():
     from sklearn.random_projection import SparseRandomProjection
-
     from test_score import make_features, make_responses
 
     from neuroxr.mapping import score
@@ -168,3 +167,18 @@ def test_cli_default_is_the_papers_units_and_an_explicit_alpha_is_the_penalty(ar
     a = alphas_of_args(args)
     assert ridge.alpha_unit(a) == unit and tuple(a) == values
     assert ridge.check_alphas(a) == a and ridge.alpha_unit(ridge.check_alphas(a)) == unit  # survives the re-check
+
+
+def test_estimator_in_the_papers_units():
+    from neuroxr.mapping.estimator import RidgeLOO
+
+    n, p = 40, 8_000
+    X, Y = _data(n, p, N=3, seed=11)
+    Z = StandardScaler().fit_transform(X)
+    a = p / _jl(n)
+    m = RidgeLOO(alphas="paper").fit(X, Y)
+    np.testing.assert_allclose(m.alpha_, a, rtol=1e-12)
+    sk = _sklearn_loo(Z, Y, [a])
+    np.testing.assert_allclose(m.loo_predictions_, sk.cv_results_[..., 0], atol=1e-8)
+    np.testing.assert_allclose(m.loo_r_, _mean_free_r(sk.cv_results_[..., 0], Y), atol=1e-8)
+    np.testing.assert_allclose(m.predict(X[:5]), Ridge(alpha=a).fit(Z, Y).predict(Z[:5]), atol=1e-8)

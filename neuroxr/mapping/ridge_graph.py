@@ -22,7 +22,7 @@ from . import kernels
 from .feature_ridge import calc_loo_scores_features
 from .ridge import get_solver
 
-__all__ = ["ridge_scores_gram", "ridge_scores_features"]
+__all__ = ["ridge_scores_features", "ridge_scores_gram"]
 
 
 def _operators(K, alphas, backend, solver, paper):
