@@ -219,9 +219,6 @@ def calc_loo_scores_features(X, Y, alphas, n_out: int = 1, zscore: bool = True, 
     L, (n, N) = X.shape[0], Y.shape
     out = np.full((n_out, L, N), np.nan)
     g = n / (n - 1.0) if mean_free else 1.0
-    yy_all = np.einsum("in,in->n", Y - Y.mean(0), Y - Y.mean(0))
-    ymax = np.abs(Y).max(axis=0) if Y.size else np.zeros(N)
-    const_y = yy_all <= (CONSTANT_COLUMN_RTOL * ymax) ** 2 * n
     c_paper = (find_n_components(n) if n_components is None else int(n_components)) if paper else 0
     for k in range(L):
         if not np.isfinite(X[k]).all():
@@ -237,10 +234,11 @@ def calc_loo_scores_features(X, Y, alphas, n_out: int = 1, zscore: bool = True, 
             Eb = np.take_along_axis(E, best[None, None, :], 0)[0]
             P = g * Yc - (Eb - Eb.mean(axis=0))
             pp, py = np.einsum("in,in->n", P, P), np.einsum("in,in->n", P, Yc)
-            yy = yy_all[cols]
+            yy = np.einsum("in,in->n", Yc, Yc)  # per block: no image x neuron temporaries
+            const_y = yy <= (CONSTANT_COLUMN_RTOL * np.abs(Y[:, cols]).max(axis=0)) ** 2 * n
             with np.errstate(invalid="ignore", divide="ignore"):
                 r = py / np.sqrt(pp * yy)
-            bad = const_y[cols] | (pp <= CONSTANT_COLUMN_RTOL ** 2 * yy) | ~np.isfinite(r)
+            bad = const_y | (pp <= CONSTANT_COLUMN_RTOL ** 2 * yy) | ~np.isfinite(r)
             out[0, k, cols] = np.where(bad, np.nan, np.clip(r, -1.0, 1.0))
             if n_out > 1:
                 out[1, k, cols] = np.asarray(al)[best]
