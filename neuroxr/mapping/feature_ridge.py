@@ -114,12 +114,17 @@ def choose_ridge_route(n: int, c: int, n_neurons: int, n_alphas: int = 1, gram_g
     order = sorted(costs, key=lambda k: costs[k]["flops"])
     fits = [k for k in order if costs[k]["bytes"] <= memory_budget]
     route = fits[0] if fits else order[0]
+    log_route(what, route, n, c, n_neurons, n_alphas, costs,
+              "" if fits else f"neither fits the {memory_budget / 2 ** 30:.3g} GiB budget")
+    return route
+
+
+def log_route(what, route, n, c, n_neurons, n_alphas, costs, note: str = "") -> None:
+    """One line (logger ``neuroxr.score``): the route taken and both routes' costs."""
     g, f = costs["gram"], costs["features"]
     log.info(f"{what}: {route} route for n={n} images, {c} features, {n_neurons} neurons, {n_alphas} alpha(s) "
              f"(gram {g['flops'] / 1e9:.3g} GFLOP {g['bytes'] / 2 ** 20:.4g} MiB; "
-             f"features {f['flops'] / 1e9:.3g} GFLOP {f['bytes'] / 2 ** 20:.4g} MiB)"
-             + ("" if fits else f"; neither fits the {memory_budget / 2 ** 30:.3g} GiB budget"))
-    return route
+             f"features {f['flops'] / 1e9:.3g} GFLOP {f['bytes'] / 2 ** 20:.4g} MiB)" + (f"; {note}" if note else ""))
 
 
 def zscore_features(X, zscore: bool = True):

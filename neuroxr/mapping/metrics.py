@@ -19,7 +19,12 @@ import xarray as xr
 from .. import schema as S
 from ..errors import MissingDataError, NeuroxrError
 from . import graph, ridge_graph
-from .feature_ridge import MEMORY_BUDGET, calc_route_costs, choose_ridge_route
+from .feature_ridge import (
+    MEMORY_BUDGET,
+    calc_route_costs,
+    choose_ridge_route,
+    log_route,
+)
 from .pls import make_splits
 from .ridge import alpha_unit
 
@@ -210,8 +215,8 @@ def build_ridge(inp: ScoringInputs) -> Built:
     p = int(np.max(inp.features["n_features"].values)) if "n_features" in inp.features.coords else n
     # the store holds only the n x n Gram matrices: that is the route (the feature route needs the
     # features themselves, which extraction keeps only as the projection, `srp`)
-    choose_ridge_route(n, p, N, len(inp.alphas), gram_given=True, what="ridge (gram stored)")
     costs = calc_route_costs(n, p, N, len(inp.alphas), gram_given=True)
+    log_route("ridge", "gram", n, p, N, len(inp.alphas), costs, "the store holds the Gram matrices, not the features")
     return Built(neuron=_ridge_vars(S.RIDGE_R, _bounded(K, "gram", costs, inp.layer_chunk), inp))
 
 
