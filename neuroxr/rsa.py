@@ -20,17 +20,17 @@ from .mapping.kernels import calc_pearson, split_trial_means
 from .responses import draw_split_keys
 
 __all__ = [
-    "RDM_KINDS",
     "COMPARISONS",
-    "calc_rdm",
-    "corr_to_rdm",
-    "compare_rdms",
-    "upper_triangle",
-    "calc_spearman_brown",
-    "split_trials",
-    "calc_rdm_noise_ceiling",
-    "compare_rdms_streamed",
+    "RDM_KINDS",
     "STREAM_BLOCK_BYTES",
+    "calc_rdm",
+    "calc_rdm_noise_ceiling",
+    "calc_spearman_brown",
+    "compare_rdms",
+    "compare_rdms_streamed",
+    "corr_to_rdm",
+    "split_trials",
+    "upper_triangle",
 ]
 
 

@@ -23,10 +23,24 @@ from .backend import get_backend
 from .gram import calc_zscored_gram
 
 __all__ = [
-    "CONSTANT_LAYER_RTOL", "CONSTANT_COLUMN_RTOL", "REDO_RTOL", "ALPHA_RTOL", "AlphaScaleError", "check_alpha_scale",
-    "calc_pearson", "calc_mean_free_pearson", "calc_paper_alpha_scale", "decompose_gram", "calc_residual_operator", "find_constant_layers",
-    "calc_residual_operators", "calc_loo_residuals", "calc_loo_scores", "calc_zscored_grams",
-    "calc_raw_grams", "split_trial_means",
+    "ALPHA_RTOL",
+    "CONSTANT_COLUMN_RTOL",
+    "CONSTANT_LAYER_RTOL",
+    "REDO_RTOL",
+    "AlphaScaleError",
+    "calc_loo_residuals",
+    "calc_loo_scores",
+    "calc_mean_free_pearson",
+    "calc_paper_alpha_scale",
+    "calc_pearson",
+    "calc_raw_grams",
+    "calc_residual_operator",
+    "calc_residual_operators",
+    "calc_zscored_grams",
+    "check_alpha_scale",
+    "decompose_gram",
+    "find_constant_layers",
+    "split_trial_means",
 ]
 
 #: smallest penalty relative to the Gram matrix's scale (trace(K) / n): below it the residual

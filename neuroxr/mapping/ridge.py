@@ -43,8 +43,8 @@ model part (mean r -0.62 on pure noise at p = 10^6, whatever the penalty).  With
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -64,24 +64,24 @@ from .kernels import (
 
 __all__ = [
     "BACKENDS",
-    "SOLVERS",
-    "RidgeSolver",
-    "get_backend",
-    "calc_gram",
-    "calc_zscored_gram",
-    "decompose_gram",
-    "calc_residual_operator",
-    "predict_loo",
-    "fit_ridge_loo",
-    "calc_pearson",
-    "calc_loo_pearson",
-    "check_alphas",
-    "PaperAlphas",
     "PAPER_ALPHA",
-    "paper_alphas",
-    "alpha_unit",
+    "SOLVERS",
+    "PaperAlphas",
     "RidgeInputError",
+    "RidgeSolver",
+    "alpha_unit",
+    "calc_gram",
+    "calc_loo_pearson",
+    "calc_pearson",
+    "calc_residual_operator",
+    "calc_zscored_gram",
+    "check_alphas",
+    "decompose_gram",
+    "fit_ridge_loo",
+    "get_backend",
     "get_solver",
+    "paper_alphas",
+    "predict_loo",
 ]
 
 
