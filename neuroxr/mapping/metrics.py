@@ -19,9 +19,16 @@ import xarray as xr
 
 from .. import schema as S
 from ..errors import MissingDataError, NeuroxrError
-from . import graph
+from . import graph, ridge_graph
+from .feature_ridge import (
+    MEMORY_BUDGET,
+    calc_route_costs,
+    choose_ridge_route,
+    log_route,
+)
 from .pls import make_splits
 from .resample import DEFAULT_RESAMPLE, draw_image_permutations, draw_image_resamples
+from .ridge import alpha_unit
 
 __all__ = ["Metric", "METRICS", "ScoringInputs", "Built", "register_metric", "get_metric", "check_metrics",
            "metric_of_variable", "TARGET_GROUPS", "DEFAULT_PLS"]
@@ -161,17 +168,65 @@ GRAM_DIMS = [S.IMAGE, S.IMAGE_J]
 RESP_DIMS = [S.IMAGE, S.NEURON]
 
 
-def _ridge_vars(name: str, K: xr.DataArray, inp: ScoringInputs) -> dict:
-    kw = dict(alphas=inp.alphas, backend=inp.backend, solver=inp.solver)
-    if len(inp.alphas) == 1:
-        return {name: apply(graph.ridge_r, K, inp.Y, core=[GRAM_DIMS, RESP_DIMS], out=[[S.NEURON]], **kw)}
-    r, alpha = apply(graph.ridge_r_alpha, K, inp.Y, core=[GRAM_DIMS, RESP_DIMS], out=[[S.NEURON]] * 2, **kw)
-    return {name: r, name.replace("_r", "_alpha"): alpha}
+def _ridge_vars(name: str, K: xr.DataArray | None, inp: ScoringInputs, *, exact: bool = True,
+                X: xr.DataArray | None = None) -> dict:
+    """Scores (and chosen/applied penalties) of the leave-one-out ridge on ``K`` or on the features ``X``.
+
+    ``exact`` (the ``ridge`` metric): penalties in the paper's units
+    (:class:`~neuroxr.mapping.ridge.PaperAlphas`, the default) are scaled per layer to the Gram
+    matrix's trace and the score is mean-free; ``ridge_alpha`` then always holds the penalty
+    applied.  Otherwise (``srp-ridge``, or plain penalties) the penalty is as given and the
+    score the paper's Pearson r.  ``X`` (layer, image, component): the feature-space route,
+    used where :func:`~neuroxr.mapping.feature_ridge.choose_ridge_route` finds it cheaper.
+    """
+    paper = exact and alpha_unit(inp.alphas) == "paper"
+    scaled = paper and inp.zscore  # raw features: the projection keeps squared norms, no rescaling
+    want_alpha = paper or len(inp.alphas) > 1
+    alpha_name = name[:-2] + "_alpha" if name.endswith("_r") else name + "_alpha"  # srp_ridge_r -> srp_ridge_alpha
+    if not paper and X is None:  # the penalty as given, the paper's score: the Gram graph as it was
+        if len(inp.alphas) == 1:
+            return {name: apply(graph.ridge_r, K, inp.Y, core=[GRAM_DIMS, RESP_DIMS], out=[[S.NEURON]], **_kw_of(inp))}
+        r, alpha = apply(graph.ridge_r_alpha, K, inp.Y, core=[GRAM_DIMS, RESP_DIMS], out=[[S.NEURON]] * 2,
+                         **_kw_of(inp))
+        return {name: r, alpha_name: alpha}
+    if X is not None:
+        fn = ridge_graph.ridge_scores_features
+        r, alpha = apply(fn, X, inp.Y, core=[[S.IMAGE, S.COMPONENT], RESP_DIMS], out=[[S.NEURON]] * 2,
+                         alphas=tuple(inp.alphas), zscore=inp.zscore, paper=scaled, mean_free=paper, want_alpha=True)
+    else:
+        r, alpha = apply(ridge_graph.ridge_scores_gram, K, inp.Y, core=[GRAM_DIMS, RESP_DIMS], out=[[S.NEURON]] * 2,
+                         alphas=tuple(inp.alphas), backend=inp.backend, solver=inp.solver, paper=scaled,
+                         mean_free=paper, want_alpha=True)
+    r.attrs.update(score="mean-free" if paper else "pearson", alpha_unit="paper" if paper else "penalty")
+    return {name: r, alpha_name: alpha} if want_alpha else {name: r}
+
+
+def _kw_of(inp: ScoringInputs) -> dict:
+    return {"alphas": tuple(inp.alphas), "backend": inp.backend, "solver": inp.solver}
+
+
+def _bounded(var: xr.DataArray, route: str, costs: dict, layer_chunk: int) -> xr.DataArray:
+    """``var`` with at most as many layers per task as fit :data:`~neuroxr.mapping.feature_ridge.MEMORY_BUDGET`."""
+    per_task = max(1, min(int(layer_chunk), int(MEMORY_BUDGET // max(costs[route]["bytes"], 1.0))))
+    if per_task >= int(layer_chunk):
+        return var
+    return var.copy(data=var.data.rechunk({0: per_task}))
 
 
 def build_ridge(inp: ScoringInputs) -> Built:
-    K = inp.need("gram_z" if inp.zscore else "gram", "ridge")
-    return Built(neuron=_ridge_vars(S.RIDGE_R, K, inp))
+    name = "gram_z" if inp.zscore else "gram"
+    how = "re-extract the features with `neuroxr extract`"
+    if name not in inp.features and S.SRP in inp.features:
+        how = ("this store keeps no n x n Gram matrix (as for many images); score the projection exactly with "
+               "`--metric srp-ridge` (its feature-space route needs no n x n matrix), or re-extract with the Gram")
+    K = inp.need(name, "ridge", how)
+    n, N = K.sizes[S.IMAGE], inp.Y.sizes[S.NEURON]
+    p = int(np.max(inp.features["n_features"].values)) if "n_features" in inp.features.coords else n
+    # the store holds only the n x n Gram matrices: that is the route (the feature route needs the
+    # features themselves, which extraction keeps only as the projection, `srp`)
+    costs = calc_route_costs(n, p, N, len(inp.alphas), gram_given=True)
+    log_route("ridge", "gram", n, p, N, len(inp.alphas), costs, "the store holds the Gram matrices, not the features")
+    return Built(neuron=_ridge_vars(S.RIDGE_R, _bounded(K, "gram", costs, inp.layer_chunk), inp))
 
 
 SRP_HOW = "extract it with `neuroxr extract --srp` (the sparse random projection)"
@@ -179,8 +234,13 @@ SRP_HOW = "extract it with `neuroxr extract --srp` (the sparse random projection
 
 def build_srp_ridge(inp: ScoringInputs) -> Built:
     srp = inp.need(S.SRP, "srp-ridge", SRP_HOW)
+    n, c, N = srp.sizes[S.IMAGE], srp.sizes[S.COMPONENT], inp.Y.sizes[S.NEURON]
+    route = choose_ridge_route(n, c, N, len(inp.alphas), what="srp-ridge")
+    srp = _bounded(srp, route, calc_route_costs(n, c, N, len(inp.alphas)), inp.layer_chunk)
+    if route == "features":
+        return Built(neuron=_ridge_vars("srp_ridge_r", None, inp, exact=False, X=srp))
     K = apply(graph.srp_grams, srp, core=[[S.IMAGE, S.COMPONENT]], out=[GRAM_DIMS], zscore=inp.zscore)
-    return Built(neuron=_ridge_vars("srp_ridge_r", K, inp))
+    return Built(neuron=_ridge_vars("srp_ridge_r", K, inp, exact=False))
 
 
 def build_pls(inp: ScoringInputs) -> Built:

@@ -49,7 +49,7 @@ from .guard import LOCK_TIMEOUT, check_store_variables, fingerprint_store, score
 from .labelled import DEFAULT_LAYER_CHUNK, DEFAULT_NEURON_CHUNK, score_layers
 from .metrics import DEFAULT_PLS, METRICS, RESAMPLING_METRICS, check_metrics
 from .resample import check_resample_options
-from .ridge import check_alphas
+from .ridge import alpha_unit, check_alphas
 from .tree import concat_scores, open_scores, replace_scores, write_scores
 
 __all__ = ["score_study", "assemble_scores", "compute_scores", "count_nan_scores", "local_scheduler", "PARTS_DIR",
@@ -110,6 +110,8 @@ RDM_METRICS = ("rsa", "versa", "rsa-norm", "rsa-perm")
 def _study_settings(metrics, alphas, zscore, rsa_method, pls_opts, areas, resp, has_rdms, nan_layers,
                     resample=None):
     settings = {"metrics": sorted(metrics), "alphas": [float(a) for a in alphas], "zscore": bool(zscore)}
+    if alpha_unit(alphas) == "paper":  # the default (paper units) and a plain --alpha 1 are different scores
+        settings["alpha_unit"] = "paper"
     if any(m in RESAMPLING_METRICS for m in metrics):
         settings["resample"] = check_resample_options(resample)
     if any(METRICS[m].target == "area" for m in metrics):
