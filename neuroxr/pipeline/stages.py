@@ -9,7 +9,8 @@ import numpy as np
 
 from .. import schema as S
 from ..errors import NeuroxrError
-from ..features.extract import extract_features
+from ..features.extract import describe_result
+from ..features.variants import clean_features_dir
 from ..io.allen import ingest_allen
 from ..io.arrays import ingest_arrays
 from ..simulate import simulate_study
@@ -86,27 +87,116 @@ def run_select(settings: PipelineSettings, study: Path, log, force) -> None:
     log(f"select: {int(np.asarray(s).sum())} of {len(s)} neurons kept ({want})")
 
 
-def run_extract(settings: PipelineSettings, study: Path, log, force, client, skip=()) -> None:
+def plan_worker_threads(client) -> dict:
+    """``{worker address: threads}``: the busy threads one extraction task may use on each worker.
+
+    A worker with ``nthreads`` slots runs that many tasks at once, and several worker processes
+    may share one host; so each task gets the host's cores (as the worker sees them:
+    :func:`neuroxr.runtime.available_cores`) divided by the slots of every worker on that host,
+    at least 1.  Busy threads then never exceed the host's CPUs, however the cluster is laid out.
+    """
+    from ..runtime import available_cores
+
+    workers = client.scheduler_info().get("workers", {})
+    try:
+        cores = client.run(available_cores)
+    except (OSError, RuntimeError, TimeoutError, KeyError):  # a worker gone meanwhile: the safe default below
+        cores = {}
+    slots: dict = {}
+    for addr, w in workers.items():
+        host = w.get("host") or addr.rpartition(":")[0]
+        slots[host] = slots.get(host, 0) + int(w.get("nthreads", 1) or 1)
+    out = {}
+    for addr, w in workers.items():
+        host = w.get("host") or addr.rpartition(":")[0]
+        out[addr] = max(1, int(cores.get(addr, 1)) // max(1, slots[host]))
+    return out
+
+
+def extract_variant(study, model: str, weights: str, budgets: dict | None = None, after=None, **kw) -> dict:
+    """One (model, weights) variant, as one Dask task: :func:`neuroxr.features.extract.extract_model`
+    with the thread budget of the worker running it (``budgets``, from :func:`plan_worker_threads`;
+    1 thread on a worker it does not name).  ``after`` is the previous variant's result of the same
+    model (its store is the same file, so variants of one model run one after another).
+
+    Missing weights found only now (a :class:`~neuroxr.errors.MissingDataError` while loading) are
+    returned as ``status == "missing"`` with the reason, so the other variants go on."""
+    from ..errors import MissingDataError
+    from ..features.extract import extract_model
+
+    threads = kw.pop("threads", None)
+    if budgets is not None:
+        try:
+            from distributed import get_worker
+
+            threads = budgets.get(get_worker().address, 1)
+        except (ImportError, ValueError):
+            pass
+    try:
+        return extract_model(study, model, weights=weights, threads=threads, **kw)
+    except MissingDataError as exc:
+        return {"model": model, "weights": weights, "status": "missing", "reason": str(exc)}
+
+
+def _extract_on_cluster(client, study, todo, kw, log) -> list[dict]:
+    """Every variant of ``todo`` as one task on ``client``; variants of one model chained."""
+    from ..cluster import gather, gpu_resources
+
+    budgets = plan_worker_threads(client)
+    log(f"extract: {len(todo)} model variant(s) on {len(budgets)} Dask worker(s), "
+        f"{', '.join(sorted({str(b) for b in budgets.values()}))} thread(s) per task")
+    res = gpu_resources(client)  # GPU workers (`dask worker --resources GPU=1`) take the models
+    last, futures = {}, []
+    for model, weights, w in todo:
+        fut = client.submit(extract_variant, str(study), model, w, budgets, last.get(model), progress=False,
+                            pure=False, key=f"extract-{model}-{weights}"[:200], resources=res, **kw)
+        last[model] = fut
+        futures.append(fut)
+    return gather(client, futures, what="feature extraction")
+
+
+def run_extract(settings: PipelineSettings, study: Path, log, force, client, skip=()) -> list[dict]:
     """Extract every (model, weights) variant of [extract] that is not extracted yet, but those in
-    ``skip`` ((model, weights) pairs whose weights are missing)."""
+    ``skip`` ((model, weights) pairs whose weights are missing).
+
+    With a Dask ``client``, one task per variant runs on the cluster (see :func:`extract_variant`);
+    otherwise the variants run here, one after another.  Returns the variants whose weights turned
+    out missing only while loading (dicts ``model, weights, reason``), which were not extracted.
+    """
     ex = settings.extract
     skip = set(skip)
     pairs = [p for p in list_model_variants(settings) if p not in skip]
     if not pairs:
-        return
+        return []
     done = set() if "extract" in force else list_done_variants(study)
     todo = [p for p in pairs if p not in done]
     if not todo:
         log(f"extract: all {len(pairs)} models extracted, skipped")
-        return
+        return []
     seed = ex.seed if ex.seed is not None else settings.study.seed
     (study / S.FEATURES_DIR).mkdir(parents=True, exist_ok=True)  # extract spills beside the stores
-    for model, weights in todo:
-        t0 = time.perf_counter()
-        w = weights if weights in ("trained", "random") else str(settings.path(weights))
-        extract_features(study, [model], weights=w, seed=seed, srp=ex.srp, client=client,
-                         batch_size=ex.batch_size, overwrite="extract" in force, progress=False)
-        log(f"extract: {model} ({weights}) in {time.perf_counter() - t0:.1f} s")
+    clean_features_dir(study)
+    kw = {"seed": seed, "srp": ex.srp, "batch_size": ex.batch_size, "overwrite": "extract" in force}
+    todo = [(m, w, w if w in ("trained", "random") else str(settings.path(w))) for m, w in todo]
+    t0 = time.perf_counter()
+    if client is not None:
+        results = _extract_on_cluster(client, study, todo, kw, log)
+    else:
+        results = []
+        for model, weights, w in todo:
+            t1 = time.perf_counter()
+            results.append(extract_variant(study, model, w, progress=False, **kw))
+            log(f"extract: {model} ({weights}) in {time.perf_counter() - t1:.1f} s")
+    missing = []
+    for (model, weights, _), r in zip(todo, results):
+        if r.get("status") == "missing":
+            missing.append({"model": model, "weights": weights, "reason": r["reason"]})
+            log(f"not run: {model} ({weights}): {r['reason']}")
+        elif client is not None:
+            log(f"extract: {describe_result(r)}")
+    if client is not None:
+        log(f"extract: {len(todo)} variant(s) in {time.perf_counter() - t0:.1f} s on the cluster")
+    return missing
 
 
 def run_score(settings: PipelineSettings, study: Path, log, force, client) -> None:

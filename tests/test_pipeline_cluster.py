@@ -1,0 +1,151 @@
+"""`neuroxr run` on a cluster: one Dask task per model variant on a LocalCluster of two single-thread
+workers, each variant's store written once, the same numbers as the serial run, threads per task
+sized so busy threads never exceed the CPUs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from neuroxr import schema as S
+
+CONFIG = """
+[study]
+dir = "study"
+seed = 0
+[ingest]
+source = "simulate"
+n_images = 24
+neurons_per_area = 6
+n_trials = 4
+image_size = 16
+[extract]
+models = ["alexnet", "squeezenet1_1"]
+weights = ["random"]
+baselines = ["pixels"]
+seed = 0
+[score]
+metrics = ["ridge", "rsa"]
+[report]
+n_boot = 20
+"""
+
+VARIANTS = [("alexnet", "random"), ("squeezenet1_1", "random"), ("pixels", "random")]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The same pipeline run serially and on a LocalCluster of 2 workers x 1 thread."""
+    from distributed import Client, LocalCluster
+
+    from neuroxr.pipeline import run_pipeline
+
+    tmp = tmp_path_factory.mktemp("parallel")
+    (tmp / "run.toml").write_text(CONFIG)
+    serial_log, cluster_log = [], []
+    serial = run_pipeline(tmp / "run.toml", study=tmp / "serial", log=serial_log.append)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      host="127.0.0.1", memory_limit="3GB") as cluster, Client(cluster) as client:
+        from neuroxr.pipeline.stages import plan_worker_threads
+
+        budgets = plan_worker_threads(client)
+        parallel = run_pipeline(tmp / "run.toml", study=tmp / "parallel", client=client, log=cluster_log.append)
+        resumed_log = []
+        run_pipeline(tmp / "run.toml", study=tmp / "parallel", client=client, log=resumed_log.append)
+    return tmp, serial, parallel, serial_log, cluster_log, resumed_log, budgets
+
+
+def _features(study: Path, model: str) -> xr.Dataset:
+    return xr.open_zarr(study / S.FEATURES_DIR / f"{model}.zarr").load()
+
+
+def test_every_variant_extracted_once_on_the_cluster(runs):
+    tmp, _, parallel, _, log, resumed, _ = runs
+    assert "extract: 3 model variant(s) on 2 Dask worker(s), 1 thread(s) per task" in log
+    for model, weights in VARIANTS:
+        lines = [m for m in log if m.startswith(f"extract: {model} [{weights}]")]
+        assert len(lines) == 1 and ": done (" in lines[0], lines
+        ds = _features(tmp / "parallel", model)
+        # the store holds the variant's layers once: no layer repeated by a second write
+        assert len(set(ds.layer.values.tolist())) == ds.sizes["layer"]
+        assert set(ds.weights.values.tolist()) == {weights}
+    assert sorted(p.name for p in (tmp / "parallel" / S.FEATURES_DIR).glob("*.zarr")) == [
+        "alexnet.zarr", "pixels.zarr", "squeezenet1_1.zarr"]
+    assert "extract: all 3 models extracted, skipped" in resumed
+    assert parallel["not_run"] == []
+
+
+def test_cluster_features_and_scores_equal_the_serial_run(runs):
+    tmp = runs[0]
+    for model, _ in VARIANTS:
+        a, b = _features(tmp / "serial", model), _features(tmp / "parallel", model)
+        assert set(a.data_vars) == set(b.data_vars)
+        for v in a.data_vars:
+            if a[v].dtype.kind == "f":
+                np.testing.assert_allclose(b[v].values, a[v].values, rtol=1e-6, atol=1e-9, err_msg=f"{model} {v}")
+            else:
+                np.testing.assert_array_equal(b[v].values, a[v].values)
+    sa = xr.open_zarr(tmp / "serial" / S.SCORES_STORE).load()
+    sb = xr.open_zarr(tmp / "parallel" / S.SCORES_STORE).load()
+    sb = sb.sel(layer=sa.layer.values)
+    np.testing.assert_allclose(sb.ridge_r.values, sa.ridge_r.values, rtol=1e-6, atol=1e-9)
+    import pandas as pd
+
+    ra = pd.read_csv(tmp / "serial" / "reports" / "rankings.csv")
+    rb = pd.read_csv(tmp / "parallel" / "reports" / "rankings.csv")
+    pd.testing.assert_frame_equal(ra, rb, check_exact=False, rtol=1e-6)
+
+
+def test_threads_per_task_never_exceed_the_cpus(runs):
+    from neuroxr.runtime import available_cores
+
+    budgets = runs[-1]
+    assert len(budgets) == 2
+    # two single-thread workers on one host share its cores: each task gets half (at least 1)
+    assert set(budgets.values()) == {max(1, available_cores() // 2)}
+    assert sum(budgets.values()) <= max(2, available_cores())
+
+
+def test_plan_worker_threads_divides_each_hosts_cores_by_its_slots():
+    from neuroxr.pipeline.stages import plan_worker_threads
+
+    class FakeClient:
+        def scheduler_info(self):
+            return {"workers": {"tcp://a:1": {"host": "a", "nthreads": 2}, "tcp://a:2": {"host": "a", "nthreads": 2},
+                                "tcp://b:1": {"host": "b", "nthreads": 1}, "tcp://c:1": {"host": "c", "nthreads": 8}}}
+
+        def run(self, fn):
+            return {"tcp://a:1": 16, "tcp://a:2": 16, "tcp://b:1": 16, "tcp://c:1": 4}
+
+    # host a: 16 cores over 4 slots; b: one slot owns 16; c: more slots than cores, 1 each
+    assert plan_worker_threads(FakeClient()) == {"tcp://a:1": 4, "tcp://a:2": 4, "tcp://b:1": 16, "tcp://c:1": 1}
+
+
+def test_weights_missing_at_load_time_are_listed_not_fatal(tmp_path, monkeypatch):
+    """A variant whose weights go missing between the plan and the load is listed as not run
+    (summary, not_run.json), the others extracted; --strict refuses."""
+    import json
+
+    import neuroxr.features.extract as fx
+    from neuroxr.errors import MissingDataError
+    from neuroxr.pipeline import run_pipeline
+
+    orig = fx.extract_model
+
+    def flaky(study, model, **kw):
+        if model == "squeezenet1_1":
+            raise MissingDataError("squeezenet1_1 weights vanished from the cache")
+        return orig(study, model, **kw)
+
+    monkeypatch.setattr(fx, "extract_model", flaky)
+    (tmp_path / "run.toml").write_text(CONFIG.replace('"alexnet", ', ""))
+    res = run_pipeline(tmp_path / "run.toml", log=lambda m: None)
+    assert [(x["model"], x["weights"]) for x in res["not_run"]] == [("squeezenet1_1", "random")]
+    assert "not run (1): squeezenet1_1 (random): squeezenet1_1 weights vanished" in res["headline"]
+    listed = json.loads((tmp_path / "study" / "reports" / "not_run.json").read_text())
+    assert listed == res["not_run"]
+    assert sorted(p.name for p in (tmp_path / "study" / S.FEATURES_DIR).glob("*.zarr")) == ["pixels.zarr"]
+    with pytest.raises(MissingDataError, match="--strict"):
+        run_pipeline(tmp_path / "run.toml", study=tmp_path / "strict", strict=True, log=lambda m: None)
