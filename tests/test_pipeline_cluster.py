@@ -149,3 +149,37 @@ def test_weights_missing_at_load_time_are_listed_not_fatal(tmp_path, monkeypatch
     assert sorted(p.name for p in (tmp_path / "study" / S.FEATURES_DIR).glob("*.zarr")) == ["pixels.zarr"]
     with pytest.raises(MissingDataError, match="--strict"):
         run_pipeline(tmp_path / "run.toml", study=tmp_path / "strict", strict=True, log=lambda m: None)
+
+
+def test_cluster_table_is_used_when_the_command_line_names_none(tmp_path, monkeypatch):
+    import contextlib
+
+    from neuroxr import cluster
+    from neuroxr.cli import _analysis
+    from neuroxr.pipeline import ConfigError, load_settings
+
+    seen = []
+
+    @contextlib.contextmanager
+    def fake_get_client(scheduler=None, workers=None, **kw):
+        seen.append((scheduler, workers, kw.get("threads_per_worker"), kw.get("memory_limit")))
+        yield None
+
+    monkeypatch.setattr(cluster, "get_client", fake_get_client)
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(CONFIG + '[cluster]\nworkers = 3\nthreads_per_worker = 2\nmemory_limit = "2GB"\n')
+    assert load_settings(cfg).cluster.workers == 3
+
+    class Args:
+        config, scheduler, workers, threads_per_worker = str(cfg), None, None, 1
+        memory_limit, dashboard_address, worker_resources = "auto", "127.0.0.1:0", None
+
+    with _analysis._pipeline_client(Args()):
+        pass
+    Args.scheduler = "tcp://10.0.0.5:8786"  # the command line wins
+    with _analysis._pipeline_client(Args()):
+        pass
+    assert seen == [(None, 3, 2, "2GB"), ("tcp://10.0.0.5:8786", None, 1, "auto")]
+    cfg.write_text(CONFIG + "[cluster]\nworkrs = 3\n")
+    with pytest.raises(ConfigError, match="did you mean 'workers'"):
+        load_settings(cfg)
