@@ -42,6 +42,29 @@ def mark_too_few(table: pd.DataFrame, min_models: int = MIN_MODELS) -> pd.DataFr
     return table
 
 
+#: the names the study (Conwell et al. 2021) gives each analysis; ``{group}`` is the row's group
+PAPER_NAMES = {
+    "trained_vs_random": "Trained vs. randomly initialized weights (paired t-test; Cohen's d for paired samples)",
+    "transformer_vs_rest": "Transformers vs. other architectures (t-test; Hedges' g; Bonferroni-corrected)",
+    "score_vs_property:n_layers": "Score vs. model depth (number of layers; Spearman's rho)",
+    "score_vs_property:params": "Score vs. parameter count (Spearman's rho)",
+    "score_vs_property:top1": "Score vs. ImageNet top-1 accuracy (Spearman's rho)",
+    "metric_agreement_models": "Agreement of the two metrics across models ({metric}; Spearman's rho)",
+    "metric_agreement_layers": "Agreement of the two metrics across layers ({metric}; mean Spearman's rho, "
+                               "bootstrapped 95% CI)",
+    "depth_gradient": "Best layer deeper along the hierarchy VISp -> VISam (Spearman's rho)",
+    "taskonomy_clusters": "Taskonomy task clusters differ (Kruskal-Wallis; epsilon squared)",
+    "taskonomy_clusters_cre_line": "Taskonomy task clusters differ, per cre line (Kruskal-Wallis)",
+    "score_vs_effective_dim": "Score vs. effective dimensionality (Spearman's rho)",
+}
+
+
+def name_paper_statistic(analysis: str, group: str = "", metric: str = "") -> str:
+    """The study's name for a statistics row (:data:`PAPER_NAMES`), or ``analysis`` itself."""
+    name = PAPER_NAMES.get(f"{analysis}:{group}", PAPER_NAMES.get(str(analysis)))
+    return name.format(metric=metric, group=group) if name else str(analysis)
+
+
 def make_tidy(rows) -> pd.DataFrame:
     """A statistics table of ``rows`` (dicts) with every column of :data:`STAT_COLUMNS` first;
     rows over fewer than :data:`MIN_MODELS` models are marked (:func:`mark_too_few`)."""
@@ -51,6 +74,8 @@ def make_tidy(rows) -> pd.DataFrame:
             df[c] = "" if c == "note" else np.nan
     df["note"] = df["note"].fillna("")
     df = mark_too_few(df) if len(df) else df
+    df["paper_name"] = [name_paper_statistic(a, g, m) for a, g, m in
+                        zip(df["analysis"], df["group"].fillna(""), df["metric"].fillna(""))]
     return df[STAT_COLUMNS + [c for c in df.columns if c not in STAT_COLUMNS]]
 
 
@@ -93,13 +118,30 @@ def compare_trained_random(rankings: pd.DataFrame, metrics=None, areas=None) -> 
             res = sps.ttest_rel(a, b)
             ci = res.confidence_interval(CI_LEVEL)
             diff = a - b
-            sd = diff.std(ddof=1)
             rows.append(dict(analysis="trained_vs_random", test="paired t-test", metric=metric, area=area,
                              group="trained - random", estimate=diff.mean(), statistic=res.statistic,
-                             p=res.pvalue, effect_size=diff.mean() / sd if sd > 0 else np.nan,
+                             p=res.pvalue, effect_size=calc_cohen_dz(a, b),
                              effect_size_name="cohen_dz", n=len(common), ci_low=ci.low, ci_high=ci.high,
                              df=len(common) - 1))
     return adjust_bonferroni(make_tidy(rows))
+
+
+def _pick_weights(r: pd.DataFrame, weights: str | None) -> tuple[pd.DataFrame, str]:
+    """Rows of ``weights`` (``trained`` by default); a study with none of them (random weights
+    only) uses its ``random`` rows, and the note says so.  Returns (rows, note)."""
+    if weights is None:
+        return r, ""
+    if (r.weights == weights).any() or weights != "trained" or not (r.weights == "random").any():
+        return r[r.weights == weights], ""
+    return r[r.weights == "random"], "random weights (no trained models scored)"
+
+
+def calc_cohen_dz(a, b) -> float:
+    """Cohen's d for paired samples, d_z = mean(a - b) / SD(a - b) (SD with ddof 1); NaN when the
+    differences are constant.  It equals the paired t statistic over sqrt(n)."""
+    diff = np.asarray(a, float) - np.asarray(b, float)
+    sd = diff.std(ddof=1)
+    return float(diff.mean() / sd) if sd > 0 else np.nan
 
 
 def calc_hedges_g(a, b) -> float:
@@ -116,15 +158,16 @@ def compare_family(rankings: pd.DataFrame, family: str = "transformer", metrics=
     """t-test of one family (default transformers) against all other non-baseline models.
 
     Welch's t-test by default (``equal_var=False``; Student's with ``True``), effect size Hedges'
-    g, interval: the t interval of the difference of means (Welch-Satterthwaite df).
+    g (:func:`calc_hedges_g`), interval: the t interval of the difference of means (Welch-Satterthwaite
+    df).  Bonferroni over every (metric, area) test of the table.  A study without trained models
+    compares its random-weight variants, and the note says so.
     """
     rows = []
     metrics = metrics or list(pd.unique(rankings.metric))
     for metric in metrics:
         for area in areas or _areas_in(rankings):
             r = rankings[(rankings.metric == metric) & (rankings.area == area) & (rankings.family != "baseline")]
-            if weights is not None:
-                r = r[r.weights == weights]
+            r, note = _pick_weights(r, weights)
             a = r.loc[r.family == family, "score"].to_numpy(float)
             b = r.loc[r.family != family, "score"].to_numpy(float)
             if len(a) < 2 or len(b) < 2:
@@ -135,7 +178,7 @@ def compare_family(rankings: pd.DataFrame, family: str = "transformer", metrics=
                              metric=metric, area=area, group=f"{family} - rest", estimate=a.mean() - b.mean(),
                              statistic=res.statistic, p=res.pvalue, effect_size=calc_hedges_g(a, b),
                              effect_size_name="hedges_g", n=len(a) + len(b), n_a=len(a), n_b=len(b),
-                             ci_low=ci.low, ci_high=ci.high, df=float(res.df)))
+                             ci_low=ci.low, ci_high=ci.high, df=float(res.df), note=note))
     return adjust_bonferroni(make_tidy(rows))
 
 
@@ -167,11 +210,12 @@ def correlate_model_properties(rankings: pd.DataFrame, catalog: pd.DataFrame | N
 
     ``n_layers`` is the number of scored layers (the rankings' ``depth`` column); ``params`` and
     ``top1`` come from ``catalog`` (``catalogs/models.csv``: a ``model`` column), where given.
-    Bonferroni over all rows.
+    Bonferroni over all rows.  A study without trained models correlates its random-weight
+    variants (noted), leaving out top-1 accuracy (that of the trained weights).
     """
-    r = rankings[rankings.family != "baseline"]
-    if weights is not None:
-        r = r[r.weights == weights]
+    r, note = _pick_weights(rankings[rankings.family != "baseline"], weights)
+    if note:
+        properties = [p for p in properties if p != "top1"]
     r = r.rename(columns={"depth": "n_layers"})
     if catalog is not None and "model" in catalog:
         cat = catalog.drop_duplicates("model").set_index("model")
@@ -186,7 +230,7 @@ def correlate_model_properties(rankings: pd.DataFrame, catalog: pd.DataFrame | N
                 if p not in sub:
                     continue
                 row = calc_spearman_row(sub[p], sub["score"], analysis="score_vs_property", metric=metric,
-                                        area=area, group=p)
+                                        area=area, group=p, note=note)
                 if row:
                     rows.append(row)
     return adjust_bonferroni(make_tidy(rows))

@@ -32,6 +32,18 @@ def _kruskal_row(g, samples, metric, grp):
                 effect_size=h * (n + 1) / (n ** 2 - 1), effect_size_name="epsilon_squared", n=n)
 
 
+def label_task_clusters(rankings: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:
+    """The rankings rows of family ``taskonomy`` (metric ``overall`` left out) with their task's
+    ``cluster`` (``catalogs/taskonomy.csv``, matched by task name or model); unmatched rows dropped."""
+    r = rankings[rankings.family == "taskonomy"].copy()
+    key = "task" if "task" in tasks else "model"
+    cmap = dict(zip(tasks[key].astype(str), tasks["cluster"].astype(str)))
+    if "model" in tasks:
+        cmap.update(zip(tasks["model"].astype(str), tasks["cluster"].astype(str)))
+    r["cluster"] = [cmap.get(m, cmap.get(_taskonomy_task(m))) for m in r.model]
+    return r[r.cluster.notna() & (r.metric != OVERALL)]
+
+
 def summarize_taskonomy(rankings: pd.DataFrame, tasks: pd.DataFrame, *, by: str = "area",
                         n_boot: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Taskonomy scores by task cluster and area (or cre line).
@@ -53,13 +65,7 @@ def summarize_taskonomy(rankings: pd.DataFrame, tasks: pd.DataFrame, *, by: str 
         Tidy rows: per metric and group a Kruskal-Wallis test across clusters (does any cluster
         dominate?), effect size epsilon^2 = H (n + 1) / (n^2 - 1); Bonferroni per metric.
     """
-    r = rankings[rankings.family == "taskonomy"].copy()
-    key = "task" if "task" in tasks else "model"
-    cmap = dict(zip(tasks[key].astype(str), tasks["cluster"].astype(str)))
-    if "model" in tasks:
-        cmap.update(zip(tasks["model"].astype(str), tasks["cluster"].astype(str)))
-    r["cluster"] = [cmap.get(m, cmap.get(_taskonomy_task(m))) for m in r.model]
-    r = r[r.cluster.notna() & (r.metric != OVERALL)]
+    r = label_task_clusters(rankings, tasks)
     summary, rows = [], []
     for (metric, grp), g in r.groupby(["metric", by]):
         samples = []
