@@ -48,11 +48,12 @@ def write_rankings(study, metrics=None, *, n_boot: int = 1000, seed: int = 0) ->
     """Rank the study's models and write ``STUDY/reports/rankings.csv``.
 
     Columns: ``model, weights, area, metric, score, best_layer, relative_depth`` (contract), then
-    ``family, depth, ci_low, ci_high, n, rank`` (see :func:`neuroxr.stats.rank_models`).
+    ``family, depth, ci_low, ci_high, n, rank`` (see :func:`neuroxr.stats.rank_models`; intervals
+    kept when a layer is NaN, see :func:`rank_keeping_intervals`).
     """
     st = open_study(study)
     check_scores_current(study)
-    rankings = stats.rank_models(st.scores, metrics, n_boot=n_boot, seed=seed)
+    rankings = rank_keeping_intervals(st.scores, metrics, n_boot=n_boot, seed=seed)
     out = _reports(study)
     return _write_csv(rankings, out / S.RANKINGS_CSV)
 
@@ -166,8 +167,10 @@ def _empty_layer_tree(scores):
     groups = {}
     for path, node in scores.subtree_with_keys:
         ds = node.to_dataset(inherit=False)
-        if S.LAYER in ds.dims:
+        if S.LAYER in ds.indexes:
             ds = ds.sel({S.LAYER: [k for k in keep if k in set(ds[S.LAYER].values.tolist())]})
+        elif S.LAYER in ds.dims:  # no index of its own: aligned with the root's layers
+            ds = ds.isel({S.LAYER: np.flatnonzero(~empty)})
         groups["/" if path == "." else path] = ds
     return xr.DataTree.from_dict(groups)
 
