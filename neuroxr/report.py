@@ -381,11 +381,12 @@ PAPER_ANALYSES = ("trained_vs_random", "transformer_vs_rest", "score_vs_property
 def summarize_paper_statistics(statistics: pd.DataFrame) -> pd.DataFrame:
     """The rows of the statistics table that the study quotes (area ``all`` or the hierarchy, plus
     each weights kind's metric agreement), named as the study names them (``paper_name``), with
-    ``estimate, statistic, p, p_bonferroni, effect_size, effect_size_name, n, ci_low, ci_high, note``."""
+    ``metric, area, group, estimate, statistic, p, p_bonferroni, effect_size, effect_size_name, n,
+    ci_low, ci_high, note``."""
     s = statistics[statistics.analysis.isin(PAPER_ANALYSES) & statistics.area.isin([stats.ALL, "hierarchy"])]
     order = {a: i for i, a in enumerate(PAPER_ANALYSES)}
     s = s.assign(_o=s.analysis.map(order)).sort_values("_o", kind="stable")
-    cols = ["paper_name", "metric", "group", "estimate", "statistic", "p", "p_bonferroni", "effect_size",
+    cols = ["paper_name", "metric", "area", "group", "estimate", "statistic", "p", "p_bonferroni", "effect_size",
             "effect_size_name", "n", "ci_low", "ci_high", "note"]
     return s[cols].reset_index(drop=True)
 

@@ -17,7 +17,14 @@ import pandas as pd
 import xarray as xr
 
 from .. import schema as S
-from .tables import ALL, OVERALL, list_metrics, order_groups, regression_metric, to_strings
+from .tables import (
+    ALL,
+    OVERALL,
+    list_metrics,
+    order_groups,
+    regression_metric,
+    to_strings,
+)
 
 CEILING_COLUMNS = ["metric", "area", "ceiling", "n", "source"]
 _REGRESSION = ("srp-ridge", "ridge", "pls")

@@ -138,10 +138,11 @@ def _pick_weights(r: pd.DataFrame, weights: str | None) -> tuple[pd.DataFrame, s
 
 def calc_cohen_dz(a, b) -> float:
     """Cohen's d for paired samples, d_z = mean(a - b) / SD(a - b) (SD with ddof 1); NaN when the
-    differences are constant.  It equals the paired t statistic over sqrt(n)."""
+    differences are constant (to rounding: SD below 1e-12 of their size).  It equals the paired t
+    statistic over sqrt(n)."""
     diff = np.asarray(a, float) - np.asarray(b, float)
     sd = diff.std(ddof=1)
-    return float(diff.mean() / sd) if sd > 0 else np.nan
+    return float(diff.mean() / sd) if sd > 1e-12 * np.abs(diff).max() else np.nan
 
 
 def calc_hedges_g(a, b) -> float:
