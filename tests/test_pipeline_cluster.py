@@ -62,11 +62,14 @@ def _features(study: Path, model: str) -> xr.Dataset:
 
 
 def test_every_variant_extracted_once_on_the_cluster(runs):
+    from neuroxr.runtime import available_cores
+
     tmp, _, parallel, _, log, resumed, _ = runs
     assert "extract: 3 model variant(s) on 2 Dask worker(s), 1 thread(s) per task" in log
     for model, weights in VARIANTS:
         lines = [m for m in log if m.startswith(f"extract: {model} [{weights}]")]
         assert len(lines) == 1 and ": done (" in lines[0], lines
+        assert lines[0].endswith(f"[{max(1, available_cores() // 2)} thread(s)]")  # the task's budget
         ds = _features(tmp / "parallel", model)
         # the store holds the variant's layers once: no layer repeated by a second write
         assert len(set(ds.layer.values.tolist())) == ds.sizes["layer"]

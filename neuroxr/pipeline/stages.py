@@ -133,7 +133,10 @@ def extract_variant(study, model: str, weights: str, budgets: dict | None = None
         except (ImportError, ValueError):
             pass
     try:
-        return extract_model(study, model, weights=weights, threads=threads, **kw)
+        out = extract_model(study, model, weights=weights, threads=threads, **kw)
+        from ..features.threads import thread_budget
+
+        return {**out, "threads": thread_budget(threads)}
     except MissingDataError as exc:
         return {"model": model, "weights": weights, "status": "missing", "reason": str(exc)}
 
@@ -193,7 +196,7 @@ def run_extract(settings: PipelineSettings, study: Path, log, force, client, ski
             missing.append({"model": model, "weights": weights, "reason": r["reason"]})
             log(f"not run: {model} ({weights}): {r['reason']}")
         elif client is not None:
-            log(f"extract: {describe_result(r)}")
+            log(f"extract: {describe_result(r)} [{r['threads']} thread(s)]")
     if client is not None:
         log(f"extract: {len(todo)} variant(s) in {time.perf_counter() - t0:.1f} s on the cluster")
     return missing
