@@ -117,14 +117,17 @@ def read_not_run(study) -> list[dict]:
 
 
 def summarize_headline(rankings: pd.DataFrame, best_depth: pd.DataFrame | None = None,
-                       not_run: list | None = None) -> dict:
+                       not_run: list | None = None, ceilings: pd.DataFrame | None = None) -> dict:
     """The verdict of the headline ranking (:func:`neuroxr.stats.judge_ranking`: ``top_*`` name
     the highest-scoring model, ``supported`` says whether it beats zero and the baselines beyond
-    its interval), the best relative depth per area and what was not run."""
+    its interval), the noise ceiling of its metric (``ceiling``, NaN when unknown), the best
+    relative depth per area and what was not run."""
     verdict = stats.judge_ranking(rankings)
+    ceiling = stats.get_ceiling(ceilings, verdict["metric"])
     out = {"metric": verdict["metric"], "top_model": verdict["best_model"], "top_weights": verdict["best_weights"],
            "top_score": verdict["best_score"], "top_ci": verdict["best_ci"], "supported": verdict["supported"],
-           "verdict": verdict["text"], "not_run": list(not_run or [])}
+           "verdict": verdict["text"], "not_run": list(not_run or []),
+           "ceiling": ceiling if np.isfinite(ceiling) else None}
     if best_depth is not None and len(best_depth):
         out["depth_metric"] = str(best_depth.metric.iloc[0])
         out["best_relative_depth"] = {str(a): float(d) for a, d in zip(best_depth.area, best_depth.relative_depth)}
@@ -134,6 +137,8 @@ def summarize_headline(rankings: pd.DataFrame, best_depth: pd.DataFrame | None =
 def format_headline(h: dict) -> str:
     """A few lines of text for the terminal: the verdict, the best depth per area, what was not run."""
     s = h["verdict"]
+    if h.get("ceiling") is not None:
+        s += f"; noise ceiling ({h['metric']}): {h['ceiling']:.3f}"
     if "best_relative_depth" in h:
         s += "\nbest relative depth per area (" + h["depth_metric"] + "): " + ", ".join(
             f"{a} {d:.2f}" for a, d in h["best_relative_depth"].items())
@@ -426,7 +431,7 @@ def write_report(study, *, n_boot: int = 1000, seed: int = 0, title: str | None 
             _write_csv(df, out / f"{name}.csv")
     if len(t["statistics"]):
         _write_csv(summarize_paper_statistics(t["statistics"]), out / "paper_statistics.csv")
-    headline = summarize_headline(t["rankings"], t["best_depth"], read_not_run(study))
+    headline = summarize_headline(t["rankings"], t["best_depth"], read_not_run(study), t.get("ceilings"))
     figs = _figures(t, headline["metric"])
     for name, fig in figs.items():
         plots.save_figure(fig, out / f"{name}.png")

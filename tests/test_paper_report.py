@@ -142,6 +142,33 @@ def test_ceilings_are_the_mean_reliability_and_the_rdm_ceiling():
     assert c["overall", "all"] == pytest.approx((c["ridge", "all"] + c["rsa", "all"]) / 2)
 
 
+def test_report_shows_each_score_against_zero_baseline_and_ceiling(tmp_path):
+    import json
+
+    from neuroxr import plots
+    from neuroxr.report import write_report
+
+    tree = make_scores(seed=3, n_neurons=60)
+    areas = tree["areas"].to_dataset(inherit=False)
+    areas["rsa_ceiling"] = ("area", np.linspace(0.4, 0.9, len(AREAS)))
+    tree = _tree(tree.to_dataset(inherit=False), areas)
+    replace_scores(tree, tmp_path / S.SCORES_STORE)
+    index = write_report(tmp_path, n_boot=20)
+    head = json.loads((index.parent / "headline.json").read_text())
+    root = tree.to_dataset()
+    rel, area = root.splithalf_r.values, root.area.values
+    want = (np.mean([rel[area == a].mean() for a in AREAS]) + np.mean(np.linspace(0.4, 0.9, 6))) / 2
+    assert head["metric"] == "overall" and head["ceiling"] == pytest.approx(want)
+    assert f"noise ceiling (overall): {want:.3f}" in index.read_text()
+    r = pd.read_csv(index.parent / "rankings.csv")
+    fig = plots.plot_rankings(r, "rsa", ceiling=float(np.mean(np.linspace(0.4, 0.9, 6))))
+    lines = {ln.get_label(): ln.get_xdata()[0] for ln in fig.axes[0].get_lines()}
+    assert lines["noise ceiling (0.65)"] == pytest.approx(0.65)
+    base = r[(r.metric == "rsa") & (r.area == "all") & (r.family == "baseline")].score.max()
+    assert lines["best baseline (pixels)"] == pytest.approx(base)
+    assert 0 in [ln.get_xdata()[0] for ln in fig.axes[0].get_lines()]
+
+
 # --------------------------------------------------------------------------------------------
 # figures
 # --------------------------------------------------------------------------------------------

@@ -107,7 +107,9 @@ def register(sub) -> None:
                                    "rank -> report, resumable",
                        description="Run a whole study from one TOML file (see pipelines/). Each stage skips "
                                    "what is already done, so rerunning resumes. Unknown tables or keys, "
-                                   "wrong types and out-of-range values stop it before any work.")
+                                   "wrong types and out-of-range values stop it before any work. With "
+                                   "--scheduler/--workers (or a [cluster] table in the config) the models are "
+                                   "extracted in parallel, one Dask task per model variant.")
     p.add_argument("config", help="pipeline TOML, e.g. pipelines/conwell2021.toml")
     p.add_argument("--study", default=None, help="study directory (default: the config's [study] dir)")
     p.add_argument("--check", action="store_true",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -150,9 +151,10 @@ def _extract_on_cluster(client, study, todo, kw, log) -> list[dict]:
         f"{', '.join(sorted({str(b) for b in budgets.values()}))} thread(s) per task")
     res = gpu_resources(client)  # GPU workers (`dask worker --resources GPU=1`) take the models
     last, futures = {}, []
+    run = uuid.uuid4().hex[:8]  # a key of its own per run: an earlier run's result is never reused
     for model, weights, w in todo:
         fut = client.submit(extract_variant, str(study), model, w, budgets, last.get(model), progress=False,
-                            pure=False, key=f"extract-{model}-{weights}"[:200], resources=res, **kw)
+                            pure=False, key=f"extract-{model}-{weights[:40]}-{run}", resources=res, **kw)
         last[model] = fut
         futures.append(fut)
     return gather(client, futures, what="feature extraction")
