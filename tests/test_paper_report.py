@@ -327,3 +327,13 @@ def test_cli_statistics_equal_scipy_on_the_rankings_table(cli_study):
     q = quoted[quoted.paper_name.str.startswith("Transformers vs.")]
     np.testing.assert_allclose(np.sort(q.statistic), np.sort(fam[fam.area == "all"].statistic), rtol=1e-6)
     assert set(q.area) == {"all"} and len(q) == 3  # overall, ridge, rsa
+
+
+def test_taskonomy_tables_in_hierarchy_order():
+    from neuroxr.catalogs import read_catalog
+
+    r = stats.rank_models(make_scores(seed=1, n_neurons=60), n_boot=0)
+    summary, tests = stats.summarize_taskonomy(r, read_catalog("taskonomy"), n_boot=0)
+    for df in (summary, tests):
+        for _, g in df.groupby("metric", sort=False):
+            assert list(pd.unique(g.area)) == ["all", *AREAS]

@@ -6,7 +6,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from .inference import adjust_bonferroni, calc_bootstrap_mean_ci, make_tidy
-from .tables import OVERALL
+from .tables import ALL, OVERALL, order_groups
 
 
 def _taskonomy_task(model: str) -> str:
@@ -80,5 +80,17 @@ def summarize_taskonomy(rankings: pd.DataFrame, tasks: pd.DataFrame, *, by: str 
     tests = make_tidy(rows)
     if len(tests):
         tests = adjust_bonferroni(tests, by=["metric"])
+        tests = _in_group_order(tests, "area", by)
     cols = ["metric", by, "cluster", "score", "ci_low", "ci_high", "n"]
-    return pd.DataFrame(summary, columns=cols), tests
+    return _in_group_order(pd.DataFrame(summary, columns=cols), by, by), tests
+
+
+def _in_group_order(df: pd.DataFrame, col: str, by: str) -> pd.DataFrame:
+    """``df`` with rows in metric order, then ``col`` in table order (``all`` first, areas in
+    hierarchy order), keeping the order within each."""
+    if df.empty:
+        return df
+    order = {g: i for i, g in enumerate([ALL, *order_groups(df[col][df[col] != ALL], by)])}
+    metrics = {m: i for i, m in enumerate(pd.unique(df.metric))}
+    key = df.metric.map(metrics) * (len(order) + 1) + df[col].map(order)
+    return df.iloc[np.argsort(key.to_numpy(), kind="stable")].reset_index(drop=True)
