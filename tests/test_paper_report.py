@@ -337,3 +337,28 @@ def test_taskonomy_tables_in_hierarchy_order():
     for df in (summary, tests):
         for _, g in df.groupby("metric", sort=False):
             assert list(pd.unique(g.area)) == ["all", *AREAS]
+
+
+def test_metric_agreement_across_models_has_a_bootstrapped_interval(rng):
+    """The interval of Spearman's rho across models: percentile bootstrap over models, compared with
+    scipy.stats.bootstrap (paired resamples; other draws, so to Monte Carlo precision)."""
+    x = rng.normal(size=30)
+    y = x + rng.normal(scale=1.0, size=30)
+    lo, hi = stats.calc_bootstrap_spearman_ci(x, y, 4000, seed=0)
+    ref = sps.bootstrap((x, y), lambda a, b: sps.spearmanr(a, b).statistic, paired=True, vectorized=False,
+                        n_resamples=4000, method="percentile", random_state=np.random.default_rng(1))
+    width = hi - lo
+    np.testing.assert_allclose([lo, hi], [ref.confidence_interval.low, ref.confidence_interval.high],
+                               atol=0.08 * width)
+    assert lo < sps.spearmanr(x, y).statistic < hi
+    assert np.isnan(stats.calc_bootstrap_spearman_ci(x[:3], y[:3], 100)).all()
+    tree = make_scores(seed=1, n_neurons=60)
+    r = stats.rank_models(tree, n_boot=0)
+    t = stats.compare_metrics(tree, r, n_boot=500, seed=0)
+    row = t[(t.analysis == "metric_agreement_models") & (t.group == "all models")].iloc[0]
+    assert row.ci_method == "bootstrap over models (percentile)"
+    sub = r[(r.area == "all") & (r.family != "baseline")]
+    a = sub[sub.metric == "ridge"].set_index("variant").score
+    b = sub[sub.metric == "rsa"].set_index("variant").score.loc[a.index]
+    assert (row.ci_low, row.ci_high) == stats.calc_bootstrap_spearman_ci(a, b, 500, seed=0)
+    assert row.ci_low <= row.statistic <= row.ci_high

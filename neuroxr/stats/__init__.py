@@ -24,7 +24,7 @@ import importlib
 _LAZY = {
     **dict.fromkeys(["bin_depth_profile", "summarize_best_depth"], "depth"),
     **dict.fromkeys(["STAT_COLUMNS", "adjust_bonferroni", "calc_bootstrap_mean_ci", "calc_hedges_g",
-                     "calc_spearman_row", "calc_cohen_dz", "PAPER_NAMES", "name_paper_statistic", "compare_family", "compare_metrics", "compare_trained_random",
+                     "calc_spearman_row", "calc_bootstrap_spearman_ci", "calc_cohen_dz", "PAPER_NAMES", "name_paper_statistic", "compare_family", "compare_metrics", "compare_trained_random",
                      "correlate_depth", "correlate_model_properties", "make_tidy"], "inference"),
     **dict.fromkeys(["RANKING_COLUMNS", "calc_percentile_ci", "headline_metric", "pick_depth_metric",
                      "rank_models", "select_ranking"], "ranking"),

@@ -49,7 +49,8 @@ PAPER_NAMES = {
     "score_vs_property:n_layers": "Score vs. model depth (number of layers; Spearman's rho)",
     "score_vs_property:params": "Score vs. parameter count (Spearman's rho)",
     "score_vs_property:top1": "Score vs. ImageNet top-1 accuracy (Spearman's rho)",
-    "metric_agreement_models": "Agreement of the two metrics across models ({metric}; Spearman's rho)",
+    "metric_agreement_models": "Agreement of the two metrics across models ({metric}; Spearman's rho, "
+                               "bootstrapped 95% CI)",
     "metric_agreement_layers": "Agreement of the two metrics across layers ({metric}; mean Spearman's rho, "
                                "bootstrapped 95% CI)",
     "depth_gradient": "Best layer deeper along the hierarchy VISp -> VISam (Spearman's rho)",
@@ -248,6 +249,29 @@ def calc_bootstrap_mean_ci(values, n_boot, seed):
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+def calc_bootstrap_spearman_ci(x, y, n_boot: int, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval of Spearman's rho of the finite pairs (x, y): pairs resampled
+    with replacement ``n_boot`` times, rho of each resample (NaN where a side comes out constant,
+    ignored); NaNs with fewer than 4 pairs."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    n = len(x)
+    if n < 4 or not n_boot:
+        return np.nan, np.nan
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    rx, ry = sps.rankdata(x[idx], axis=1), sps.rankdata(y[idx], axis=1)
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (rx * ry).sum(axis=1) / np.sqrt((rx ** 2).sum(axis=1) * (ry ** 2).sum(axis=1))
+    rho = rho[np.isfinite(rho)]
+    if len(rho) < 2:
+        return np.nan, np.nan
+    lo, hi = np.percentile(rho, [(1 - CI_LEVEL) / 2 * 100, (1 + CI_LEVEL) / 2 * 100])
+    return float(lo), float(hi)
+
+
 def _layer_agreement(scores, metric_a, metric_b):
     """Per (model variant, area): Spearman over layers of the two metrics' area-mean scores."""
     lt = calc_layer_scores(scores, [metric_a, metric_b])
@@ -267,7 +291,8 @@ def compare_metrics(scores: xr.DataTree, rankings: pd.DataFrame | None = None, m
     """Agreement of two metrics (default: the regression metric and RSA).
 
     Rows: Spearman over models of the two ``all`` scores (one row per weights kind and one for
-    all models); and per model and area the Spearman over layers of the two area-mean scores,
+    all models; interval: bootstrap over models, :func:`calc_bootstrap_spearman_ci`, or Fisher z
+    without resamples; ``ci_method`` says which); and per model and area the Spearman over layers of the two area-mean scores,
     averaged over (model, area) pairs with a bootstrapped 95% interval of the mean (row
     ``test == "mean Spearman over layers"``), also per area.
     """
@@ -283,7 +308,11 @@ def compare_metrics(scores: xr.DataTree, rankings: pd.DataFrame | None = None, m
         b = sub[sub.metric == metric_b].set_index(S.VARIANT)["score"]
         common = a.index.intersection(b.index)
         row = calc_spearman_row(a.loc[common], b.loc[common], analysis="metric_agreement_models",
-                                metric=f"{metric_a} vs {metric_b}", area=ALL, group=label)
+                                metric=f"{metric_a} vs {metric_b}", area=ALL, group=label, ci_method="Fisher z")
+        if row and n_boot:
+            lo, hi = calc_bootstrap_spearman_ci(a.loc[common], b.loc[common], n_boot, seed)
+            if np.isfinite(lo) and np.isfinite(hi):
+                row.update(ci_low=lo, ci_high=hi, ci_method="bootstrap over models (percentile)")
         if row:
             rows.append(row)
     per = _layer_agreement(scores, metric_a, metric_b)
@@ -295,7 +324,7 @@ def compare_metrics(scores: xr.DataTree, rankings: pd.DataFrame | None = None, m
                          metric=f"{metric_a} vs {metric_b}", area=area, group="per model",
                          estimate=sub["rho"].mean(), statistic=sub["rho"].mean(), effect_size=sub["rho"].mean(),
                          effect_size_name="mean_spearman_rho", n=len(sub), n_models=sub[S.VARIANT].nunique(),
-                         ci_low=lo, ci_high=hi))
+                         ci_low=lo, ci_high=hi, ci_method="bootstrap over (model, area) pairs (percentile)"))
     return make_tidy(rows)
 
 
