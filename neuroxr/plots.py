@@ -202,6 +202,38 @@ def _plot_depth_profile(ax2, profile: pd.DataFrame) -> None:
     ax2.grid(alpha=0.3)
 
 
+def plot_depth_profiles(profile: pd.DataFrame, metric: str | None = None) -> Figure:
+    """Score against relative depth in each area (one panel per area, hierarchy order): bin means
+    and the lowess trend, trained (red) and random (blue); from
+    :func:`neuroxr.stats.bin_depth_profile` with ``by_area=True``."""
+    if profile.empty:
+        return _empty("no depth profile")
+    metric = metric or stats.pick_depth_metric(profile)
+    p = profile[profile.metric == metric]
+    areas = stats.order_groups(p.area[p.area != stats.ALL], "area")
+    cols = min(3, len(areas))
+    rows = int(np.ceil(len(areas) / cols))
+    fig = _fig(3.4 * cols, 2.8 * rows)
+    for i, a in enumerate(areas):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        for w, g in p[p.area == a].groupby("weights"):
+            color = TRAINED if w == "trained" else RANDOM if w == "random" else "#555555"
+            g = g.sort_values("bin_center")
+            ax.scatter(g.bin_center, g.score, s=5, color=color, alpha=0.3)
+            ax.plot(g.bin_center, g.lowess, color=color, lw=1.8, label=label_weights(w))
+        ax.axhline(0, color="black", lw=0.5)
+        ax.set_xlim(0, 1)
+        ax.set_title(a, fontsize=9)
+        ax.grid(alpha=0.3)
+        if i % cols == 0:
+            ax.set_ylabel(_label(metric).replace(" Max", ""), fontsize=8)
+        if i >= len(areas) - cols:
+            ax.set_xlabel("relative depth", fontsize=8)
+        if i == 0:
+            ax.legend(frameon=False, fontsize=7)
+    return fig
+
+
 def plot_taskonomy(summary: pd.DataFrame, metric: str | None = None, by: str = "area",
                    tasks: pd.DataFrame | None = None) -> Figure:
     """The study's Figure 2: Taskonomy scores by task cluster in each area (or cre line): the

@@ -287,6 +287,8 @@ def compute_analyses(study, *, n_boot: int = 1000, seed: int = 0) -> dict:
     tests = [x for x in tests if len(x)]
     t["best_depth"] = stats.summarize_best_depth(rankings, n_boot=n_boot, seed=seed)
     t["depth_profile"] = stats.bin_depth_profile(scores)
+    if rankings.loc[rankings.area != stats.ALL, "area"].nunique() > 1:  # one area: the profile above is it
+        t["depth_profile_areas"] = stats.bin_depth_profile(scores, by_area=True)
     tasks = _read_catalog("taskonomy")
     if tasks is not None and (rankings.family == "taskonomy").any():
         t["taskonomy"], tt = stats.summarize_taskonomy(rankings, tasks, n_boot=n_boot, seed=seed)
@@ -327,6 +329,8 @@ def _figures(t: dict, metric: str) -> dict:
         figs["trained_vs_random"] = plots.plot_trained_vs_random(r, ceilings=ceilings)
     if len(t["best_depth"]):
         figs["depth"] = plots.plot_depth(t["best_depth"], t["depth_profile"])
+    if "depth_profile_areas" in t and len(t["depth_profile_areas"]):
+        figs["depth_profile_areas"] = plots.plot_depth_profiles(t["depth_profile_areas"])
     if "taskonomy" in t and len(t["taskonomy"]):
         figs["taskonomy"] = plots.plot_taskonomy(t["taskonomy"], tasks=t.get("taskonomy_tasks"))
     if "taskonomy_cre_line" in t and len(t["taskonomy_cre_line"]):
@@ -347,6 +351,8 @@ _CAPTIONS = {
                 "baseline; dotted: the noise ceiling (split-half reliability, Spearman-Brown corrected; "
                 "drawn where the study has one).",
     "effective_dim": "Each layer's score (mean over areas) against its effective dimensionality.",
+    "depth_profile_areas": "Depth profiles per area (hierarchy order): layer scores against relative depth, mean "
+                           "in 100 bins, lowess trend; trained red, random blue; baselines left out.",
     "area_heatmap": "Score per model (rows, best first) and visual area (columns in hierarchy order).",
     "trained_vs_random": "Figure 1 of the study: each architecture trained (red) and randomly initialised (blue), "
                          "95% intervals, for both metrics; solid line: zero, dashed: the best baseline, dotted: "
@@ -475,7 +481,8 @@ Generated {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} by 
                      f"weights are in place):</p><ul class='not-run'>{items}</ul>")
     if planted:
         parts.append(_planted_html(planted, r, t["best_depth"]))
-    order = ["rankings", "area_heatmap", "trained_vs_random", "depth", "taskonomy", "taskonomy_cre_line",
+    order = ["rankings", "area_heatmap", "trained_vs_random", "depth", "depth_profile_areas", "taskonomy",
+             "taskonomy_cre_line",
              "reliability_sweep", "method_tradeoff", "effective_dim"]
     heads = {"rankings": "Rankings", "depth": "Where in depth", "taskonomy": "Taskonomy (Figure 2)",
              "reliability_sweep": "Reliability sweep", "method_tradeoff": "Method trade-off",

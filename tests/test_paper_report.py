@@ -263,7 +263,8 @@ def cli_study(tmp_path_factory):
 
 def test_cli_report_writes_the_figures_and_tables(cli_study):
     rep = cli_study / "reports"
-    for name in ("index.html", "rankings.png", "area_heatmap.png", "depth.png", "statistics.csv",
+    for name in ("index.html", "rankings.png", "area_heatmap.png", "depth.png", "depth_profile_areas.png",
+                 "statistics.csv",
                  "paper_statistics.csv", "ceilings.csv", "rankings.csv"):
         assert (rep / name).exists(), name
     page = (rep / "index.html").read_text()
@@ -362,3 +363,17 @@ def test_metric_agreement_across_models_has_a_bootstrapped_interval(rng):
     b = sub[sub.metric == "rsa"].set_index("variant").score.loc[a.index]
     assert (row.ci_low, row.ci_high) == stats.calc_bootstrap_spearman_ci(a, b, 500, seed=0)
     assert row.ci_low <= row.statistic <= row.ci_high
+
+
+def test_one_area_study_draws_no_per_area_small_multiples(tmp_path):
+    from neuroxr.report import write_report
+
+    tree = make_scores(seed=6, n_neurons=30)
+    root = tree.to_dataset(inherit=False).assign_coords(area=("neuron", np.full(30, "VISp")))
+    replace_scores(_tree(root), tmp_path / S.SCORES_STORE)
+    index = write_report(tmp_path, n_boot=20)
+    pngs = {p.name for p in index.parent.glob("*.png")}
+    assert "depth_profile_areas.png" not in pngs and "area_heatmap.png" not in pngs
+    assert {"rankings.png", "trained_vs_random.png", "depth.png", "taskonomy.png"} <= pngs
+    tk = pd.read_csv(index.parent / "taskonomy.csv")
+    assert set(tk.area) == {"all", "VISp"}  # the table keeps both; the figure draws VISp alone
