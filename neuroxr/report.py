@@ -399,6 +399,8 @@ def summarize_paper_statistics(statistics: pd.DataFrame) -> pd.DataFrame:
     s = s.assign(_o=s.analysis.map(order)).sort_values("_o", kind="stable")
     cols = ["paper_name", "metric", "area", "group", "estimate", "statistic", "p", "p_bonferroni", "effect_size",
             "effect_size_name", "n", "ci_low", "ci_high", "note"]
+    if "ci_method" in s:
+        cols.insert(-1, "ci_method")
     return s[cols].reset_index(drop=True)
 
 

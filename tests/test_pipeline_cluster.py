@@ -54,7 +54,24 @@ def runs(tmp_path_factory):
         parallel = run_pipeline(tmp / "run.toml", study=tmp / "parallel", client=client, log=cluster_log.append)
         resumed_log = []
         run_pipeline(tmp / "run.toml", study=tmp / "parallel", client=client, log=resumed_log.append)
-    return tmp, serial, parallel, serial_log, cluster_log, resumed_log, budgets
+        # trained weights in no cache (offline): skipped and listed, the rest extracted on the cluster
+        (tmp / "trained.toml").write_text(CONFIG.replace('models = ["alexnet", "squeezenet1_1"]',
+                                                         'models = ["squeezenet1_1"]')
+                                          .replace('weights = ["random"]', 'weights = ["trained", "random"]'))
+        mp = pytest.MonkeyPatch()
+        for d in ("torch", "hf"):
+            (tmp / d).mkdir()
+        for k, v in {"TORCH_HOME": tmp / "torch", "HF_HOME": tmp / "hf", "HF_HUB_CACHE": tmp / "hf" / "hub",
+                     "XDG_CACHE_HOME": tmp, "HF_HUB_OFFLINE": "1"}.items():
+            mp.setenv(k, str(v))
+        skipped_log = []
+        try:
+            skipped = run_pipeline(tmp / "trained.toml", study=tmp / "skipped", client=client,
+                                   log=skipped_log.append)
+        finally:
+            mp.undo()
+    runs = {"skipped": skipped, "skipped_log": skipped_log}
+    return tmp, serial, parallel, serial_log, cluster_log, resumed_log, budgets, runs
 
 
 def _features(study: Path, model: str) -> xr.Dataset:
@@ -64,8 +81,9 @@ def _features(study: Path, model: str) -> xr.Dataset:
 def test_every_variant_extracted_once_on_the_cluster(runs):
     from neuroxr.runtime import available_cores
 
-    tmp, _, parallel, _, log, resumed, _ = runs
-    assert "extract: 3 model variant(s) on 2 Dask worker(s), 1 thread(s) per task" in log
+    tmp, _, parallel, _, log, resumed, _, _ = runs
+    per_task = max(1, available_cores() // 2)  # two single-thread workers share this host's cores
+    assert f"extract: 3 model variant(s) on 2 Dask worker(s), {per_task} thread(s) per task" in log
     for model, weights in VARIANTS:
         lines = [m for m in log if m.startswith(f"extract: {model} [{weights}]")]
         assert len(lines) == 1 and ": done (" in lines[0], lines
@@ -104,7 +122,7 @@ def test_cluster_features_and_scores_equal_the_serial_run(runs):
 def test_threads_per_task_never_exceed_the_cpus(runs):
     from neuroxr.runtime import available_cores
 
-    budgets = runs[-1]
+    budgets = runs[-2]
     assert len(budgets) == 2
     # two single-thread workers on one host share its cores: each task gets half (at least 1)
     assert set(budgets.values()) == {max(1, available_cores() // 2)}
@@ -186,3 +204,17 @@ def test_cluster_table_is_used_when_the_command_line_names_none(tmp_path, monkey
     cfg.write_text(CONFIG + "[cluster]\nworkrs = 3\n")
     with pytest.raises(ConfigError, match="did you mean 'workers'"):
         load_settings(cfg)
+
+
+def test_missing_weights_skipped_and_listed_with_parallel_extraction(runs):
+    tmp, extra = runs[0], runs[-1]
+    res, log = extra["skipped"], extra["skipped_log"]
+    assert [(x["model"], x["weights"]) for x in res["not_run"]] == [("squeezenet1_1", "trained")]
+    assert "not run (1): squeezenet1_1 (trained)" in res["headline"]
+    from neuroxr.runtime import available_cores
+
+    assert f"extract: 2 model variant(s) on 2 Dask worker(s), {max(1, available_cores() // 2)} thread(s) per task" in log
+    ds = _features(tmp / "skipped", "squeezenet1_1")
+    assert set(ds.weights.values.tolist()) == {"random"}
+    page = res["report"].read_text()
+    assert "<h2>Not run</h2>" in page and "<b>squeezenet1_1</b> (trained)" in page
