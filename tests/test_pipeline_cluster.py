@@ -3,11 +3,13 @@ workers, each variant's store written once, the same numbers as the serial run, 
 sized so busy threads never exceed the CPUs."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
+from distributed import Client, LocalCluster
 
 from neuroxr import schema as S
 
@@ -38,8 +40,6 @@ VARIANTS = [("alexnet", "random"), ("squeezenet1_1", "random"), ("pixels", "rand
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The same pipeline run serially and on a LocalCluster of 2 workers x 1 thread."""
-    from distributed import Client, LocalCluster
-
     from neuroxr.pipeline import run_pipeline
 
     tmp = tmp_path_factory.mktemp("parallel")
@@ -129,19 +129,59 @@ def test_threads_per_task_never_exceed_the_cpus(runs):
     assert sum(budgets.values()) <= max(2, available_cores())
 
 
-def test_plan_worker_threads_divides_each_hosts_cores_by_its_slots():
+def test_plan_worker_threads_is_the_workers_threads_within_its_share_of_the_host():
     from neuroxr.pipeline.stages import plan_worker_threads
 
     class FakeClient:
         def scheduler_info(self):
             return {"workers": {"tcp://a:1": {"host": "a", "nthreads": 2}, "tcp://a:2": {"host": "a", "nthreads": 2},
-                                "tcp://b:1": {"host": "b", "nthreads": 1}, "tcp://c:1": {"host": "c", "nthreads": 8}}}
+                                "tcp://b:1": {"host": "b", "nthreads": 1}, "tcp://c:1": {"host": "c", "nthreads": 8},
+                                "tcp://d:1": {"host": "d", "nthreads": 4}, "tcp://d:2": {"host": "d", "nthreads": 4}}}
 
         def run(self, fn):
-            return {"tcp://a:1": 16, "tcp://a:2": 16, "tcp://b:1": 16, "tcp://c:1": 4}
+            return {"tcp://a:1": 16, "tcp://a:2": 16, "tcp://b:1": 16, "tcp://c:1": 4, "tcp://d:1": 4, "tcp://d:2": 4}
 
-    # host a: 16 cores over 4 slots; b: one slot owns 16; c: more slots than cores, 1 each
-    assert plan_worker_threads(FakeClient()) == {"tcp://a:1": 4, "tcp://a:2": 4, "tcp://b:1": 16, "tcp://c:1": 1}
+    # a: 2 threads each (16 cores shared by 2 workers); b: its 1 thread; c: 8 declared, 4 cores;
+    # d: two 4-thread workers on 4 cores get 2 each
+    assert plan_worker_threads(FakeClient()) == {"tcp://a:1": 2, "tcp://a:2": 2, "tcp://b:1": 1, "tcp://c:1": 4,
+                                                 "tcp://d:1": 2, "tcp://d:2": 2}
+
+
+def test_one_extraction_at_a_time_per_worker_and_per_model(tmp_path):
+    """The dispatcher: never two tasks on one worker at once, never two variants of one model at
+    once (their store is one file), every variant once, results in order."""
+    from neuroxr.pipeline import stages
+
+    with LocalCluster(n_workers=2, threads_per_worker=2, processes=False, memory_limit=0,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        import neuroxr.features.extract as fx
+
+        real = fx.extract_model
+
+        def slow(study, model, weights="random", **kw):  # stands in for an extraction (threads: the budget)
+            time.sleep(0.3)
+            return {"model": model, "weights": weights, "status": "done", "layers": 1, "nonfinite": [],
+                    "seconds": 0.3, "bytes": 0, "threads_seen": kw.get("threads")}
+
+        fx.extract_model = slow
+        try:
+            todo = [("m1", "random", "random"), ("m1", "ckpt", "ckpt"), ("m2", "random", "random"),
+                    ("m3", "random", "random"), ("m1", "trained", "trained")]
+            out = stages._extract_on_cluster(client, tmp_path, todo, {}, lambda m: None)
+        finally:
+            fx.extract_model = real
+        budgets = stages.plan_worker_threads(client)
+    assert [(r["model"], r["weights"]) for r in out] == [(m, w) for m, w, _ in todo]
+    assert all(r["threads_seen"] == budgets[r["worker"]] for r in out)
+
+    def overlap(a, b):
+        return a["started"] < b["finished"] and b["started"] < a["finished"]
+
+    for i, a in enumerate(out):
+        for b in out[i + 1:]:
+            assert not (a["worker"] == b["worker"] and overlap(a, b)), (a, b)
+            assert not (a["model"] == b["model"] and overlap(a, b)), (a, b)
+    assert len({r["worker"] for r in out}) == 2  # both workers took work
 
 
 def test_weights_missing_at_load_time_are_listed_not_fatal(tmp_path, monkeypatch):

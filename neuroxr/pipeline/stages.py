@@ -14,10 +14,10 @@ from ..features.extract import describe_result
 from ..features.variants import clean_features_dir
 from ..io.allen import ingest_allen
 from ..io.arrays import ingest_arrays
-from ..simulate import simulate_study
 from ..io.store import open_dataset
 from ..mapping.score import score_study
 from ..responses import select_study
+from ..simulate import simulate_study
 from .config import PipelineSettings, given
 from .plan import list_done_variants, list_model_variants, resolve_spec
 
@@ -91,10 +91,10 @@ def run_select(settings: PipelineSettings, study: Path, log, force) -> None:
 def plan_worker_threads(client) -> dict:
     """``{worker address: threads}``: the busy threads one extraction task may use on each worker.
 
-    A worker with ``nthreads`` slots runs that many tasks at once, and several worker processes
-    may share one host; so each task gets the host's cores (as the worker sees them:
-    :func:`neuroxr.runtime.available_cores`) divided by the slots of every worker on that host,
-    at least 1.  Busy threads then never exceed the host's CPUs, however the cluster is laid out.
+    A worker runs one extraction at a time (see :func:`_extract_on_cluster`) with its own
+    ``nthreads``, capped at its share of the host's cores (the host's cores as the worker sees them,
+    :func:`neuroxr.runtime.available_cores`, over the workers on that host), at least 1: busy
+    threads never exceed the host's CPUs, however the cluster is laid out.
     """
     from ..runtime import available_cores
 
@@ -103,61 +103,101 @@ def plan_worker_threads(client) -> dict:
         cores = client.run(available_cores)
     except (OSError, RuntimeError, TimeoutError, KeyError):  # a worker gone meanwhile: the safe default below
         cores = {}
-    slots: dict = {}
+    per_host: dict = {}
     for addr, w in workers.items():
         host = w.get("host") or addr.rpartition(":")[0]
-        slots[host] = slots.get(host, 0) + int(w.get("nthreads", 1) or 1)
+        per_host[host] = per_host.get(host, 0) + 1
     out = {}
     for addr, w in workers.items():
         host = w.get("host") or addr.rpartition(":")[0]
-        out[addr] = max(1, int(cores.get(addr, 1)) // max(1, slots[host]))
+        share = int(cores.get(addr, 1)) // max(1, per_host[host])
+        out[addr] = max(1, min(int(w.get("nthreads", 1) or 1), share))
     return out
 
 
-def extract_variant(study, model: str, weights: str, budgets: dict | None = None, after=None, **kw) -> dict:
+def extract_variant(study, model: str, weights: str, budgets: dict | None = None, **kw) -> dict:
     """One (model, weights) variant, as one Dask task: :func:`neuroxr.features.extract.extract_model`
     with the thread budget of the worker running it (``budgets``, from :func:`plan_worker_threads`;
-    1 thread on a worker it does not name).  ``after`` is the previous variant's result of the same
-    model (its store is the same file, so variants of one model run one after another).
+    1 thread on a worker it does not name).  The result also holds ``threads``, ``worker`` (its
+    address, None outside a worker), and ``started``/``finished`` (wall-clock seconds).
 
     Missing weights found only now (a :class:`~neuroxr.errors.MissingDataError` while loading) are
     returned as ``status == "missing"`` with the reason, so the other variants go on."""
     from ..errors import MissingDataError
     from ..features.extract import extract_model
+    from ..features.threads import thread_budget
 
-    threads = kw.pop("threads", None)
+    threads, worker = kw.pop("threads", None), None
+    try:
+        from distributed import get_worker
+
+        worker = get_worker().address
+    except (ImportError, ValueError):
+        pass
     if budgets is not None:
-        try:
-            from distributed import get_worker
-
-            threads = budgets.get(get_worker().address, 1)
-        except (ImportError, ValueError):
-            pass
+        threads = budgets.get(worker, 1)
+    started = time.time()
     try:
         out = extract_model(study, model, weights=weights, threads=threads, **kw)
-        from ..features.threads import thread_budget
-
-        return {**out, "threads": thread_budget(threads)}
     except MissingDataError as exc:
         return {"model": model, "weights": weights, "status": "missing", "reason": str(exc)}
+    return {**out, "threads": thread_budget(threads), "worker": worker, "started": started, "finished": time.time()}
+
+
+def _live_pool(client, gpu: bool) -> tuple[dict, list]:
+    """(thread budgets, the workers that take extractions: those offering a GPU when ``gpu``)."""
+    from ..cluster import GPU, worker_resources
+
+    budgets = plan_worker_threads(client)
+    if gpu:
+        res = worker_resources(client)
+        return budgets, [a for a in budgets if res.get(a, {}).get(GPU, 0) > 0]
+    return budgets, list(budgets)
 
 
 def _extract_on_cluster(client, study, todo, kw, log) -> list[dict]:
-    """Every variant of ``todo`` as one task on ``client``; variants of one model chained."""
-    from ..cluster import gather, gpu_resources
+    """Every variant of ``todo`` as one task on ``client``: one extraction at a time on each worker
+    (it runs with the worker's threads, :func:`plan_worker_threads`, and holds one model in memory),
+    the variants of one model (one store) one after another; results in ``todo`` order.  The first
+    task that fails raises its error (what finished is kept; a rerun resumes)."""
+    from distributed import wait
 
-    budgets = plan_worker_threads(client)
-    log(f"extract: {len(todo)} model variant(s) on {len(budgets)} Dask worker(s), "
-        f"{', '.join(sorted({str(b) for b in budgets.values()}))} thread(s) per task")
+    from ..cluster import gpu_resources
+
     res = gpu_resources(client)  # GPU workers (`dask worker --resources GPU=1`) take the models
-    last, futures = {}, []
+    budgets, pool = _live_pool(client, bool(res))
+    log(f"extract: {len(todo)} model variant(s) on {len(pool)} Dask worker(s), "
+        f"{', '.join(sorted({str(budgets[a]) for a in pool}))} thread(s) per task")
     run = uuid.uuid4().hex[:8]  # a key of its own per run: an earlier run's result is never reused
-    for model, weights, w in todo:
-        fut = client.submit(extract_variant, str(study), model, w, budgets, last.get(model), progress=False,
-                            pure=False, key=f"extract-{model}-{weights[:40]}-{run}", resources=res, **kw)
-        last[model] = fut
-        futures.append(fut)
-    return gather(client, futures, what="feature extraction")
+    pending, running, results = list(range(len(todo))), {}, [None] * len(todo)
+    free = list(pool)
+    while pending or running:
+        for i in list(pending):
+            model = todo[i][0]
+            if not free:
+                break
+            if any(todo[j][0] == model for j, _ in running.values()):
+                continue  # its store is being written by another variant
+            addr = free.pop(0)
+            fut = client.submit(extract_variant, str(study), model, todo[i][2], budgets, progress=False,
+                                pure=False, key=f"extract-{model}-{todo[i][1][:40]}-{run}", workers=[addr],
+                                allow_other_workers=True, resources=res, **kw)
+            running[fut] = (i, addr)
+            pending.remove(i)
+        if not running:  # every worker of the pool left: take whoever is there now
+            budgets, pool = _live_pool(client, bool(res))
+            if not pool:
+                raise NeuroxrError(f"no Dask worker left to extract {len(pending)} model variant(s) on")
+            free = list(pool)
+            continue
+        done, _ = wait(list(running), return_when="FIRST_COMPLETED")
+        live = set(client.scheduler_info().get("workers", {}))
+        for fut in done:
+            i, addr = running.pop(fut)
+            results[i] = fut.result()  # a task's error stops the run here
+            if addr in live:
+                free.append(addr)
+    return results
 
 
 def run_extract(settings: PipelineSettings, study: Path, log, force, client, skip=()) -> list[dict]:

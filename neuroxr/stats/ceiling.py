@@ -75,26 +75,26 @@ def summarize_ceilings(scores, splithalf=None) -> pd.DataFrame:
             if len(v):
                 per[a] = (float(v.mean()), len(v))
         for m in [m for m in metrics if m in _REGRESSION]:
-            rows += [dict(metric=m, area=a, ceiling=c, n=n, source="split-half reliability (Spearman-Brown), "
-                          "mean over neurons") for a, (c, n) in per.items()]
+            rows += [{"metric": m, "area": a, "ceiling": c, "n": n, "source": "split-half reliability (Spearman-Brown), "
+                          "mean over neurons"} for a, (c, n) in per.items()]
             if per:
-                rows.append(dict(metric=m, area=ALL, ceiling=float(np.mean([c for c, _ in per.values()])),
-                                 n=len(per), source="mean over areas"))
+                rows.append({"metric": m, "area": ALL, "ceiling": float(np.mean([c for c, _ in per.values()])),
+                                 "n": len(per), "source": "mean over areas"})
     areas_ds = groups.get("areas")
     if "rsa" in metrics and areas_ds is not None and "rsa_ceiling" in areas_ds.data_vars:
         c = areas_ds["rsa_ceiling"]
         vals = dict(zip(to_strings(c[S.AREA].values), np.asarray(c.values, float)))
         per = {a: vals[a] for a in order_groups(list(vals), "area") if np.isfinite(vals[a])}
-        rows += [dict(metric="rsa", area=a, ceiling=v, n=1, source="split-half RDM reliability (Spearman-Brown)")
+        rows += [{"metric": "rsa", "area": a, "ceiling": v, "n": 1, "source": "split-half RDM reliability (Spearman-Brown)"}
                  for a, v in per.items()]
         if per:
-            rows.append(dict(metric="rsa", area=ALL, ceiling=float(np.mean(list(per.values()))), n=len(per),
-                             source="mean over areas"))
+            rows.append({"metric": "rsa", "area": ALL, "ceiling": float(np.mean(list(per.values()))), "n": len(per),
+                             "source": "mean over areas"})
     out = pd.DataFrame(rows, columns=CEILING_COLUMNS)
     alls = out[out.area == ALL].set_index("metric").ceiling
     if reg in alls.index and "rsa" in alls.index:
-        extra = pd.DataFrame([dict(metric=OVERALL, area=ALL, ceiling=float((alls[reg] + alls["rsa"]) / 2), n=2,
-                                   source=f"mean of the {reg} and rsa ceilings")])
+        extra = pd.DataFrame([{"metric": OVERALL, "area": ALL, "ceiling": float((alls[reg] + alls["rsa"]) / 2), "n": 2,
+                                   "source": f"mean of the {reg} and rsa ceilings"}])
         out = pd.concat([out, extra], ignore_index=True)
     return out
 
