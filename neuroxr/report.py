@@ -196,7 +196,8 @@ def rank_keeping_intervals(scores, metrics=None, *, n_boot: int = 1000, seed: in
     other = stats.rank_models(trimmed, metrics, n_boot=n_boot, seed=seed, by=by)
     neuron_metrics = [m for m in METRICS if METRICS[m].target == "neuron"]
     key = [S.VARIANT, "metric", by]
-    fix = rankings.metric.isin(neuron_metrics) & (rankings[by] != stats.ALL) & rankings.ci_low.isna()
+    # per-group rows, and the ``all`` row of a one-group study (it takes its group's neuron interval)
+    fix = rankings.metric.isin(neuron_metrics) & rankings.ci_low.isna()
     if fix.any():
         ci = other.set_index(key)[["ci_low", "ci_high"]]
         idx = pd.MultiIndex.from_frame(rankings.loc[fix, key])

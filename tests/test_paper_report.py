@@ -377,3 +377,19 @@ def test_one_area_study_draws_no_per_area_small_multiples(tmp_path):
     assert {"rankings.png", "trained_vs_random.png", "depth.png", "taskonomy.png"} <= pngs
     tk = pd.read_csv(index.parent / "taskonomy.csv")
     assert set(tk.area) == {"all", "VISp"}  # the table keeps both; the figure draws VISp alone
+
+
+def test_one_area_all_row_keeps_its_interval_when_one_layer_is_nan():
+    from neuroxr.report import rank_keeping_intervals
+
+    tree = make_scores(seed=8, n_neurons=40, rsa=False, models=[("alexnet", "cnn", 6, 0.5)])
+    root = tree.to_dataset(inherit=False).assign_coords(area=("neuron", np.full(40, "VISp")))
+    root["ridge_r"].loc[{"layer": S.layer_id("alexnet", "random", "l2")}] = np.nan
+    kept = rank_keeping_intervals(_tree(root), n_boot=200, seed=0)
+    rows = kept[(kept.model == "alexnet") & (kept.weights == "random")]
+    assert set(rows.area) == {"all", "VISp"} and rows.ci_low.notna().all()
+    a, v = rows[rows.area == "all"].iloc[0], rows[rows.area == "VISp"].iloc[0]
+    assert a.score == pytest.approx(v.score) and a.ci_low < a.ci_high
+    # the same statistic (the one area's neuron bootstrap), other draws: the intervals nearly agree
+    width = v.ci_high - v.ci_low
+    np.testing.assert_allclose([a.ci_low, a.ci_high], [v.ci_low, v.ci_high], atol=0.3 * width)
