@@ -201,7 +201,8 @@ def _fetch_hub(spec: WeightsSpec, F, *, progress, retries, timeout) -> Path:
     want = spec.sha256 or (etag if len(etag) == 64 and _HEX.match(etag) else None)
     repo = hub_repo_dir(spec.repo_id)
     blob = repo / "blobs" / (want or f"{spec.file}.incomplete-{commit}")
-    F.download_verified(info.get("location") or spec.url, blob, sha256=want, size=info.get("size"),
+    # no size hint: a short or changed file is refused by its sha256, named in the message
+    F.download_verified(info.get("location") or spec.url, blob, sha256=want,
                         progress=progress, retries=retries, timeout=timeout, desc=f"{spec.repo_id}/{spec.file}",
                         hint=f"run `neuroxr fetch weights --model {spec.model}` again")
     if want is None:  # no checksum anywhere: name the blob by its content

@@ -331,18 +331,18 @@ _PATCH_LOCK = threading.Lock()
 
 @contextlib.contextmanager
 def _torchvision_state_dict_from(path: Path, what: str):
-    """torchvision's builders read the weights through ``Weights.get_state_dict``: here from ``path``
+    """torchvision's builders read the weights through ``WeightsEnum.get_state_dict``: here from ``path``
     with ``torch.load(weights_only=True)`` (the builders' own call would unpickle), so their
     key fixes (DenseNet) and constructor settings (GoogLeNet, Inception-v3) still apply."""
-    from torchvision.models._api import Weights
+    from torchvision.models._api import WeightsEnum
 
     with _PATCH_LOCK:
-        original = Weights.get_state_dict
-        Weights.get_state_dict = lambda self, *a, **k: read_checkpoint(path, what)
+        original = WeightsEnum.get_state_dict
+        WeightsEnum.get_state_dict = lambda self, *a, **k: read_checkpoint(path, what)
         try:
             yield
         finally:
-            Weights.get_state_dict = original
+            WeightsEnum.get_state_dict = original
 
 
 def _trained_file(row: dict):

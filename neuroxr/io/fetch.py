@@ -279,7 +279,10 @@ def download_verified(url, dest, *, sha256=None, sha256_prefix=None, size=None, 
         download_file(url, tmp, size=size, retries=retries, timeout=timeout, progress=progress, desc=desc,
                       backoff=backoff)
     except VerificationError as exc:
-        raise VerificationError(f"{dest}: {exc}; {hint}") from None
+        why = re.split(r" \(the file on the server|; refused", str(exc), maxsplit=1)[0]
+        want = sha256 or sha256_prefix
+        raise VerificationError(f"{dest}: {why}; expected sha256 {want or '(not pinned)'}; refused, nothing kept: "
+                                f"{hint}") from None
     except DownloadError as exc:
         msg = str(exc).split("; check", 1)[0]
         raise DownloadError(f"{dest}: {msg}; {hint}") from None
