@@ -24,7 +24,6 @@ import torch
 
 from neuroxr.catalogs import read_catalog
 from neuroxr.features import weights as W
-from neuroxr.io import fetch as F
 
 pytestmark = pytest.mark.network
 
@@ -292,7 +291,7 @@ def test_truncated_or_wrong_file_is_refused_and_nothing_kept(zoo, planted, serve
     assert main(["fetch", "weights", "--model", name, "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "sha256" in err and "expected" in err and "refused" in err and name in err
-    line = [ln for ln in err.splitlines() if "error:" in ln][0]
+    line = next(ln for ln in err.splitlines() if "error:" in ln)
     assert re.search(r"sha256 [0-9a-f]{64}, expected sha256( starting with)? [0-9a-f]{8,64}", line)
     assert ("127.0.0.1" in line) and "neuroxr fetch weights --model" in line
     assert _files_under(zoo / "torch" / "hub" / "checkpoints") == []

@@ -47,7 +47,12 @@ def _rows(args) -> list[dict]:
 
 def _fetch_weights(args) -> int:
     from ..features.progress import plural
-    from ..features.weights import fetch_weights, find_cached_weights, find_weights_spec, is_offline
+    from ..features.weights import (
+        fetch_weights,
+        find_cached_weights,
+        find_weights_spec,
+        is_offline,
+    )
     from ..io.fetch import DownloadError
 
     rows = _rows(args)

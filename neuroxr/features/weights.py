@@ -144,7 +144,8 @@ def find_cached_weights(spec: WeightsSpec) -> Path | None:
 
 def describe_missing(spec: WeightsSpec) -> str:
     """One line: what is missing, where it was looked for, how to get it."""
-    where = spec.cache_path if spec.kind == "torch-hub" else hub_repo_dir(spec.repo_id) / "snapshots" / "*" / spec.file
+    where = (f"{spec.cache_path} (torch hub cache)" if spec.kind == "torch-hub" else
+             f"{hub_repo_dir(spec.repo_id) / 'snapshots' / '*' / spec.file} (Hugging Face hub cache, repo {spec.repo_id})")
     return (f"{spec.model} ({spec.source}) trained weights: {where} is missing; run `neuroxr fetch weights "
             f"--model {spec.model}` on a machine that is online (or `--print` for the file, URL and cache path "
             f"to fill by hand), or give the weights as a file")
