@@ -373,3 +373,95 @@ def test_check_and_fetch_print_name_the_same_place(zoo, planted):
         assert f"--model {m}" in missing[(m, "trained")]
         assert (str(spec.cache_path) if spec.kind == "torch-hub" else spec.repo_id.replace("/", "--")) in missing[(m, "trained")]
         assert "huggingface-cli" not in missing[(m, "trained")]
+
+
+def test_fetch_weights_help_imports_no_heavy_library():
+    from test_cli_start import _loaded_after
+
+    assert _loaded_after(["fetch", "weights", "--help"]) == []
+
+
+# --------------------------------------------------------------------------- a conwell2021-style run
+PIPELINE = """
+[study]
+dir = "study"
+kind = "conwell2021"
+seed = 0
+
+[ingest]
+source = "simulate"
+model = "alexnet"
+weights_seed = 0
+n_images = 24
+neurons_per_area = 12
+n_trials = 6
+image_size = 32
+
+[select]
+min_reliability = -1.0
+
+[extract]
+models = ["squeezenet1_1", "test_resnet"]
+weights = ["trained"]
+baselines = ["pixels"]
+seed = 0
+batch_size = 8
+
+[score]
+metrics = ["ridge", "rsa"]
+
+[report]
+n_boot = 10
+seed = 0
+"""
+
+
+def _plant(root: Path, planted, skip=()) -> None:
+    """The fake trained files in the standard caches, as torch hub and huggingface_hub store them."""
+    hub = root / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    if "tv" not in skip:
+        (hub / planted["tv_file"]).write_bytes(planted["bytes"]["tv"])
+    if "tk" not in skip:
+        (hub / planted["tk_file"]).write_bytes(planted["bytes"]["tk"])
+    if "tm" not in skip:
+        repo = root / "hf" / "hub" / "models--timm--test_resnet.r160_in1k"
+        (repo / "snapshots" / COMMIT).mkdir(parents=True)
+        (repo / "snapshots" / COMMIT / "model.safetensors").write_bytes(planted["bytes"]["tm"])
+        (repo / "refs").mkdir()
+        (repo / "refs" / "main").write_text(COMMIT)
+
+
+@pytest.mark.parametrize("missing", [None, "tm"])
+def test_conwell2021_style_run_loads_every_planted_file(tmp_path, monkeypatch, planted, missing):
+    import json
+
+    from neuroxr.cli import main
+    from neuroxr.io.store import open_dataset
+
+    for v in ("HF_HUB_CACHE", "HF_ENDPOINT"):
+        monkeypatch.delenv(v, raising=False)
+    monkeypatch.setenv("NEUROXR_OFFLINE", "1")  # nothing may be fetched: the caches hold the files
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("NEUROXR_CATALOGS", str(write_test_catalogs(tmp_path / "catalogs", planted, "http://127.0.0.1:9")))
+    _plant(tmp_path, planted, skip=(missing,) if missing else ())
+    cfg = tmp_path / "conwell2021.toml"
+    cfg.write_text(PIPELINE)
+    assert main(["run", str(cfg)]) == 0
+    study = tmp_path / "study"
+    want = {"squeezenet1_1": planted["sha"]["tv"], "test_resnet": planted["sha"]["tm"]}
+    if missing:
+        want.pop("test_resnet")
+        not_run = json.loads((study / "reports" / "not_run.json").read_text())
+        assert [(w["model"], w["weights"]) for w in not_run] == [("test_resnet", "trained")]
+        assert "models--timm--test_resnet.r160_in1k" in not_run[0]["reason"]
+        assert not (study / "features" / "test_resnet.zarr").exists()
+    for model, sha in want.items():
+        ds = open_dataset(study / "features" / f"{model}.zarr")
+        variant = json.loads(ds.attrs["variants"])["trained"]
+        assert variant["loaded_sha256"] == sha == hashlib.sha256(Path(variant["weights_file"]).read_bytes()).hexdigest()
+        assert set(ds["weights"].values.tolist()) == {"trained"}
+    scores = open_dataset(study / "scores.zarr")
+    assert set(scores["model"].values.tolist()) == set(want) | {"pixels"}
