@@ -9,26 +9,9 @@ import pytest
 
 from neuroxr.features.zoo import list_models, load_model
 
-PAPER_TORCHVISION = """alexnet vgg11 vgg13 vgg16 vgg19 vgg11_bn vgg13_bn vgg16_bn vgg19_bn resnet18 resnet34 resnet50
-resnet101 resnet152 squeezenet1_0 squeezenet1_1 densenet121 densenet161 densenet169 densenet201
-googlenet shufflenet_v2_x0_5 shufflenet_v2_x1_0 mobilenet_v2 resnext50_32x4d resnext101_32x8d
-wide_resnet50_2 wide_resnet101_2 mnasnet0_5 mnasnet1_0 inception_v3""".split()
-PAPER_TIMM = """cait_s24_224 coat_lite_mini coat_mini convit_base convit_small cspdarknet53 cspresnet50 dla34 dla169
-eca_nfnet_l0 eca_nfnet_l1 ecaresnet50d ecaresnet101d efficientnetv2_rw_s fbnetc_100 gernet_l
-gernet_s ghostnet_100 hardcorenas_a hardcorenas_f levit_128 levit_256 inception_resnet_v2
-inception_v3 inception_v4 mixer_b16_224 mixer_l16_224 mixnet_l mixnet_s mnasnet_100 mobilenetv3_rw
-nasnetalarge nf_resnet50 nfnet_l0 pit_b_224 pit_s_224 pit_ti_224 pnasnet5large regnetx_064
-regnety_064 repvgg_b3 repvgg_b3g4 res2net50_26w_4s resnest50d resnetrs50 rexnet_100 selecsls60
-semnasnet_100 seresnet152d seresnext50_32x4d skresnet18 skresnext50_32x4d spnasnet_100
-swin_base_patch4_window7_224 swin_large_patch4_window7_224 swin_small_patch4_window7_224
-swin_tiny_patch4_window7_224 tf_efficientnet_b1 tf_efficientnet_b3 tf_efficientnet_b5
-tf_efficientnet_b7 tnt_s_patch16_224 tresnet_l twins_pcpvt_base twins_svt_base visformer_small
-deit_base_patch16_224 deit_small_patch16_224 deit_tiny_patch16_224 vit_large_patch16_224
-vit_small_patch16_224 vit_tiny_patch16_224 vit_tiny_r_s16_p8_224 vit_base_patch16_224
-vit_base_patch32_224 vit_small_patch32_224 xception xception65""".split()
-PAPER_TASKONOMY = """autoencoding class_object class_scene curvature denoising depth_euclidean depth_zbuffer
-edge_occlusion edge_texture egomotion fixated_pose inpainting jigsaw keypoints2d keypoints3d nonfixated_pose normal
-point_matching reshading room_layout segment_semantic segment_unsup25d segment_unsup2d vanishing_point""".split()
+PAPER_TORCHVISION = ["alexnet", "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "squeezenet1_0", "squeezenet1_1", "densenet121", "densenet161", "densenet169", "densenet201", "googlenet", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "mobilenet_v2", "resnext50_32x4d", "resnext101_32x8d", "wide_resnet50_2", "wide_resnet101_2", "mnasnet0_5", "mnasnet1_0", "inception_v3"]
+PAPER_TIMM = ["cait_s24_224", "coat_lite_mini", "coat_mini", "convit_base", "convit_small", "cspdarknet53", "cspresnet50", "dla34", "dla169", "eca_nfnet_l0", "eca_nfnet_l1", "ecaresnet50d", "ecaresnet101d", "efficientnetv2_rw_s", "fbnetc_100", "gernet_l", "gernet_s", "ghostnet_100", "hardcorenas_a", "hardcorenas_f", "levit_128", "levit_256", "inception_resnet_v2", "inception_v3", "inception_v4", "mixer_b16_224", "mixer_l16_224", "mixnet_l", "mixnet_s", "mnasnet_100", "mobilenetv3_rw", "nasnetalarge", "nf_resnet50", "nfnet_l0", "pit_b_224", "pit_s_224", "pit_ti_224", "pnasnet5large", "regnetx_064", "regnety_064", "repvgg_b3", "repvgg_b3g4", "res2net50_26w_4s", "resnest50d", "resnetrs50", "rexnet_100", "selecsls60", "semnasnet_100", "seresnet152d", "seresnext50_32x4d", "skresnet18", "skresnext50_32x4d", "spnasnet_100", "swin_base_patch4_window7_224", "swin_large_patch4_window7_224", "swin_small_patch4_window7_224", "swin_tiny_patch4_window7_224", "tf_efficientnet_b1", "tf_efficientnet_b3", "tf_efficientnet_b5", "tf_efficientnet_b7", "tnt_s_patch16_224", "tresnet_l", "twins_pcpvt_base", "twins_svt_base", "visformer_small", "deit_base_patch16_224", "deit_small_patch16_224", "deit_tiny_patch16_224", "vit_large_patch16_224", "vit_small_patch16_224", "vit_tiny_patch16_224", "vit_tiny_r_s16_p8_224", "vit_base_patch16_224", "vit_base_patch32_224", "vit_small_patch32_224", "xception", "xception65"]
+PAPER_TASKONOMY = ["autoencoding", "class_object", "class_scene", "curvature", "denoising", "depth_euclidean", "depth_zbuffer", "edge_occlusion", "edge_texture", "egomotion", "fixated_pose", "inpainting", "jigsaw", "keypoints2d", "keypoints3d", "nonfixated_pose", "normal", "point_matching", "reshading", "room_layout", "segment_semantic", "segment_unsup25d", "segment_unsup2d", "vanishing_point"]
 
 
 def _paper_names(df):

@@ -5,13 +5,17 @@ import hashlib
 import re
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from neuroxr import schema as S
 from neuroxr.errors import MissingDataError
-from neuroxr.features.zoo import CheckpointMismatchError, UnknownModelError, list_models, load_model
+from neuroxr.features.zoo import (
+    CheckpointMismatchError,
+    UnknownModelError,
+    list_models,
+    load_model,
+)
 
 
 def test_catalog_rows_and_columns():

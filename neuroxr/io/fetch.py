@@ -29,6 +29,11 @@ the server gives one) is verified, else the ``.part`` is deleted and the file re
 already present with the server's size (and MD5) are not downloaded again; a small record,
 ``.neuroxr_fetch.json``, remembers verified files so they are not re-hashed on every run.
 Only the Python standard library (``urllib``) is used.
+
+The same machinery fetches the models' trained weights (:mod:`neuroxr.features.weights`):
+:func:`download_verified` adds the sha256 check (full digest, or the prefix torchvision file names
+carry) before a file is moved into place, and :func:`hub_file_info` reads the Hugging Face hub's
+metadata headers (commit, LFS sha256, size) of a ``resolve`` URL.
 """
 from __future__ import annotations
 
