@@ -90,3 +90,14 @@ def test_models_cli_lists_the_selection(capsys):
     cap = capsys.readouterr()
     assert "tf_efficientnet_b7" in cap.out and "efficientnet_b0" not in cap.out
     assert f"{len(list_models(catalog='conwell2021'))} models" in cap.err
+
+
+def test_extract_trained_over_the_selection_leaves_out_the_random_encoder(monkeypatch, capsys):
+    import neuroxr.features.extract as E
+    from neuroxr.cli import main
+
+    seen = {}
+    monkeypatch.setattr(E, "extract_features", lambda study, models=None, **kw: seen.setdefault("m", models) and [])
+    assert main(["extract", "nowhere", "--catalog", "conwell2021", "--family", "taskonomy", "--weights", "trained"]) == 0
+    assert seen["m"] == PAPER_TASKONOMY
+    assert "taskonomy_random" in capsys.readouterr().err

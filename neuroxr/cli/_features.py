@@ -35,6 +35,21 @@ def _log(msg: str) -> None:
     print(f"neuroxr extract: {msg}", file=sys.stderr, flush=True)
 
 
+def _with_trained_weights(catalog, family) -> list[str]:
+    """The rows of a catalogue slice that ``--weights trained`` can run: those with published weights and the
+    baselines (the random Taskonomy encoder and the SimCLR AlexNet are left out, and named)."""
+    from ..features.weights import has_trained_weights
+    from ..features.zoo import list_models
+
+    rows = list_models(family=family, catalog=catalog).to_dict("records")
+    keep = [r["model"] for r in rows if r["family"] == "baseline" or has_trained_weights(r)]
+    left = [r["model"] for r in rows if r["model"] not in keep]
+    if left:
+        _log(f"--weights trained: {', '.join(left)} have no published trained weights, not run (the random "
+             "Taskonomy encoder runs with --weights random; a SimCLR AlexNet with --weights PATH)")
+    return keep
+
+
 def _extract(args):
     from ..cluster import client_from_args
     from ..features.extract import (  # torch
@@ -54,8 +69,11 @@ def _extract(args):
         if not args.model and not args.catalog and not args.family:
             raise CommandLineError("name models with --model M (repeatable), or a slice of the zoo with "
                                    "--catalog conwell2021 (or a models CSV) [--family cnn]")
+        models = args.model
+        if not models and args.weights == "trained":
+            models = _with_trained_weights(args.catalog, args.family)
         with client_from_args(args) as client:
-            res = extract_features(args.study, models=args.model, weights=args.weights or "random", seed=args.seed,
+            res = extract_features(args.study, models=models, weights=args.weights or "random", seed=args.seed,
                                    srp=args.srp, catalog=args.catalog, family=args.family, client=client,
                                    overwrite=args.overwrite, batch_size=args.batch_size, device=args.device,
                                    threads=args.threads, log=_log)
