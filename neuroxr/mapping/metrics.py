@@ -230,3 +230,14 @@ register_metric(Metric("rsa", S.RSA_R, "area", AREA_DIMS, needs=("gram", "featur
                        build=build_rsa))
 register_metric(Metric("srp-ridge", "srp_ridge_r", "neuron", NEURON_DIMS, needs=("srp",), build=build_srp_ridge))
 register_metric(Metric("pls", "pls_r", "neuron", NEURON_DIMS, needs=("srp",), build=build_pls))
+
+
+def _build_pls_splits(inp: ScoringInputs) -> Built:
+    # the domain study's metric (numpy/sklearn only), imported when it is built
+    from ..domains.scoring import build_pls_splits
+
+    return build_pls_splits(inp)
+
+
+register_metric(Metric("pls-splits", "pls_split_r", "neuron", (S.LAYER, S.NEURON, "split"), needs=("gram_z",),
+                       build=_build_pls_splits))
