@@ -13,9 +13,10 @@ Layout of a domain study directory ``STUDY``::
         reports/domains/                CSV tables and figures of this recording
     STUDY/reports/domains/              table1.csv, naturalness, figures across recordings
 
-Parallelism: one Dask task per network, for training (process scheduler: each network's
-torch random state is its own) and for extraction (threads, torch and BLAS single-threaded in
-each task); scoring is :func:`neuroxr.mapping.runner.score_study` (its own Dask graph).
+Parallelism: one Dask task per network, for training and for extraction, on Dask's process
+scheduler (each network's torch random state is its own, and the features store's study lock
+excludes the other writers), torch and BLAS single-threaded in each task; scoring is
+:func:`neuroxr.mapping.runner.score_study` (its own Dask graph, BLAS single-threaded).
 """
 from __future__ import annotations
 
@@ -145,7 +146,7 @@ def _compute(tasks: list, scheduler: str):
         return []
     cores = available_cores()
     if cores == 1 or len(tasks) == 1:
-        with _one_thread_each() if scheduler == "threads" else contextlib.nullcontext():
+        with _one_thread_each():
             return list(dask.compute(*tasks, scheduler="synchronous"))
     if scheduler == "threads":
         with _one_thread_each():
@@ -186,10 +187,13 @@ def train_networks(domains: dict, ckpt_dir: Path, settings: dict, reuse, log=pri
 
 
 def _extract_one(study, label, ckpt, layers, batch_size):
+    import torch
+
     from ..features.extract import extract_model
     from .activations import _zoo_conv_activations
     from .simclr import load_simclr_alexnet
 
+    torch.set_num_threads(1)
     res = extract_model(study, MODEL, weights=str(ckpt), threads=1, batch_size=batch_size, progress=False)
     pixels = np.asarray(open_dataset(Path(study) / S.STIMULI_STORE)[S.PIXELS].values)
     acts = _zoo_conv_activations(ckpt, pixels, layers, batch_size)
@@ -200,7 +204,9 @@ def _extract_one(study, label, ckpt, layers, batch_size):
 def extract_networks(study, checkpoints: dict, layers=tuple(CONV_LAYERS), batch_size: int = 64, log=print):
     """Every network into ``STUDY/features/alexnet-simclr.zarr`` (one variant each) and its conv activations.
 
-    One Dask task per network (threads; torch and BLAS single-threaded in each).
+    One Dask task per network, each in a process of its own (torch and BLAS single-threaded in
+    each): the networks' variants are added to the one features store under its study lock, which
+    excludes other processes (threads of one process share it).
 
     Returns
     -------
@@ -214,7 +220,7 @@ def extract_networks(study, checkpoints: dict, layers=tuple(CONV_LAYERS), batch_
                                                     dask_key_name=f"extract-{label}")
              for label, ck in checkpoints.items()]
     acts, filters = {}, {}
-    for label, res, a, f in _compute(tasks, "threads"):
+    for label, res, a, f in _compute(tasks, "processes"):
         log(f"extract: {label}: {res['status']}")
         acts[label], filters[label] = a, f
     return acts, filters
