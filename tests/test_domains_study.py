@@ -294,3 +294,15 @@ def test_prasad2022_pipeline_end_to_end_on_the_shared_visp_recordings(tmp_path, 
     for fig in ("first_layer_filters", "norm_distributions", "distances", "predictivity_by_layer"):
         assert (rec / "reports" / "domains" / f"{fig}.png").stat().st_size > 2000, fig
     assert (study / "reports" / "domains" / "naturalness.png").exists()
+
+
+def test_cli_tile_cremi(tmp_path, capsys):
+    h5py = pytest.importorskip("h5py")
+    from neuroxr.cli import main
+
+    f = tmp_path / "sample_B.hdf"
+    with h5py.File(f, "w") as h5:
+        h5.create_dataset("volumes/raw", data=np.arange(2 * 250 * 250, dtype=np.uint32).reshape(2, 250, 250) % 251)
+    assert main(["tile-cremi", str(f), "--out", str(tmp_path / "c")]) == 0
+    assert "8 tiles" in capsys.readouterr().out
+    assert main(["tile-cremi", str(tmp_path / "missing.hdf"), "--out", str(tmp_path / "d")]) != 0

@@ -168,6 +168,13 @@ def run_domains_pipeline(config: dict, study=None, progress: bool = True, log=No
         res = analyse_recording(rdir, weights, acts, naturalness, cmp_cfg)
         rfiles = _write_recording_report(rdir, res, filters, networks, cmp_cfg)
         files.update({f"{name}:{k}": v for k, v in rfiles.items()})
+        if cmp_cfg.get("figures", True):  # the recording's norms and distances beside Table 1
+            from .plots import plot_distances, plot_norm_distributions
+
+            files[f"fig_norm_distributions_{name}"] = plot_norm_distributions(
+                res["norms"], report_dir / f"norm_distributions_{name}.png")
+            if len(res["distances"]):
+                files[f"fig_distances_{name}"] = plot_distances(res["distances"], report_dir / f"distances_{name}.png")
         per_rec[name] = {**res, "study": rdir, "files": rfiles}
         summaries[name] = res["summary"]
         log(f"{name}: scored and analysed -> {rdir}")
@@ -181,7 +188,7 @@ def run_domains_pipeline(config: dict, study=None, progress: bool = True, log=No
     print_table(text)
     if filters and cmp_cfg.get("figures", True):
         files.update(plot_domain_report(report_dir, filters=filters))
-    files["index"] = write_domains_index(report_dir, files, summary=table1, networks=networks)
+    files["index"] = write_domains_index(report_dir, files, table1=table1, networks=networks)
     return {"study": study, "domains": domains, "naturalness": nat, "checkpoints": checkpoints,
             "recordings": per_rec, "table1": table1, "report": {"index": files["index"]}, "files": files,
             "index": files["index"]}

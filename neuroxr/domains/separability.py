@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import make_scorer, precision_score, recall_score
 from sklearn.model_selection import StratifiedGroupKFold, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -70,8 +71,9 @@ def classify_domains(activations: dict, n_folds: int = 5, seed: int = 0, standar
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             res = cross_validate(est, X, y, groups=groups, cv=cv,
-                                 scoring={"accuracy": "accuracy", "precision": "precision_macro",
-                                          "recall": "recall_macro"})
+                                 scoring={"accuracy": "accuracy",
+                                          "precision": make_scorer(precision_score, average="macro", zero_division=0),
+                                          "recall": make_scorer(recall_score, average="macro", zero_division=0)})
         for f in range(k):
             rows.append({"layer": layer, "fold": str(f), "accuracy": res["test_accuracy"][f],
                          "precision": res["test_precision"][f], "recall": res["test_recall"][f],
