@@ -280,6 +280,14 @@ def test_prasad2022_pipeline_end_to_end_on_the_shared_visp_recordings(tmp_path, 
     # the recording's domains.zarr: labelled tests, norms, distances, SVM
     dz = open_dataset(rec / "domains.zarr").load()
     assert dz["predictivity"].dims == ("domain", "layer", "area", "split")
+    # the statistics' scores are the paper's PLS: PLSRegression(scale=True) on the raw activations,
+    # median over the area's neurons, per split
+    for s, (tr, te) in enumerate(splits):
+        pred = PLSRegression(5, scale=True).fit(X[tr], Y[tr]).predict(X[te])
+        med = np.median([stats.pearsonr(pred[:, j], Y[te][:, j])[0] for j in range(Y.shape[1])])
+        got_s = dz["predictivity"].sel(domain="lines", layer="conv1", area="VISp", split=s).item()
+        assert got_s == pytest.approx(med, abs=1e-6)
+    assert "predictivity_scores" in dz  # the data model's Gram PLS beside it
     assert list(dz["pair"].values) == ["spectral-p2>lines"] and (dz["mw_alternative"] == "greater").all()
     # norms come from the features store's Gram diagonal: equal to numpy's norm of the activations
     np.testing.assert_allclose(dz["norm"].sel(domain="lines", layer="conv1"), np.linalg.norm(X, axis=1), rtol=1e-5)

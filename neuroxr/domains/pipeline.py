@@ -49,7 +49,7 @@ _TRAIN_KEYS = ("epochs", "batch_size", "image_size", "lr", "momentum", "weight_d
                "checkpoint_every", "resize")
 _COMPARE_KEYS = ("layers", "areas", "n_splits", "test_size", "n_components", "scale", "seed", "trial_split",
                  "pool", "svm_folds", "svm_standardize", "use_selection", "batch_size", "backend", "figures",
-                 "correction")
+                 "correction", "pls")
 _RECORDING_NAMES = ("allen-2p", "allen-neuropixels", "sensorium", "simulated")
 
 
@@ -122,6 +122,9 @@ def run_domains_pipeline(config: dict, study=None, progress: bool = True, log=No
     files: dict = {}
     cmp_cfg = _section(config, "compare")
     _unknown(cmp_cfg, _COMPARE_KEYS, "compare")
+    if cmp_cfg.get("pls", "exact") not in ("exact", "scores"):
+        raise NeuroxrError(f"pipeline config [compare] pls = {cmp_cfg['pls']!r}: use \"exact\" (the paper's PLS on "
+                           "the conv activations) or \"scores\" (scores.zarr's pls_split_r)")
     recordings = _recordings(config)
 
     domains = _prepare_domains(config, study)
@@ -162,10 +165,12 @@ def run_domains_pipeline(config: dict, study=None, progress: bool = True, log=No
         rdir = study / RECORDINGS_DIR / name
         ingest_recording(name, spec, rdir, log=log)
         _select(config, rdir, log)
-        acts, filters = extract_networks(rdir, checkpoints, layers=layers,
-                                         batch_size=int(cmp_cfg.get("batch_size", 64)), log=log)
+        exact_pls = cmp_cfg.get("pls", "exact") == "exact"
+        acts, filters, exact = extract_networks(rdir, checkpoints, layers=layers,
+                                                batch_size=int(cmp_cfg.get("batch_size", 64)), log=log,
+                                                pls=pls if exact_pls else None)
         score_recording(rdir, pls, log=log)
-        res = analyse_recording(rdir, weights, acts, naturalness, cmp_cfg)
+        res = analyse_recording(rdir, weights, acts, naturalness, {**cmp_cfg, "_exact": exact})
         rfiles = _write_recording_report(rdir, res, filters, networks, cmp_cfg)
         files.update({f"{name}:{k}": v for k, v in rfiles.items()})
         if cmp_cfg.get("figures", True):  # the recording's norms and distances beside Table 1

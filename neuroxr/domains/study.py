@@ -186,7 +186,46 @@ def train_networks(domains: dict, ckpt_dir: Path, settings: dict, reuse, log=pri
     return out
 
 
-def _extract_one(study, label, ckpt, layers, batch_size):
+def calc_exact_pls(study, acts: dict, pls: dict) -> dict:
+    """The paper's PLS on a network's conv activations: ``PLSRegression(scale=True)`` per split.
+
+    :func:`neuroxr.mapping.pls.calc_pls_consistency` (even/odd trial halves) when the responses
+    have trials, else :func:`neuroxr.mapping.pls.cross_validated_pls` (held-out r), on the
+    study's (selected) responses and the splits of ``pls`` (the same as the ``pls-splits``
+    metric's).  Returns layer -> ndarray (split, neuron).
+    """
+    from ..mapping.pls import calc_pls_consistency, cross_validated_pls, make_splits, split_trial_halves
+    from ..responses import load_selected_responses
+
+    o = {**PLS_SPLITS_DEFAULTS, **pls}
+    resp = load_selected_responses(study)
+    image_ids = np.asarray(open_dataset(Path(study) / S.STIMULI_STORE)[S.IMAGE].values)
+    resp = resp.sel({S.IMAGE: image_ids})
+    Y = np.asarray(resp[S.MEAN].transpose(S.IMAGE, S.NEURON).values, dtype=np.float64)
+    splits = make_splits(len(image_ids), kind=o["kind"], n_splits=o["n_splits"], test_size=o["test_size"],
+                         seed=o["seed"])
+    halves = None
+    if S.TRIALS in resp:
+        halves = split_trial_halves(np.asarray(resp[S.TRIALS].transpose(S.NEURON, S.IMAGE, S.TRIAL).values),
+                                    kind="even_odd")
+    out = {}
+    ok = np.isfinite(Y).all(axis=0)
+    if halves is not None:
+        ok &= np.isfinite(halves[0]).all(axis=0) & np.isfinite(halves[1]).all(axis=0)
+    for layer, X in acts.items():
+        r = np.full((len(splits), Y.shape[1]), np.nan)
+        X = np.asarray(X, dtype=np.float64).reshape(len(image_ids), -1)
+        if ok.any() and np.isfinite(X).all() and np.ptp(X, axis=0).max(initial=0) > 0:
+            if halves is None:
+                r[:, ok] = cross_validated_pls(X, Y[:, ok], splits, n_components=o["n_components"])
+            else:
+                r[:, ok] = calc_pls_consistency(X, halves[0][:, ok], halves[1][:, ok], splits,
+                                                n_components=o["n_components"])
+        out[layer] = r
+    return out
+
+
+def _extract_one(study, label, ckpt, layers, batch_size, pls):
     import torch
 
     from ..features.extract import extract_model
@@ -198,11 +237,17 @@ def _extract_one(study, label, ckpt, layers, batch_size):
     pixels = np.asarray(open_dataset(Path(study) / S.STIMULI_STORE)[S.PIXELS].values)
     acts = _zoo_conv_activations(ckpt, pixels, layers, batch_size)
     net, _ = load_simclr_alexnet(ckpt)
-    return label, res, acts, net.features[0].weight.detach().cpu().numpy()
+    with single_threaded_blas():
+        exact = calc_exact_pls(study, acts, pls) if pls is not None else None
+    return label, res, acts, net.features[0].weight.detach().cpu().numpy(), exact
 
 
-def extract_networks(study, checkpoints: dict, layers=tuple(CONV_LAYERS), batch_size: int = 64, log=print):
+def extract_networks(study, checkpoints: dict, layers=tuple(CONV_LAYERS), batch_size: int = 64, log=print,
+                     pls: dict | None = None):
     """Every network into ``STUDY/features/alexnet-simclr.zarr`` (one variant each) and its conv activations.
+
+    With ``pls`` (the ``pls-splits`` options) each task also runs the paper's PLS on the conv
+    activations (:func:`calc_exact_pls`).
 
     One Dask task per network, each in a process of its own (torch and BLAS single-threaded in
     each): the networks' variants are added to the one features store under its study lock, which
@@ -212,18 +257,19 @@ def extract_networks(study, checkpoints: dict, layers=tuple(CONV_LAYERS), batch_
     -------
     acts : dict domain -> dict layer -> ndarray (image, feature), the conv layers after ReLU
     filters : dict domain -> ndarray (64, 3, 11, 11)
+    exact : dict domain -> dict layer -> ndarray (split, neuron), or None without ``pls``
     """
     import dask
 
     (Path(study) / S.FEATURES_DIR).mkdir(parents=True, exist_ok=True)
-    tasks = [dask.delayed(_extract_one, pure=False)(str(study), label, str(ck), tuple(layers), batch_size,
+    tasks = [dask.delayed(_extract_one, pure=False)(str(study), label, str(ck), tuple(layers), batch_size, pls,
                                                     dask_key_name=f"extract-{label}")
              for label, ck in checkpoints.items()]
-    acts, filters = {}, {}
-    for label, res, a, f in _compute(tasks, "processes"):
+    acts, filters, exact = {}, {}, {}
+    for label, res, a, f, e in _compute(tasks, "processes"):
         log(f"extract: {label}: {res['status']}")
-        acts[label], filters[label] = a, f
-    return acts, filters
+        acts[label], filters[label], exact[label] = a, f, e
+    return acts, filters, (exact if pls is not None else None)
 
 
 # --------------------------------------------------------------------------- scoring
@@ -255,12 +301,16 @@ def _network_layers(scores: xr.Dataset, weights: dict) -> dict:
     return out
 
 
-def load_predictivity(study, weights: dict, layers) -> tuple[pd.DataFrame, xr.Dataset]:
+def load_predictivity(study, weights: dict, layers, exact: dict | None = None,
+                      name: str = "predictivity") -> tuple[pd.DataFrame, xr.Dataset]:
     """The per-split scores of every network's conv layers, median over each area's neurons.
 
+    From ``scores.zarr`` (``pls_split_c`` when the responses have trials, else ``pls_split_r``),
+    or from ``exact`` (domain -> layer -> (split, neuron), :func:`calc_exact_pls`).
+
     Returns the long table ``model, layer, area, split, score, n_neurons, metric`` (``metric``:
-    ``pls_consistency`` from ``pls_split_c`` when the responses have trials, else ``pls_r``) and
-    the same as a Dataset ``predictivity (domain, layer, area, split)``.
+    ``pls_consistency`` with trials, else ``pls_r``) and the same as a Dataset
+    ``<name> (domain, layer, area, split)``.
     """
     from ..study import open_study
 
@@ -276,7 +326,10 @@ def load_predictivity(study, weights: dict, layers) -> tuple[pd.DataFrame, xr.Da
     rows = []
     for i, dom in enumerate(weights):
         for j, layer in enumerate(layers):
-            block = np.asarray(data.isel({S.LAYER: idx[dom][layer]}).values)  # (neuron, split)
+            if exact is not None:
+                block = np.asarray(exact[dom][layer]).T  # (neuron, split), the same neurons and splits
+            else:
+                block = np.asarray(data.isel({S.LAYER: idx[dom][layer]}).values)  # (neuron, split)
             for k, a in enumerate(use):
                 vals = block[areas == a]
                 with np.errstate(all="ignore"), _quiet():
@@ -284,9 +337,11 @@ def load_predictivity(study, weights: dict, layers) -> tuple[pd.DataFrame, xr.Da
                 arr[i, j, k] = med
                 rows += [{"model": dom, "layer": layer, "area": a, "split": s, "score": float(med[s]),
                           "n_neurons": int(vals.shape[0]), "metric": metric} for s in range(n_split)]
-    ds = xr.Dataset({"predictivity": (("domain", "layer", S.AREA, SPLIT), arr)},
+    ds = xr.Dataset({name: (("domain", "layer", S.AREA, SPLIT), arr)},
                     coords={"domain": list(weights), "layer": list(layers), S.AREA: use, SPLIT: np.arange(n_split)})
-    ds["predictivity"].attrs.update(metric=metric, source=f"scores.zarr:{var}", pooling="median over the area's neurons")
+    src = ("sklearn PLSRegression(scale=True) on the conv activations (the paper's)" if exact is not None
+           else f"scores.zarr:{var} (Gram PLS, features z-scored over all images)")
+    ds[name].attrs.update(metric=metric, source=src, pooling="median over the area's neurons")
     return pd.DataFrame(rows), ds
 
 
@@ -325,7 +380,11 @@ def analyse_recording(study, weights: dict, acts: dict, naturalness: dict, cfg: 
     from .predictivity import summarize_predictivity
 
     layers = list(cfg.get("layers") or CONV_LAYERS)
-    pred, pds = load_predictivity(study, weights, layers)
+    exact = cfg.get("_exact")
+    pred, pds = load_predictivity(study, weights, layers, exact=exact)
+    if exact is not None:  # the data model's Gram PLS beside it, for comparison
+        _, gds = load_predictivity(study, weights, layers, name="predictivity_scores")
+        pds["predictivity_scores"] = gds["predictivity_scores"]
     summary = summarize_predictivity(pred)
     summary["naturalness"] = summary["model"].map(naturalness)
     mw = calc_domain_differences(pred, naturalness=naturalness, correction=cfg.get("correction", "holm"))
