@@ -4,12 +4,12 @@ Gram-based PLS per split against scikit-learn, the CREMI tiler against h5py + nu
 from __future__ import annotations
 
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import tomllib
 from scipy import stats
 from sklearn.cross_decomposition import PLSRegression
 from statsmodels.stats.multitest import multipletests
@@ -72,7 +72,11 @@ def test_mann_whitney_without_naturalness_is_two_sided_and_errors_are_clear(rng)
 
 # --------------------------------------------------------------------------- SVM grouped by image
 def test_svm_folds_keep_an_images_pair_together(rng):
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_score
+    from sklearn.model_selection import (
+        StratifiedGroupKFold,
+        StratifiedKFold,
+        cross_val_score,
+    )
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
@@ -226,8 +230,8 @@ def _tiny_config(study: Path, visp: Path) -> str:
 
 def test_prasad2022_pipeline_end_to_end_on_the_shared_visp_recordings(tmp_path, allen_visp_npz, capsys):
     from neuroxr.cli import main
-    from neuroxr.features.zoo import load_model
     from neuroxr.features.hooks import iter_layer_activations
+    from neuroxr.features.zoo import load_model
     from neuroxr.io.store import open_dataset
     from neuroxr.study import open_study
 
@@ -263,8 +267,8 @@ def test_prasad2022_pipeline_end_to_end_on_the_shared_visp_recordings(tmp_path, 
     # pls_split_r of conv1 (after ReLU) of one network against scikit-learn on its activations
     ckpt = study / "checkpoints" / "lines.pt"
     pixels = np.asarray(open_dataset(rec / "stimuli.zarr")["pixels"].values)
-    acts = dict((name, a) for name, _, a in iter_layer_activations(load_model("alexnet-simclr", weights=str(ckpt)),
-                                                                     pixels, batch_size=64))
+    acts = {name: a for name, _, a in iter_layer_activations(load_model("alexnet-simclr", weights=str(ckpt)),
+                                                                     pixels, batch_size=64)}
     X = np.asarray(acts["features.1"], dtype=np.float64).reshape(len(pixels), -1)
     Z = _zscore(X)
     Y = npz["responses"].astype(np.float64)

@@ -194,7 +194,12 @@ def calc_exact_pls(study, acts: dict, pls: dict) -> dict:
     study's (selected) responses and the splits of ``pls`` (the same as the ``pls-splits``
     metric's).  Returns layer -> ndarray (split, neuron).
     """
-    from ..mapping.pls import calc_pls_consistency, cross_validated_pls, make_splits, split_trial_halves
+    from ..mapping.pls import (
+        calc_pls_consistency,
+        cross_validated_pls,
+        make_splits,
+        split_trial_halves,
+    )
     from ..responses import load_selected_responses
 
     o = {**PLS_SPLITS_DEFAULTS, **pls}
