@@ -318,3 +318,28 @@ def test_cli_tile_cremi(tmp_path, capsys):
     assert main(["tile-cremi", str(f), "--out", str(tmp_path / "c")]) == 0
     assert "8 tiles" in capsys.readouterr().out
     assert main(["tile-cremi", str(tmp_path / "missing.hdf"), "--out", str(tmp_path / "d")]) != 0
+
+
+def test_recordings_call_the_neuropixels_and_sensorium_readers(tmp_path):
+    """[recordings.sensorium] / [recordings.allen-neuropixels] reach the readers with their settings
+    (TOML lists as tuples), giving the same stores as calling the readers directly."""
+    from ecephys_fixture import make_ecephys_cache
+    from sensorium_fixture import make_sensorium
+
+    from neuroxr.domains.study import ingest_recording
+    from neuroxr.io.allen.ecephys import ingest_neuropixels
+    from neuroxr.io.sensorium import ingest_sensorium
+    from neuroxr.io.store import open_dataset
+
+    sens = make_sensorium(tmp_path / "sensorium")
+    ingest_recording("sensorium", {"path": str(sens["a"]["dir"]), "tiers": ["test"]}, tmp_path / "s1", log=print)
+    ingest_sensorium(tmp_path / "s2", sens["a"]["dir"], tiers=("test",))
+    cache = tmp_path / "ecephys"
+    make_ecephys_cache(cache)
+    ingest_recording("allen-neuropixels", {"cache_dir": str(cache), "window": [0.0, 0.25]}, tmp_path / "n1",
+                     log=print)
+    ingest_neuropixels(tmp_path / "n2", cache, window=(0.0, 0.25))
+    for a, b in (("s1", "s2"), ("n1", "n2")):
+        got, ref = open_dataset(tmp_path / a / "responses.zarr"), open_dataset(tmp_path / b / "responses.zarr")
+        np.testing.assert_array_equal(got["mean"].values, ref["mean"].values)
+        np.testing.assert_array_equal(got["neuron"].values, ref["neuron"].values)

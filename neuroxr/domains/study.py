@@ -109,6 +109,8 @@ def ingest_recording(name: str, spec: dict, study: Path, log=print) -> Path:
     elif source == "sensorium":
         ingest = _import_reader("neuroxr.io.sensorium", "ingest_sensorium", name)
         path = spec.pop("path", None)
+        if isinstance(spec.get("tiers"), list):
+            spec["tiers"] = tuple(spec["tiers"])
         if path is None:
             raise NeuroxrError(f"[recordings.{name}]: no path; set path = \"DIR\" (the Sensorium data)")
         log(f"{name}: ingesting Sensorium from {path}")
