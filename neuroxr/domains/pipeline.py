@@ -49,7 +49,7 @@ _TRAIN_KEYS = ("epochs", "batch_size", "image_size", "lr", "momentum", "weight_d
                "checkpoint_every", "resize")
 _COMPARE_KEYS = ("layers", "areas", "n_splits", "test_size", "n_components", "scale", "seed", "trial_split",
                  "pool", "svm_folds", "svm_standardize", "use_selection", "batch_size", "backend", "figures",
-                 "correction", "pls")
+                 "correction", "pls", "score_layers")
 _RECORDING_NAMES = ("allen-2p", "allen-neuropixels", "sensorium", "simulated")
 
 
@@ -160,6 +160,13 @@ def run_domains_pipeline(config: dict, study=None, progress: bool = True, log=No
     layers = list(cmp_cfg.get("layers") or CONV_LAYERS)
     pls = {k: cmp_cfg[k] for k in ("n_splits", "test_size", "n_components", "seed") if k in cmp_cfg}
     pls["kind"] = "random"
+    if cmp_cfg.get("score_layers", "conv") == "conv":  # the study's layers only (the rest NaN)
+        from .study import CONV_LAYER_NAMES
+
+        pls["layer_names"] = sorted(n for n, c in CONV_LAYER_NAMES.items() if c in layers)
+    elif cmp_cfg.get("score_layers") != "all":
+        raise NeuroxrError(f"pipeline config [compare] score_layers = {cmp_cfg['score_layers']!r}: use \"conv\" "
+                           "(conv1..conv5 after ReLU, the study's) or \"all\" (every layer of the features store)")
     per_rec, summaries, filters = {}, {}, {}
     for name, spec in recordings.items():
         rdir = study / RECORDINGS_DIR / name

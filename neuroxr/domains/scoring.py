@@ -20,6 +20,10 @@ are standardised with the sd over all of the study's images (the store's z-scori
 each split's training half.  The tests check the result against scikit-learn on the z-scored
 features to 1e-8.
 
+``pls_options["layer_names"]`` (a list of ``layer_name`` values) scores only those layers (the
+others are NaN): the domain pipeline scores the study's conv1..conv5 (after ReLU) unless
+``[compare] score_layers = "all"``.
+
 Variables (scores.zarr root, with the first study's labels):
 
 - ``pls_split_r`` (layer, neuron, split): Pearson r of each neuron's held-out prediction;
@@ -161,15 +165,19 @@ def build_pls_splits(inp):
     n_out = 1 if trials is None else 2
     fn = dask.delayed(_layer_task, pure=True)
     n_neuron = Yfull.shape[1]
-    parts = [da.from_delayed(fn(K.data[k], Yfull, trials, splits, o["n_components"]),
-                             shape=(n_out, n_neuron, len(splits)), dtype=np.float64)
+    only = (inp.pls_options or {}).get("layer_names")
+    names = np.asarray(K["layer_name"].values).astype(str) if "layer_name" in K.coords else None
+    shape = (n_out, n_neuron, len(splits))
+    parts = [da.from_delayed(fn(K.data[k], Yfull, trials, splits, o["n_components"]), shape=shape, dtype=np.float64)
+             if only is None or names is None or names[k] in set(only) else da.full(shape, np.nan)
              for k in range(K.sizes[S.LAYER])]
     arr = (da.stack(parts, axis=1) if parts else da.zeros((n_out, 0, n_neuron, len(splits))))
     ncoords = {c: v for c, v in inp.Y.coords.items() if v.dims == (S.NEURON,)}
     coords = {**ncoords, SPLIT: np.arange(len(splits))}
     dims = (S.LAYER, S.NEURON, SPLIT)
     attrs = {"kind": o["kind"], "n_splits": int(o["n_splits"]), "test_size": float(o["test_size"]),
-             "n_components": int(o["n_components"]), "seed": int(o["seed"]), "features": "gram_z"}
+             "n_components": int(o["n_components"]), "seed": int(o["seed"]), "features": "gram_z",
+             "layers_scored": "all" if only is None else ",".join(only)}
     out = {"pls_split_r": xr.DataArray(arr[0], dims=dims, coords=coords, attrs=attrs)}
     if trials is not None:
         out["pls_split_c"] = xr.DataArray(arr[1], dims=dims, coords=coords, attrs={**attrs, "trials": "even_odd"})

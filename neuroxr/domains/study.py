@@ -204,7 +204,7 @@ def calc_exact_pls(study, acts: dict, pls: dict) -> dict:
     )
     from ..responses import load_selected_responses
 
-    o = {**PLS_SPLITS_DEFAULTS, **pls}
+    o = {**PLS_SPLITS_DEFAULTS, **{k: v for k, v in pls.items() if k in PLS_SPLITS_DEFAULTS}}
     resp = load_selected_responses(study)
     image_ids = np.asarray(open_dataset(Path(study) / S.STIMULI_STORE)[S.IMAGE].values)
     resp = resp.sel({S.IMAGE: image_ids})
