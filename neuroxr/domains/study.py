@@ -101,7 +101,8 @@ def ingest_recording(name: str, spec: dict, study: Path, log=print) -> Path:
         ingest = _import_reader("neuroxr.io.allen.ecephys", "ingest_neuropixels", name)
         cache_dir = spec.pop("cache_dir", spec.pop("cache", None))
         if cache_dir is None:
-            raise NeuroxrError(f"[recordings.{name}]: no cache_dir; set cache_dir = \"DIR\" (an AllenSDK ecephys cache)")
+            raise NeuroxrError(f"[recordings.{name}]: no cache_dir; set cache_dir = \"DIR\" "
+                               "(an AllenSDK ecephys cache)")
         if "window" in spec:
             spec["window"] = tuple(spec["window"]) if isinstance(spec["window"], list) else spec["window"]
         log(f"{name}: ingesting Neuropixels from {cache_dir}")
@@ -408,9 +409,9 @@ def analyse_recording(study, weights: dict, acts: dict, naturalness: dict, cfg: 
         for col in ("u", "p", "p_adj", "median_a", "median_b"):
             ds[f"mw_{col}"] = xr.DataArray.from_series(mwi[col]).rename({"area": S.AREA, "layer": "layer"})
         first = mw.assign(pair=pairs).drop_duplicates("pair").set_index("pair")
-        ds = ds.assign_coords(mw_model_a=("pair", first.loc[ds["pair"].values, "model_a"].to_numpy().astype(str)),
-                              mw_model_b=("pair", first.loc[ds["pair"].values, "model_b"].to_numpy().astype(str)),
-                              mw_alternative=("pair", first.loc[ds["pair"].values, "alternative"].to_numpy().astype(str)))
+        at = first.loc[ds["pair"].values]
+        ds = ds.assign_coords({f"mw_{c}": ("pair", at[c].to_numpy().astype(str))
+                               for c in ("model_a", "model_b", "alternative")})
         ds["mw_p"].attrs.update(test="scipy.stats.mannwhitneyu over splits; pair a>b: H1 a's scores greater "
                                 "(a = the more natural domain)")
         ds["mw_p_adj"].attrs.update(correction=str(mw["correction"].iloc[0]), family="every pair, layer and area")
