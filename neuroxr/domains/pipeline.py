@@ -49,7 +49,7 @@ _TRAIN_KEYS = ("epochs", "batch_size", "image_size", "lr", "momentum", "weight_d
                "checkpoint_every", "resize")
 _COMPARE_KEYS = ("layers", "areas", "n_splits", "test_size", "n_components", "scale", "seed", "trial_split",
                  "pool", "svm_folds", "svm_standardize", "use_selection", "batch_size", "backend", "figures",
-                 "correction", "pls", "score_layers")
+                 "correction", "pls", "score_layers", "svm_max_iter")
 _RECORDING_NAMES = ("allen-2p", "allen-neuropixels", "sensorium", "simulated")
 
 

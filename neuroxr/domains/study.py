@@ -398,7 +398,7 @@ def analyse_recording(study, weights: dict, acts: dict, naturalness: dict, cfg: 
     mw = calc_domain_differences(pred, naturalness=naturalness, correction=cfg.get("correction", "holm"))
     norms = calc_norms_from_features(study, weights, layers)
     svm = classify_domains({d: acts[d] for d in weights}, n_folds=int(cfg.get("svm_folds", 5)),
-                           seed=int(cfg.get("seed", 0)))
+                           seed=int(cfg.get("seed", 0)), max_iter=int(cfg.get("svm_max_iter", 1000)))
     dist_img, dist = calc_activation_distances({d: acts[d] for d in weights},
                                                np.asarray(norms[S.IMAGE].values))
     ds = pds
