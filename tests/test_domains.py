@@ -89,8 +89,15 @@ def test_cli_domains_end_to_end(tiny_study, capsys):
     nat = dict(zip(summ["model"], summ["naturalness"]))
     assert nat["spectral-p2"] > nat["lines"]
     svm = pd.read_csv(out / "svm.csv")
-    mean = svm[svm["fold"] == "mean"]
-    assert ((mean["accuracy"] >= 0) & (mean["accuracy"] <= 1)).all() and (mean["chance"] == 0.5).all()
+    assert (svm["chance"] == 0.5).all() and (svm["n_samples"] == 2 * 30).all()  # 2 networks x 30 images
+    # the tests are one-sided: the more natural domain's network first, H1 "it predicts better"
+    mw = pd.read_csv(out / "mannwhitney.csv")
+    assert (mw["model_a"] == "spectral-p2").all() and (mw["alternative"] == "greater").all()
+    for r in mw.itertuples():
+        q = pred[(pred["layer"] == r.layer) & (pred["area"] == r.area)]
+        ref = stats.mannwhitneyu(q.loc[q["model"] == r.model_a, "score"], q.loc[q["model"] == r.model_b, "score"],
+                                 alternative="greater")
+        assert r.p == pytest.approx(ref.pvalue)
     nets = pd.read_csv(out / "networks.csv")
     assert len(nets["weights"].iloc[0]) == 64  # sha256 of the checkpoint file
     assert "spectral-p2" in capsys.readouterr().out
@@ -152,7 +159,7 @@ def test_norms_and_distances_against_numpy_scipy(rng):
 
 
 def test_svm_against_sklearn_and_separable_case(rng):
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.model_selection import StratifiedGroupKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
@@ -162,7 +169,8 @@ def test_svm_against_sklearn_and_separable_case(rng):
     X = np.concatenate([acts[m]["conv1"] for m in "abc"])
     y = np.repeat([0, 1, 2], 24)
     ref = cross_val_score(make_pipeline(StandardScaler(), LinearSVC(max_iter=5000, random_state=2)), X, y,
-                          cv=StratifiedKFold(4, shuffle=True, random_state=2), scoring="accuracy")
+                          groups=np.tile(np.arange(24), 3),  # an image's three activations in one fold
+                          cv=StratifiedGroupKFold(4, shuffle=True, random_state=2), scoring="accuracy")
     got = res[(res["layer"] == "conv1") & (res["fold"] != "mean")]["accuracy"].to_numpy()
     np.testing.assert_allclose(got, ref)
     # conv1 differs in mean between networks: well above chance; conv2 is the same distribution
@@ -177,10 +185,14 @@ def test_mann_whitney_against_scipy():
     df = pd.DataFrame({
         "model": ["x"] * 5 + ["y"] * 5, "layer": "conv1", "area": "VISp", "split": list(range(5)) * 2,
         "score": [0.1, 0.2, 0.3, 0.25, 0.15, 0.5, 0.45, 0.6, 0.55, 0.4], "metric": "pls_consistency"})
-    res = run_mannwhitney(df)
+    res = run_mannwhitney(df)  # no naturalness: two-sided
     ref = stats.mannwhitneyu(df["score"][:5], df["score"][5:], alternative="two-sided")
     assert res["u"].item() == ref.statistic and res["p"].item() == pytest.approx(ref.pvalue)
-    assert res["p_holm"].item() == pytest.approx(ref.pvalue)
+    assert res["p_adj"].item() == pytest.approx(ref.pvalue)
+    # y's domain is the more natural: one-sided, y first
+    res = run_mannwhitney(df, naturalness={"x": 0.2, "y": 1.5})
+    ref = stats.mannwhitneyu(df["score"][5:], df["score"][:5], alternative="greater")
+    assert res["model_a"].item() == "y" and res["p"].item() == pytest.approx(ref.pvalue)
 
 
 def test_parse_model_spec(tmp_path):
@@ -220,13 +232,16 @@ def test_run_domains_pipeline_tiny(tmp_path):
         "compare": {"n_splits": 2, "n_components": 3, "layers": ["conv1", "conv3"], "areas": ["VISp", "VISl"],
                     "svm_folds": 3},
     }
-    res = run_domains_pipeline(cfg)
+    res = run_domains_pipeline(cfg, log=lambda m: None)
     out = tmp_path / "st" / "reports" / "domains"
     assert (out / "naturalness.csv").exists() and (out / "naturalness.png").exists()
-    assert (out / "predictivity.csv").exists() and (out / "naturalness_vs_predictivity.png").exists()
+    assert (out / "table1.csv").exists()
+    rec = tmp_path / "st" / "recordings" / "simulated" / "reports" / "domains"  # no [recordings]: simulated
+    assert (rec / "predictivity.csv").exists() and (rec / "naturalness_vs_predictivity.png").exists()
+    assert (pd.read_csv(rec / "predictivity.csv")["metric"] == "pls_consistency").all()  # trials: consistency
     assert set(res["checkpoints"]) == {"spectral-p2", "lines"}
     mtimes = {k: p.stat().st_mtime for k, p in res["checkpoints"].items()}
-    run_domains_pipeline(cfg)  # rerun: checkpoints with the same settings are reused
+    run_domains_pipeline(cfg, log=lambda m: None)  # rerun: checkpoints with the same settings are reused
     assert {k: p.stat().st_mtime for k, p in res["checkpoints"].items()} == mtimes
 
 

@@ -34,9 +34,11 @@ def test_augmentations_are_only_crop_flips_grayscale():
     assert len(t.transforms) == 2
     view = t.transforms[0]
     names = [type(x).__name__ for x in view.transforms]
-    assert names == ["RandomResizedCrop", "RandomHorizontalFlip", "RandomVerticalFlip", "RandomGrayscale",
+    # every image resized to 64 x 64 first (domain_rep's dataset transform), then the augmentations
+    assert names == ["Resize", "RandomResizedCrop", "RandomHorizontalFlip", "RandomVerticalFlip", "RandomGrayscale",
                      "ToTensor", "Normalize"]
-    crop, hf, vf, gray = view.transforms[:4]
+    assert tuple(view.transforms[0].size) == (64, 64)
+    crop, hf, vf, gray = view.transforms[1:5]
     assert crop.scale == (0.08, 1.0) and tuple(crop.size) == (64, 64)
     assert hf.p == 0.5 and vf.p == 0.5 and gray.p == 0.2
     from PIL import Image

@@ -1,4 +1,4 @@
-"""The domain study (Prasad et al. 2022): ``naturalness``, ``make-domains``, ``train-ssl``, ``domains``.
+"""The domain study (Prasad et al. 2022): ``naturalness``, ``make-domains``, ``tile-cremi``, ``train-ssl``, ``domains``.
 
 The handlers import the domain modules (scipy, scikit-image, torch, lightly) when they run, so
 that building the parser (every ``neuroxr`` command) does not.
@@ -14,9 +14,10 @@ from ._features import CommandLineError
 
 
 def register(sub) -> None:
-    """Add ``naturalness``, ``make-domains``, ``train-ssl`` and ``domains`` to the subcommands."""
+    """Add ``naturalness``, ``make-domains``, ``tile-cremi``, ``train-ssl`` and ``domains`` to the subcommands."""
     _register_naturalness(sub)
     _register_make_domains(sub)
+    _register_tile_cremi(sub)
     _register_train_ssl(sub)
     _register_domains(sub)
 
@@ -52,6 +53,22 @@ def _register_make_domains(sub) -> None:
     add_overwrite_arg(p)
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(func=_make_domains)
+
+
+def _register_tile_cremi(sub) -> None:
+    p = sub.add_parser(
+        "tile-cremi", help="cut CREMI HDF5 volumes into 125 x 125 px tiles (the CREMI domain)",
+        description="Every z slice of each file's raw volume (volumes/raw) is cut into a grid of non-overlapping "
+                    "125 x 125 px tiles, 100 per 1250 x 1250 slice, written as PNG files to OUT_DIR (a domain "
+                    "folder for `neuroxr naturalness` and `neuroxr train-ssl`, which resizes to 64 x 64).")
+    p.add_argument("files", nargs="+", metavar="CREMI_HDF", help="CREMI files (sample_A_20160501.hdf ...)")
+    p.add_argument("--out", required=True, metavar="OUT_DIR", help="folder that gets the tiles")
+    p.add_argument("--key", default="volumes/raw", help="HDF5 dataset of the raw volume (default volumes/raw)")
+    p.add_argument("--tile", type=int, default=125, metavar="PX", help="tile side (default 125)")
+    p.add_argument("--per-slice", type=int, default=100, metavar="N", help="tiles per z slice (default 100)")
+    add_overwrite_arg(p)
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    p.set_defaults(func=_tile_cremi)
 
 
 def _register_train_ssl(sub) -> None:
@@ -137,6 +154,15 @@ def _make_domains(args) -> int:
                                   overwrite=args.overwrite)
     for name, d in dirs.items():
         print(f"{name}\t{d}")
+    return 0
+
+
+def _tile_cremi(args) -> int:
+    from ..domains.cremi import tile_cremi
+
+    out = tile_cremi(args.files, args.out, key=args.key, tile=args.tile, per_slice=args.per_slice,
+                     overwrite=args.overwrite)
+    print(f"{out}: {plural(len(list(out.glob('*.png'))), 'tile')}")
     return 0
 
 

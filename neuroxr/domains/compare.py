@@ -7,10 +7,11 @@ For networks trained with SimCLR on different image domains (checkpoints of
   (:func:`neuroxr.mapping.pls.calc_pls_consistency`, 25 components, 100 random 50/50 image
   splits) of conv1..conv5 (after ReLU) per area; the per-split score is the median over the
   area's neurons;
-- :func:`calc_domain_differences`: Mann-Whitney U between every pair of domains per layer and
-  area (over splits), with Holm-corrected p values;
+- :func:`calc_domain_differences`: one-sided Mann-Whitney U between every pair of domains per
+  layer and area (over splits; H1: the more natural domain's network predicts better), with
+  Holm-corrected p values;
 - :func:`calc_activation_norms`: L2 norm of every image's activation per network and layer;
-- :func:`classify_domains`: a linear SVM (:class:`sklearn.svm.LinearSVC`, 5-fold stratified CV)
+- :func:`classify_domains`: a linear SVM (:class:`sklearn.svm.LinearSVC`, 5-fold CV grouped by image)
   telling which network produced an activation: accuracy, macro precision and recall;
 - :func:`calc_activation_distances`: Euclidean distance between two networks' activations to the
   same image (domain_rep ``activation_distances.py``), per image and summarised;
@@ -75,7 +76,7 @@ def compare_domains(study, checkpoints, *, out=None, layers=tuple(CONV_LAYERS), 
                     seed: int = 0, trial_split: str = "even_odd", pool: str = "neuron", svm_folds: int = 5,
                     svm_standardize: bool = True, naturalness=None, figures: bool = True,
                     use_selection: bool = True, progress: bool = False, batch_size: int = 64,
-                    backend: str = "zoo") -> dict:
+                    backend: str = "zoo", correction: str = "holm") -> dict:
     """Run the domain study's comparisons on a study and write tables and figures.
 
     Parameters
@@ -116,7 +117,13 @@ def compare_domains(study, checkpoints, *, out=None, layers=tuple(CONV_LAYERS), 
         dom = dict(zip(info["label"], info["domain"]))
         summary["domain"] = summary["model"].map(dom)
         summary = summary.merge(nat[["domain", "p_mean", "naturalness"]], on="domain", how="left")
-    mw = calc_domain_differences(pred)
+    nat_of = None
+    if nat is not None:
+        by_domain = dict(zip(nat["domain"], nat["naturalness"]))
+        nat_of = {lab: by_domain[d] for lab, d in zip(info["label"], info["domain"]) if d in by_domain}
+        if len(nat_of) < len(info):
+            nat_of = None  # a network without a naturalness: two-sided tests
+    mw = calc_domain_differences(pred, naturalness=nat_of, correction=correction)
     norms = calc_activation_norms(acts, image_ids)
     svm = classify_domains(acts, n_folds=svm_folds, seed=seed, standardize=svm_standardize)
     dist_img, dist = calc_activation_distances(acts, image_ids)
@@ -135,7 +142,7 @@ def compare_domains(study, checkpoints, *, out=None, layers=tuple(CONV_LAYERS), 
     settings = {"n_splits": n_splits, "test_size": test_size, "n_components": n_components, "scale": scale,
                 "seed": seed, "trial_split": trial_split, "pool": pool, "svm_folds": svm_folds,
                 "svm_standardize": svm_standardize, "layers": list(layers), "areas": areas,
-                "use_selection": use_selection, "backend": backend}
+                "use_selection": use_selection, "backend": backend, "correction": correction}
     (out / "settings.json").write_text(json.dumps(settings, indent=2, default=str))
     files["settings"] = out / "settings.json"
     if figures:

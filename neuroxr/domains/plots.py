@@ -221,7 +221,8 @@ def plot_domain_report(out, *, summary=None, norms=None, filters=None, distances
     return files
 
 
-def write_domains_index(out, files: dict, summary=None, svm=None, mannwhitney=None, networks=None) -> Path:
+def write_domains_index(out, files: dict, summary=None, svm=None, mannwhitney=None, networks=None,
+                        table1=None) -> Path:
     """``out/index.html``: the figures, the key tables and links to every CSV."""
     out = Path(out)
     parts = ["<!doctype html><meta charset='utf-8'><title>neuroxr: image domains</title>",
@@ -229,14 +230,23 @@ def write_domains_index(out, files: dict, summary=None, svm=None, mannwhitney=No
              "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px}"
              "img{max-width:100%}</style>",
              "<h1>Image domains and neural predictivity</h1>"]
+    if table1 is not None and len(table1):
+        parts += ["<h2>Table 1: domains, naturalness and PLS predictivity per recording</h2>",
+                  table1.to_html(index=False, float_format=lambda v: f"{v:.3f}")]
     if networks is not None and len(networks):
         parts += ["<h2>Networks</h2>", networks.to_html(index=False, float_format=lambda v: f"{v:.4g}")]
-    for key, title in (("fig_naturalness", "Naturalness of the domains"),
-                       ("fig_predictivity_by_layer", "Predictivity by layer"),
-                       ("fig_naturalness_vs_predictivity", "Naturalness vs predictivity"),
-                       ("fig_first_layer_filters", "First-layer filters"),
-                       ("fig_norm_distributions", "Activation norms"),
-                       ("fig_distances", "Activation distances")):
+    figures = [("fig_naturalness", "Naturalness of the domains"),
+               ("fig_predictivity_by_layer", "Predictivity by layer"),
+               ("fig_naturalness_vs_predictivity", "Naturalness vs predictivity"),
+               ("fig_first_layer_filters", "First-layer filters"),
+               ("fig_norm_distributions", "Activation norms"),
+               ("fig_distances", "Activation distances")]
+    known = {k for k, _ in figures}
+    for key in files:
+        if str(key).startswith("fig_") and key not in known:
+            what = "Activation norms" if "norm" in key else "Activation distances" if "distance" in key else key
+            figures.append((key, f"{what}: {key.rsplit('_', 1)[-1]}"))
+    for key, title in figures:
         if key in files and Path(files[key]).exists():
             rel = Path(files[key]).name if Path(files[key]).parent == out else Path(files[key]).as_posix()
             parts += [f"<h2>{html.escape(title)}</h2>", f"<img src='{html.escape(rel)}' alt='{html.escape(title)}'>"]

@@ -12,7 +12,12 @@ from tqdm.auto import tqdm
 
 from .. import schema as S
 from ..errors import MissingDataError, NeuroxrError
-from ..mapping.pls import calc_pls_consistency, cross_validated_pls, make_splits, split_trial_halves
+from ..mapping.pls import (
+    calc_pls_consistency,
+    cross_validated_pls,
+    make_splits,
+    split_trial_halves,
+)
 
 
 def _aligned_responses(responses, image_ids):
@@ -142,29 +147,86 @@ def summarize_predictivity(predictivity: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def calc_domain_differences(predictivity: pd.DataFrame, alternative: str = "two-sided") -> pd.DataFrame:
+#: multiple-comparison corrections accepted (statsmodels ``multipletests`` methods)
+CORRECTIONS = ("holm", "bonferroni", "fdr_bh", "none")
+
+
+def _naturalness_of(naturalness, models) -> dict | None:
+    """model -> naturalness (a dict, or a table with ``domain``/``model`` and ``naturalness``)."""
+    if naturalness is None:
+        return None
+    if isinstance(naturalness, pd.DataFrame):
+        key = "model" if "model" in naturalness else "domain"
+        naturalness = dict(zip(naturalness[key], naturalness["naturalness"]))
+    nat = {str(k): float(v) for k, v in dict(naturalness).items()}
+    missing = [m for m in models if m not in nat]
+    if missing:
+        raise NeuroxrError(f"calc_domain_differences: no naturalness for networks {missing}; "
+                           f"have {sorted(nat)} (the naturalness table's 'domain' must name every network)")
+    return nat
+
+
+def calc_domain_differences(predictivity: pd.DataFrame, naturalness=None, alternative: str | None = None,
+                            correction: str = "holm") -> pd.DataFrame:
     """Mann-Whitney U between every pair of networks per layer and area, over splits.
+
+    The study's hypothesis is directional: networks trained on a *more natural* domain predict
+    the neurons *better*.  With ``naturalness`` every pair is ordered so that ``model_a`` is the
+    more natural domain's network and the test is one-sided, ``alternative="greater"``
+    (H1: a's per-split scores are stochastically greater than b's), exactly
+    ``scipy.stats.mannwhitneyu(scores_a, scores_b, alternative="greater")``.  Without it the
+    networks keep their order and the test is two-sided.  Ties in naturalness are tested
+    two-sided.
+
+    Parameters
+    ----------
+    predictivity : DataFrame
+        ``model, layer, area, split, score`` (:func:`calc_domain_predictivity`).
+    naturalness : dict model -> naturalness, or DataFrame (``domain`` or ``model``, ``naturalness``)
+    alternative : {"greater", "less", "two-sided"}, optional
+        Override the direction (default: ``"greater"`` with naturalness, else ``"two-sided"``).
+    correction : {"holm", "bonferroni", "fdr_bh", "none"}
+        Family-wise correction over all rows (every layer, area and pair) with
+        :func:`statsmodels.stats.multitest.multipletests`; Holm by default (it controls the same
+        family-wise error as Bonferroni and is uniformly more powerful).
 
     Returns
     -------
     DataFrame
-        ``layer, area, model_a, model_b, median_a, median_b, u, p, p_holm`` (Holm over all rows).
+        ``layer, area, model_a, model_b, naturalness_a, naturalness_b, median_a, median_b, n_a, n_b,
+        alternative, u, p, p_adj, correction``; ``u`` is U of ``model_a``.
     """
+    if correction not in CORRECTIONS:
+        raise NeuroxrError(f"correction={correction!r} is not one of {CORRECTIONS}")
+    if alternative not in (None, "greater", "less", "two-sided"):
+        raise NeuroxrError(f"alternative={alternative!r} is not one of 'greater', 'less', 'two-sided'")
     rows = []
     models = list(dict.fromkeys(predictivity["model"]))
+    nat = _naturalness_of(naturalness, models)
     for (layer, area), df in predictivity.groupby(["layer", "area"], sort=False):
         for a, b in itertools.combinations(models, 2):
+            if nat is not None and nat[b] > nat[a]:
+                a, b = b, a
+            alt = alternative or ("greater" if nat is not None and nat[a] != nat[b] else "two-sided")
             xa = df.loc[df["model"] == a, "score"].dropna().to_numpy()
             xb = df.loc[df["model"] == b, "score"].dropna().to_numpy()
             if len(xa) == 0 or len(xb) == 0:
                 continue
-            u, p = mannwhitneyu(xa, xb, alternative=alternative)
+            u, p = mannwhitneyu(xa, xb, alternative=alt)
             rows.append({"layer": layer, "area": area, "model_a": a, "model_b": b,
+                         "naturalness_a": np.nan if nat is None else nat[a],
+                         "naturalness_b": np.nan if nat is None else nat[b],
                          "median_a": float(np.median(xa)), "median_b": float(np.median(xb)),
-                         "u": float(u), "p": float(p)})
-    out = pd.DataFrame(rows, columns=["layer", "area", "model_a", "model_b", "median_a", "median_b", "u", "p"])
-    out["p_holm"] = multipletests(out["p"].to_numpy(), method="holm")[1] if len(out) else []
+                         "n_a": len(xa), "n_b": len(xb), "alternative": alt, "u": float(u), "p": float(p)})
+    cols = ["layer", "area", "model_a", "model_b", "naturalness_a", "naturalness_b", "median_a", "median_b",
+            "n_a", "n_b", "alternative", "u", "p"]
+    out = pd.DataFrame(rows, columns=cols)
+    if len(out) and correction != "none":
+        out["p_adj"] = multipletests(out["p"].to_numpy(), method=correction)[1]
+    else:
+        out["p_adj"] = out["p"].to_numpy(dtype=float)
+    out["correction"] = correction
     return out
 
 
-__all__ = ["calc_domain_predictivity", "summarize_predictivity", "calc_domain_differences"]
+__all__ = ["calc_domain_predictivity", "summarize_predictivity", "calc_domain_differences", "CORRECTIONS"]

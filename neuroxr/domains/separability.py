@@ -7,7 +7,8 @@ import warnings
 import numpy as np
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import StratifiedKFold, cross_validate
+from sklearn.metrics import make_scorer, precision_score, recall_score
+from sklearn.model_selection import StratifiedGroupKFold, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
@@ -29,11 +30,16 @@ def calc_activation_norms(activations: dict, image_ids=None) -> pd.DataFrame:
 
 def classify_domains(activations: dict, n_folds: int = 5, seed: int = 0, standardize: bool = True,
                      C: float = 1.0, max_iter: int = 5000) -> pd.DataFrame:
-    """Which network produced an activation?  Linear SVM, stratified k-fold CV, per layer.
+    """Which network produced an activation?  Linear SVM, cross-validated by image, per layer.
 
     The samples of a layer are every network's activation to every image (rows stacked), the
-    label is the network.  ``standardize`` z-scores features inside each training fold
-    (:class:`~sklearn.pipeline.Pipeline` with :class:`~sklearn.preprocessing.StandardScaler`).
+    label is the network.  Two networks' activations to one image are a pair: the folds are
+    drawn by image (:class:`sklearn.model_selection.StratifiedGroupKFold`, the group of a
+    sample is its image), so a test image's activation from another network is never in the
+    training set.  (Ungrouped folds let the SVM learn "this image belongs to the other class":
+    two identical networks then score far below chance.)  ``standardize`` z-scores features
+    inside each training fold (:class:`~sklearn.pipeline.Pipeline` with
+    :class:`~sklearn.preprocessing.StandardScaler`).
 
     Returns
     -------
@@ -47,18 +53,27 @@ def classify_domains(activations: dict, n_folds: int = 5, seed: int = 0, standar
     layers = list(activations[labels[0]])
     rows = []
     for layer in layers:
-        X = np.concatenate([np.asarray(activations[m][layer], dtype=np.float64) for m in labels])
-        y = np.concatenate([np.full(len(activations[m][layer]), i) for i, m in enumerate(labels)])
-        k = int(min(n_folds, np.bincount(y).min()))
+        mats = [np.asarray(activations[m][layer], dtype=np.float64) for m in labels]
+        n_img = {len(x) for x in mats}
+        if len(n_img) != 1:
+            raise NeuroxrError(f"classify_domains: layer {layer} has activations to {sorted(n_img)} images across "
+                               "networks; every network must see the same images")
+        n = n_img.pop()
+        X = np.concatenate(mats)
+        y = np.repeat(np.arange(len(labels)), n)
+        groups = np.tile(np.arange(n), len(labels))
+        k = int(min(n_folds, n))
         if k < 2:
             raise NeuroxrError(f"classify_domains: layer {layer} has too few images for {n_folds}-fold CV")
         svc = LinearSVC(C=C, max_iter=max_iter, random_state=seed)
         est = make_pipeline(StandardScaler(), svc) if standardize else svc
+        cv = StratifiedGroupKFold(k, shuffle=True, random_state=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            res = cross_validate(est, X, y, cv=StratifiedKFold(k, shuffle=True, random_state=seed),
-                                 scoring={"accuracy": "accuracy", "precision": "precision_macro",
-                                          "recall": "recall_macro"})
+            res = cross_validate(est, X, y, groups=groups, cv=cv,
+                                 scoring={"accuracy": "accuracy",
+                                          "precision": make_scorer(precision_score, average="macro", zero_division=0),
+                                          "recall": make_scorer(recall_score, average="macro", zero_division=0)})
         for f in range(k):
             rows.append({"layer": layer, "fold": str(f), "accuracy": res["test_accuracy"][f],
                          "precision": res["test_precision"][f], "recall": res["test_recall"][f],

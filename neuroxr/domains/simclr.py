@@ -114,9 +114,11 @@ class SimCLRAlexNet(torch.nn.Module):
 
 def make_simclr_transform(image_size: int = 64, vf_prob: float = 0.5, hf_prob: float = 0.5,
                           random_gray_scale: float = 0.2, min_scale: float = 0.08,
-                          normalize: dict | None = IMAGENET_NORMALIZE):
+                          normalize: dict | None = IMAGENET_NORMALIZE, resize: int | None = 64):
     """Two-view SimCLR transform with only crop, flips and grayscale (no colour jitter, no blur).
 
+    Every image is first resized to ``resize x resize`` (64, as domain_rep's dataset transform
+    ``Resize((64, 64))`` before lightly's collate; None: as it is).
     Each view: ``RandomResizedCrop(image_size, scale=(min_scale, 1))``, horizontal and vertical
     flips, ``RandomGrayscale``, to tensor, normalisation: the transforms of lightly's
     ``SimCLRViewTransform`` without its (switched-off) jitter, rotation and blur, wrapped in
@@ -124,7 +126,8 @@ def make_simclr_transform(image_size: int = 64, vf_prob: float = 0.5, hf_prob: f
     """
     from lightly.transforms.multi_view_transform import MultiViewTransform
 
-    steps = [
+    steps = [] if not resize else [T.Resize((int(resize), int(resize)), antialias=True)]
+    steps += [
         T.RandomResizedCrop(int(image_size), scale=(float(min_scale), 1.0), antialias=True),
         T.RandomHorizontalFlip(p=hf_prob),
         T.RandomVerticalFlip(p=vf_prob),
@@ -155,7 +158,7 @@ def train_simclr(domain_dir, out, *, epochs: int = 600, batch_size: int = 4096, 
                  plateau_threshold: float = 0.1, plateau_every: int = 10, max_steps: int | None = None,
                  seed: int = 0, num_workers: int = 0, device: str | None = None,
                  domain: str | None = None, checkpoint_every: int = 50, progress: bool = True,
-                 overwrite: bool = False) -> dict:
+                 overwrite: bool = False, resize: int | None = 64) -> dict:
     """Train a SimCLR AlexNet on the images of ``domain_dir`` and save a checkpoint to ``out``.
 
     Parameters
@@ -173,6 +176,8 @@ def train_simclr(domain_dir, out, *, epochs: int = 600, batch_size: int = 4096, 
         ReduceLROnPlateau on the mean epoch loss, stepped every ``plateau_every`` epochs.
     max_steps : int, optional
         Stop after this many optimiser steps (tests, smoke runs).
+    resize : int, optional
+        Every image is resized to ``resize x resize`` before the augmentations (64, the paper's).
     seed : int
         Seeds the initialisation, the batch order and the augmentations.
     device : str, optional
@@ -190,7 +195,8 @@ def train_simclr(domain_dir, out, *, epochs: int = 600, batch_size: int = 4096, 
     files, domain, bs, dev = _check_training_inputs(domain_dir, out, image_size, batch_size, domain, device,
                                                     overwrite)
     model = build_simclr_model(embedding_dim=embedding_dim, hidden_dim=hidden_dim, seed=seed).to(dev)
-    ds = _ImageFolderDataset(files, make_simclr_transform(image_size=image_size, vf_prob=vf_prob))
+    ds = _ImageFolderDataset(files, make_simclr_transform(image_size=image_size, vf_prob=vf_prob,
+                                                                resize=resize))
     gen = torch.Generator().manual_seed(int(seed))
     loader = DataLoader(ds, batch_size=bs, shuffle=True, drop_last=True, num_workers=int(num_workers),
                         generator=gen, pin_memory=dev.type == "cuda", persistent_workers=num_workers > 0)
@@ -203,7 +209,8 @@ def train_simclr(domain_dir, out, *, epochs: int = 600, batch_size: int = 4096, 
         "batch_size_asked": int(batch_size), "image_size": int(image_size), "lr": lr, "momentum": momentum,
         "weight_decay": weight_decay, "temperature": temperature, "embedding_dim": int(embedding_dim),
         "hidden_dim": int(hidden_dim), "vf_prob": vf_prob, "hf_prob": 0.5, "random_gray_scale": 0.2,
-        "min_scale": 0.08, "plateau_factor": plateau_factor, "plateau_patience": int(plateau_patience),
+        "min_scale": 0.08, "resize": None if not resize else int(resize), "plateau_factor": plateau_factor,
+        "plateau_patience": int(plateau_patience),
         "plateau_threshold": plateau_threshold, "plateau_every": int(plateau_every),
         "max_steps": None if max_steps is None else int(max_steps), "seed": int(seed), "device": str(dev),
     }

@@ -462,3 +462,14 @@ def build_ridge_perm(inp: ScoringInputs) -> Built:
 register_metric(Metric("ridge-perm", "ridge_p", "neuron", NEURON_DIMS, needs=("gram_z",), build=build_ridge_perm,
                        ranked=False))
 RESAMPLING_METRICS = (*RESAMPLING_METRICS, "ridge-perm")
+
+
+def _build_pls_splits(inp: ScoringInputs) -> Built:
+    # the domain study's metric (numpy/sklearn only), imported when it is built
+    from ..domains.scoring import build_pls_splits
+
+    return build_pls_splits(inp)
+
+
+register_metric(Metric("pls-splits", "pls_split_r", "neuron", (S.LAYER, S.NEURON, "split"), needs=("gram_z",),
+                       build=_build_pls_splits, ranked=False))  # per split: rank the mean (`pls`)

@@ -120,7 +120,7 @@ def _study_settings(metrics, alphas, zscore, rsa_method, pls_opts, areas, resp, 
         settings["rsa_method"] = rsa_method
     if "rsa" in metrics:
         settings["neural_rdms"] = bool(has_rdms)
-    if "pls" in metrics:
+    if "pls" in metrics or "pls-splits" in metrics:
         settings["pls"] = dict(pls_opts)
     settings["nan_layers"] = nan_layers
     if resp is not None:
