@@ -219,6 +219,32 @@ def test_5_locks_are_reentrant_in_one_process(tmp_path):
     assert time.monotonic() - t0 >= 0  # no wait, no error
 
 
+def test_5_another_thread_of_the_process_waits_for_the_lock(tmp_path):
+    """Re-entry is per thread: a second thread of the same process is a second writer (it waits, or
+    is refused after its timeout), so two threads never write one store at once."""
+    import threading
+
+    inside, order = threading.Event(), []
+
+    def holder():
+        with study_lock(tmp_path, "features/m.zarr", timeout=0):
+            order.append("holder in")
+            inside.set()
+            time.sleep(0.5)
+            order.append("holder out")
+
+    t = threading.Thread(target=holder)
+    t.start()
+    inside.wait(5)
+    with pytest.raises(StoreLockedError, match="another thread of this process"):
+        with study_lock(tmp_path, "features/m.zarr", timeout=0.05):
+            pass
+    with study_lock(tmp_path, "features/m.zarr", timeout=10):
+        order.append("waiter in")
+    t.join()
+    assert order == ["holder in", "holder out", "waiter in"]
+
+
 # --------------------------------------------------------------------------- case 6
 def _npy(folder: Path, a: np.ndarray, name="arr.npy") -> Path:
     p = folder / name

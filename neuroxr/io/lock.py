@@ -12,7 +12,8 @@ then stops with :class:`StoreLockedError` naming the holder.
   dead process on this host is taken over, one of another host is trusted for
   ``max_foreign_age`` seconds.
 
-Locks are re-entrant within one process (a pipeline's stages nest).  A lock file is removed by
+Locks are re-entrant within one thread (a pipeline's stages nest); another thread of the same
+process waits as another process does.  A lock file is removed by
 its holder on release; a writer that locked a file removed meanwhile sees that its inode is no
 longer the path's and locks the new file instead.
 """
@@ -35,6 +36,7 @@ LOCK_PREFIX = ".neuroxr-lock-"
 _HELD: dict[Path, int] = {}  # lock file -> depth, in this process
 _FDS: dict[Path, object] = {}
 _GUARD = threading.RLock()
+_THREAD_LOCKS: dict[Path, threading.RLock] = {}  # lock file -> the thread holding it, in this process
 _POLL = 0.2
 
 
@@ -187,24 +189,38 @@ def study_lock(study, what, *, timeout: float | None = None, mode: str = "flock"
     try:
         for p in paths:
             with _GUARD:
-                if p in _HELD:
-                    _HELD[p] += 1
-                    taken.append(p)
-                    continue
-            held = _acquire_one(p, timeout, mode, max_foreign_age)
-            with _GUARD:
-                _HELD[p], _FDS[p] = 1, held
+                tlock = _THREAD_LOCKS.setdefault(p, threading.RLock())
+            if not (tlock.acquire(timeout=timeout) if timeout > 0 else tlock.acquire(blocking=False)):
+                raise StoreLockedError(
+                    f"{p.parent}: {p.name[len(LOCK_PREFIX):].replace('__', '/')} is being written by another "
+                    f"thread of this process ({os.getpid()}); waited {timeout:g} s. Run one writer per store "
+                    f"at a time; NEUROXR_LOCK_TIMEOUT sets how long to wait")
+            try:
+                with _GUARD:
+                    nested = p in _HELD  # only this thread can hold it now: re-entry
+                    if nested:
+                        _HELD[p] += 1
+                if not nested:
+                    held = _acquire_one(p, timeout, mode, max_foreign_age)
+                    with _GUARD:
+                        _HELD[p], _FDS[p] = 1, held
+            except BaseException:
+                tlock.release()
+                raise
             taken.append(p)
         yield paths
     finally:
         for p in reversed(taken):
             with _GUARD:
                 _HELD[p] -= 1
-                if _HELD[p]:
-                    continue
-                del _HELD[p]
-                held = _FDS.pop(p)
-            _release_one(p, held)
+                last = not _HELD[p]
+                if last:
+                    del _HELD[p]
+                    held = _FDS.pop(p)
+                tlock = _THREAD_LOCKS[p]
+            if last:
+                _release_one(p, held)
+            tlock.release()
 
 
 __all__ = ["StoreLockedError", "study_lock", "lock_path", "read_owner", "default_timeout", "LOCK_PREFIX"]
