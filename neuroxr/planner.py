@@ -1,0 +1,489 @@
+"""What an extraction will cost, before anything is extracted: layers, features, FLOPs, bytes, time.
+
+Every model variant is built on PyTorch's ``meta`` device (parameters and activations carry
+shapes and dtypes but no storage, so nothing is initialised, allocated or downloaded) and one
+forward pass of a meta batch goes through neuroxr's own layer hooks
+(:class:`~neuroxr.features.hooks.LayerHooks`) under :class:`torch.utils.flop_counter.FlopCounterMode`.
+That gives, per model:
+
+* the layers extraction keeps and each one's features per image.  Extraction drops a layer whose
+  output is identical to an earlier one's (by a fingerprint of the values,
+  :mod:`neuroxr.features.reduce`); on the meta device there are no values, so the plan finds the
+  same duplicates structurally: the very same tensor (Dropout and Identity in eval mode, a block
+  whose output is its last ReLU's), a contiguous view of an earlier output with the same
+  number of elements (``Flatten``), or a module that is the identity when its output has its
+  input's shape (adaptive pooling to the size it gets, Dropout);
+* the forward FLOPs per image (torch's own counter: the same number a real forward gives);
+* the bytes the features store will hold, from its layout (:func:`neuroxr.features.reduce.build_layer_dataset`):
+  per layer ``gram`` and ``gram_z`` (image, image_j) float64, ``feature_sum`` (image) float64,
+  and with ``--srp`` ``srp`` (image, component) float32, plus the coordinates.  The store
+  compresses them (zstd), so the plan is an upper bound of the data written, plus a few kB of
+  metadata per variable.
+
+The time model, per variant on ``n`` images::
+
+    t = build + forward + gram
+      = params / init_rate + FLOPs x n / forward_rate + n^2 x activations / gram_rate
+
+``activations`` is the sum of the kept layers' features (each is reduced to two n x n Gram
+matrices, raw and z-scored).  The three rates come from a calibration measured once on this
+machine at a given thread budget and cached in ``~/.cache/neuroxr/calibration.json``
+(:func:`load_calibration`); the GPU's are stated assumptions (:data:`GPU_ASSUMED`) unless a
+calibration measured on a GPU is in the cache.  ``N workers``: the variants spread over N
+workers of this machine's speed, each taking the longest remaining variant first (the
+makespan of that schedule).  The SRP's projection time is not modelled (its bytes are).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import schema as S
+from .errors import MissingDataError, NeuroxrError
+
+#: what the GPU prediction assumes unless a calibration measured on a GPU is cached: an
+#: H100/H200-class card, float32 forward passes at 20 TFLOP/s effective (about a third of
+#: peak, usual for batch-32 inference), float64 Gram products at 10 TFLOP/s (n^2 p / 0.5e13 s,
+#: two products) and random initialisation at 5e9 parameters/s
+GPU_ASSUMED = {"forward_flops_per_s": 20e12, "gram_per_s": 5e12, "init_params_per_s": 5e9, "measured": False,
+               "device": "GPU (assumed: 20 TFLOP/s forward, 5e12 n^2 p/s Gram, not measured)"}
+#: bytes a stored variable adds beyond its data: its zarr.json, its entries in the consolidated
+#: metadata and in neuroxr's manifest (measured on the stores extract writes: 0.9 + 1 + 0.5 kB)
+META_BYTES_PER_VARIABLE = 2600
+CALIBRATION_VERSION = 1
+
+
+class PlanError(NeuroxrError, ValueError):
+    """A plan that cannot be made: no stimuli and no image size, or a model that does not build."""
+
+
+# --------------------------------------------------------------------------- calibration
+def calibration_path() -> Path:
+    """``$NEUROXR_CACHE_DIR/calibration.json`` (default ``$XDG_CACHE_HOME/neuroxr`` or ``~/.cache/neuroxr``)."""
+    base = os.environ.get("NEUROXR_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")), "neuroxr")
+    return Path(base) / "calibration.json"
+
+
+def _machine_key(threads: int, device: str) -> str:
+    return f"{platform.node()}|{os.cpu_count()}cpu|{device}|{threads}threads|v{CALIBRATION_VERSION}"
+
+
+def measure_calibration(threads: int = 1, device: str = "cpu", images: int = 118, repeat: int = 3) -> dict:
+    """Measure this machine's rates with the code extraction runs.
+
+    ``forward_flops_per_s``: a random-weight torchvision ResNet-18 forward of 16 images at 224 px
+    (FLOPs from FlopCounterMode, the best of ``repeat`` timed passes after a warm-up);
+    ``gram_per_s``: ``n^2 p`` per second of :class:`~neuroxr.features.reduce.LayerReducer`
+    (raw and z-scored Gram and feature sums, float64) on ``images`` x 200,000 float32 features;
+    ``init_params_per_s``: parameters per second of building a random-weight ResNet-18.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .features.reduce import LayerReducer
+    from .features.threads import extraction_threads
+    from .features.zoo import load_model
+
+    with extraction_threads(threads) as n_threads:
+        t0 = time.perf_counter()
+        lm = load_model("resnet18", weights="random", device=device)
+        t_init = time.perf_counter() - t0
+        params = sum(p.numel() for p in lm.model.parameters())
+        x = torch.randn(16, 3, 224, 224, device=device)
+        with FlopCounterMode(display=False) as fc, torch.inference_mode():
+            lm.model(x)
+        flops = fc.get_total_flops()
+        best = math.inf
+        with torch.inference_mode():
+            for _ in range(repeat):
+                if device != "cpu":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                lm.model(x)
+                if device != "cpu":
+                    torch.cuda.synchronize()
+                best = min(best, time.perf_counter() - t0)
+        rng = np.random.default_rng(0)
+        p = 200_000
+        feats = rng.standard_normal((images, p), dtype=np.float32)
+        gbest = math.inf
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            red = LayerReducer(images, p, None, n_threads=n_threads)
+            size = red.chunk_size(8 << 20)
+            for start in range(0, p, size):
+                red.add(np.ascontiguousarray(feats[:, start:start + size]), start)
+            red.finish()
+            gbest = min(gbest, time.perf_counter() - t0)
+    return {"forward_flops_per_s": flops / best, "gram_per_s": images * images * p / gbest,
+            "init_params_per_s": params / max(t_init, 1e-6), "threads": n_threads, "device": device,
+            "measured": True, "load": os.getloadavg()[0], "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "torch": torch.__version__}
+
+
+def load_calibration(threads: int = 1, device: str = "cpu", *, measure: bool = True, force: bool = False) -> dict | None:
+    """The cached calibration of this machine at ``threads`` (measured and cached when missing and ``measure``)."""
+    path = calibration_path()
+    cache = {}
+    if path.exists():
+        try:
+            cache = json.loads(path.read_text())
+        except (OSError, ValueError):
+            cache = {}
+    key = _machine_key(threads, device)
+    if key in cache and not force:
+        return cache[key]
+    if not measure:
+        return None
+    cal = measure_calibration(threads, device)
+    cache[key] = cal
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
+    os.replace(tmp, path)  # a cache file, not a study store: replaced atomically on its own
+    return cal
+
+
+# --------------------------------------------------------------------------- sizing on the meta device
+@dataclass
+class ModelSize:
+    """One model's layers and cost per image, measured on the meta device."""
+
+    model: str
+    family: str
+    source: str
+    input_shape: tuple
+    params: int
+    flops_per_image: float
+    layers: list = field(default_factory=list)  # (name, module type, features per image), kept layers
+    hooked: int = 0  # hooked layer outputs before the duplicates were dropped
+
+    @property
+    def activations(self) -> int:
+        return int(sum(p for _, _, p in self.layers))
+
+
+class _PreprocessOnly:
+    """The preprocessing fields :func:`~neuroxr.features.preprocess.preprocess_images` reads."""
+
+    def __init__(self, prep: dict):
+        self.__dict__.update(prep)
+        self.device = "cpu"
+
+
+_SHAPES: dict = {}
+
+
+def find_input_shape(row: dict, image_shape: tuple) -> tuple:
+    """(channel, H, W) a model sees for stimuli of ``image_shape`` (y, x): its own preprocessing on one blank image."""
+    from .features.preprocess import preprocess_images
+    from .features.zoo import read_preprocessing
+
+    prep = read_preprocessing(row)
+    key = (tuple(image_shape), prep["input_size"], prep["resize_size"], prep["channels"], prep["interpolation"])
+    if key not in _SHAPES:
+        x = preprocess_images(_PreprocessOnly(prep), np.zeros((1, *image_shape), dtype=np.float32), 255.0)
+        _SHAPES[key] = tuple(int(s) for s in x.shape[1:])
+    return _SHAPES[key]
+
+
+#: modules that return their input unchanged when their output has the input's shape (in eval mode)
+_IDENTITY_WHEN_SAME_SHAPE = ("AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d",
+                             "AdaptiveMaxPool2d", "AdaptiveMaxPool3d", "Dropout", "Dropout1d", "Dropout2d",
+                             "Dropout3d", "AlphaDropout", "DropPath", "StochasticDepth", "Identity")
+
+
+class _MetaLayers:
+    """Hook callback on the meta device: each layer's features, duplicates found structurally."""
+
+    def __init__(self, hooks):
+        self.hooks = hooks
+        self.root: dict = {}  # id(tensor) -> (name of the kept layer it equals, its version then)
+        self.refs: list = []  # keeps the tensors alive, so their ids are not reused
+        self.layers: list = []
+        self.calls = 0
+
+    def _resolve(self, t):
+        """The kept layer ``t`` equals: the same tensor, or a contiguous view of one with as many elements."""
+        if t is None:
+            return None
+        hit = self.root.get(id(t))
+        if hit is not None and hit[1] == t._version:  # not changed in place since it was a layer's output
+            return hit[0]
+        base = t._base
+        hit = self.root.get(id(base)) if base is not None else None
+        if hit is not None and hit[1] == base._version and base.numel() == t.numel() and t.is_contiguous() \
+                and base.is_contiguous():
+            return hit[0]
+        return None
+
+    def _same_as(self, mtype, t):
+        same = self._resolve(t)
+        if same is not None:
+            return same
+        _, inputs, _ = self.hooks.current
+        first = inputs[0] if isinstance(inputs, tuple) and inputs else None
+        if mtype in _IDENTITY_WHEN_SAME_SHAPE and first is not None and tuple(first.shape) == tuple(t.shape):
+            return self._resolve(first)
+        return None
+
+    def __call__(self, name, mtype, t):
+        t = _first_tensor(self.hooks.current[2])  # the module's own output (the hooks hand on a detached copy)
+        self.calls += 1
+        same = self._same_as(mtype, t)
+        if same is None:
+            self.layers.append((name, mtype, int(np.prod(t.shape[1:]))))
+            same = name
+        self.root[id(t)] = (same, t._version)
+        self.refs.append(t)
+
+
+def _first_tensor(out):
+    from .features.hooks import _first_tensor as first
+
+    return first(out)
+
+
+def _plan_hooks():
+    from .features.hooks import LayerHooks
+
+    class PlanHooks(LayerHooks):
+        """neuroxr's layer hooks, also handing the callback the module and its inputs."""
+
+        current = (None, (), None)
+
+        def _hook(self, qual, module, inputs, output):
+            self.current = (module, inputs, output)
+            super()._hook(qual, module, inputs, output)
+
+    return PlanHooks
+
+
+_ARCH: dict = {}
+
+
+def size_model(row: dict, image_shape: tuple, batch: int = 2) -> ModelSize:
+    """Layers kept, features per layer, FLOPs per image and parameters of ``row``'s model, on the meta device.
+
+    The model is built with ``torch.device("meta")`` as default device (no weights initialised,
+    none downloaded) and runs one meta batch of ``batch`` images of the shape its preprocessing
+    gives for stimuli of ``image_shape`` (y, x), through neuroxr's layer hooks, under
+    FlopCounterMode.  Models sharing an architecture (the Taskonomy encoders) are sized once.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .features.zoo import _build
+
+    shape = find_input_shape(row, image_shape)
+    key = (row["source"], row["constructor"], shape)
+    if row["source"] in ("taskonomy",) and key in _ARCH:
+        got = _ARCH[key]
+        return ModelSize(row["model"], row["family"], row["source"], shape, got.params, got.flops_per_image,
+                         list(got.layers), got.hooked)
+    with torch.device("meta"):
+        model = _build(row, seed=0).eval()
+        params = int(sum(p.numel() for p in model.parameters()))
+        x = torch.empty((batch, *shape), dtype=torch.float32)
+        hooks = _plan_hooks()(model, None)
+        cb = _MetaLayers(hooks)
+        hooks.callback = cb
+        try:
+            # no_grad, not inference_mode: views keep their base and tensors their version counter
+            with FlopCounterMode(display=False) as fc, torch.no_grad():
+                hooks.new_batch(batch)
+                model(x)
+        finally:
+            hooks.remove()
+    out = ModelSize(row["model"], row["family"], row["source"], shape, params, fc.get_total_flops() / batch,
+                    cb.layers, cb.calls)
+    if row["source"] == "taskonomy":
+        _ARCH[key] = out
+    return out
+
+
+# --------------------------------------------------------------------------- bytes and time
+def estimate_store_bytes(n_images: int, layers: list, srp_k: int | None = None, *, model: str = "", weights: str = "",
+                         family: str = "", source: str = "") -> dict:
+    """Bytes of one variant's part of ``features/<model>.zarr`` (layout of ``build_layer_dataset``).
+
+    Returns ``{"data": ..., "coords": ..., "metadata": ..., "total": ...}``: ``data`` the data
+    variables' uncompressed bytes (what xarray's ``nbytes`` of the written store's data variables
+    gives), ``coords`` the coordinates' (strings as their UTF-8 characters), ``metadata`` the
+    per-variable JSON (:data:`META_BYTES_PER_VARIABLE`).
+    """
+    L, n = len(layers), int(n_images)
+    data = L * (2 * n * n * 8 + n * 8)  # gram, gram_z float64; feature_sum float64
+    nvars = 3
+    if srp_k:
+        data += L * n * int(srp_k) * 4
+        nvars += 1
+    names = [name for name, _, _ in layers]
+    strings = sum(len(S.layer_id(model, weights, nm).encode()) + len(nm.encode()) for nm in names)
+    strings += L * sum(len(s.encode()) for s in (model, weights, family, source))
+    strings += sum(len(t.encode()) for _, t, _ in layers)
+    coords = strings + L * (8 + 8 + 8 + 1) + 2 * n * 8  # depth, relative_depth, n_features, finite; image, image_j
+    ncoords = 13
+    if srp_k:
+        coords += int(srp_k) * 8 + L * 8
+        ncoords += 2
+    meta = (nvars + ncoords) * META_BYTES_PER_VARIABLE
+    return {"data": int(data), "coords": int(coords), "metadata": int(meta), "total": int(data + coords + meta)}
+
+
+def predict_seconds(size: ModelSize, n_images: int, cal: dict) -> dict:
+    """``build``, ``forward``, ``gram`` and ``total`` seconds of one variant at the rates of ``cal``."""
+    n = int(n_images)
+    build = size.params / cal["init_params_per_s"]
+    fwd = size.flops_per_image * n / cal["forward_flops_per_s"]
+    gram = n * n * size.activations / cal["gram_per_s"]
+    return {"build": build, "forward": fwd, "gram": gram, "total": build + fwd + gram}
+
+
+def makespan(seconds: list, workers: int) -> float:
+    """Time for ``workers`` to run jobs of ``seconds``, each taking the longest one left (LPT)."""
+    import heapq
+
+    loads = [0.0] * max(1, int(workers))
+    for s in sorted(seconds, reverse=True):
+        heapq.heapreplace(loads, loads[0] + s)
+    return max(loads)
+
+
+# --------------------------------------------------------------------------- the plan
+@dataclass
+class VariantPlan:
+    model: str
+    weights: str
+    family: str
+    source: str
+    n_images: int
+    input_shape: tuple = ()
+    layers: list = field(default_factory=list)
+    params: int = 0
+    gflops_per_image: float = float("nan")
+    activations: int = 0
+    bytes: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+    gpu_seconds: dict = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def study_images(study) -> tuple[int, tuple | None]:
+    """(number of images, (y, x) of the stimuli or None) of a study: stimuli.zarr, else responses.zarr's image coord."""
+    from .io.store import open_dataset
+
+    st = Path(study)
+    if (st / S.STIMULI_STORE).exists():
+        px = open_dataset(st / S.STIMULI_STORE, chunks={})[S.PIXELS]
+        return int(px.shape[0]), tuple(int(s) for s in px.shape[1:3])
+    for store in (S.RESPONSES_STORE, S.RDMS_STORE):
+        if (st / store).exists():
+            ds = open_dataset(st / store, chunks={})
+            return int(ds.sizes[S.IMAGE]), None
+    raise MissingDataError(f"{st}: no {S.STIMULI_STORE}, {S.RESPONSES_STORE} or {S.RDMS_STORE}; "
+                           f"run `neuroxr simulate` or `neuroxr ingest` first (or give --images N --image-size S)")
+
+
+def plan_variants(pairs, n_images: int, image_shape: tuple, *, srp=None, threads: int = 1, catalog=None,
+                  calibration: dict | None = None, gpu: dict | None = None, log=None) -> list[VariantPlan]:
+    """One :class:`VariantPlan` per (model, weights) pair; a model that does not build is kept with ``error``."""
+    from .features.reduce import find_srp_components
+    from .features.zoo import resolve_model_row
+
+    srp_k = find_srp_components(srp, n_images)
+    gpu = gpu or GPU_ASSUMED
+    out = []
+    sized: dict = {}
+    for model, weights in pairs:
+        row = resolve_model_row(model, catalog)
+        vp = VariantPlan(model=row["model"], weights=str(weights), family=row["family"], source=row["source"],
+                         n_images=int(n_images))
+        try:
+            if model not in sized:
+                sized[model] = size_model(row, image_shape)
+            sz = sized[model]
+        except Exception as exc:  # noqa: BLE001 - a model that does not build is one line of the plan, not fatal
+            vp.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+            out.append(vp)
+            continue
+        vp.input_shape, vp.layers, vp.params = sz.input_shape, sz.layers, sz.params
+        vp.gflops_per_image, vp.activations = sz.flops_per_image / 1e9, sz.activations
+        vp.bytes = estimate_store_bytes(n_images, sz.layers, srp_k, model=vp.model, weights=vp.weights,
+                                        family=vp.family, source=vp.source)
+        if calibration is not None:
+            vp.seconds = predict_seconds(sz, n_images, calibration)
+        vp.gpu_seconds = predict_seconds(sz, n_images, gpu)
+        out.append(vp)
+    return out
+
+
+def _si(x: float) -> str:
+    for unit, f in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= f:
+            return f"{x / f:.3g} {unit}"
+    return f"{x:.3g}"
+
+
+def describe_variant(vp: VariantPlan, workers: int | None = None) -> str:
+    """One line: layers, features, FLOPs, bytes and predicted time of a variant."""
+    from .features.progress import format_bytes, format_seconds
+
+    head = f"{vp.model} [{vp.weights[:16]}]"
+    if vp.error:
+        return f"{head}: not planned ({vp.error})"
+    largest = max((p for _, _, p in vp.layers), default=0)
+    line = (f"{head}: {len(vp.layers)} layers kept, {_si(vp.activations)} features/image (largest {_si(largest)}), "
+            f"{vp.gflops_per_image:.3g} GFLOP/image x {vp.n_images}; store <= {format_bytes(vp.bytes['total'])}")
+    if vp.seconds:
+        line += f"; ~{format_seconds(vp.seconds['total'])} here"
+    if vp.gpu_seconds:
+        line += f", ~{format_seconds(vp.gpu_seconds['total'])} on a GPU"
+    return line
+
+
+def summarise(plans: list[VariantPlan], calibration: dict | None, workers: int = 1, gpu: dict | None = None) -> list[str]:
+    """Closing lines: totals of layers, bytes, FLOPs and time (here, on ``workers`` workers, on a GPU)."""
+    from .features.progress import format_bytes, format_seconds, plural
+
+    ok = [p for p in plans if not p.error]
+    gpu = gpu or GPU_ASSUMED
+    lines = [f"total: {plural(len(ok), 'model variant')} planned"
+             + (f" ({len(plans) - len(ok)} not: see above)" if len(ok) < len(plans) else "")
+             + f", {sum(len(p.layers) for p in ok)} layers, {sum(p.gflops_per_image * p.n_images for p in ok):.4g} "
+               f"GFLOP forward, store <= {format_bytes(sum(p.bytes['total'] for p in ok))}"]
+    if calibration is not None:
+        secs = [p.seconds["total"] for p in ok]
+        lines.append(
+            f"predicted time: {format_seconds(sum(secs))} here ({calibration['threads']} thread(s): "
+            f"{calibration['forward_flops_per_s'] / 1e9:.3g} GFLOP/s forward, {calibration['gram_per_s']:.3g} n^2p/s "
+            f"Gram, measured {calibration.get('when', '?')} at load {calibration.get('load', float('nan')):.2f})"
+            + (f"; {format_seconds(makespan(secs, workers))} on {workers} workers like it" if workers > 1 else ""))
+    lines.append(f"predicted time on a GPU: {format_seconds(sum(p.gpu_seconds['total'] for p in ok))} "
+                 f"({gpu['device']})")
+    return lines
+
+
+def plan_models(models, n_images: int, image_shape: tuple | None, weights=("random",), **kw) -> list[VariantPlan]:
+    """:func:`plan_variants` for ``models`` x ``weights`` (a study without stimuli needs ``image_shape``)."""
+    if image_shape is None:
+        raise PlanError("the study has no stimuli.zarr, so there is no image size to plan a forward pass for: "
+                        "give --image-size S (or plan a study with stimuli; imported features are not planned)")
+    pairs = [(m, w) for m in models for w in ([weights] if isinstance(weights, str) else weights)]
+    return plan_variants(pairs, n_images, image_shape, **kw)
+
+
+__all__ = ["size_model", "find_input_shape", "estimate_store_bytes", "predict_seconds", "makespan", "plan_variants",
+           "plan_models", "describe_variant", "summarise", "load_calibration", "measure_calibration",
+           "calibration_path", "study_images", "ModelSize", "VariantPlan", "PlanError", "GPU_ASSUMED"]
