@@ -35,6 +35,7 @@ makespan of that schedule).  The SRP's projection time is not modelled (its byte
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -81,9 +82,9 @@ def measure_calibration(threads: int = 1, device: str = "cpu", images: int = 118
 
     ``forward_flops_per_s``: a random-weight torchvision ResNet-18 forward of 16 images at 224 px
     (FLOPs from FlopCounterMode, the best of ``repeat`` timed passes after a warm-up);
-    ``gram_per_s``: ``n^2 p`` per second of :class:`~neuroxr.features.reduce.LayerReducer`
-    (raw and z-scored Gram and feature sums, float64) on ``images`` x 200,000 float32 features;
-    ``init_params_per_s``: parameters per second of building a random-weight ResNet-18.
+    ``gram_per_s``: ``n^2 p`` per second of extraction's own reduction of ``images`` images
+    (:func:`_measure_reduction`: raw and z-scored Gram and feature sums, float64);
+    ``init_params_per_s``: parameters per second of building a random-weight ResNet-18 (the second build).
     """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -93,6 +94,7 @@ def measure_calibration(threads: int = 1, device: str = "cpu", images: int = 118
     from .features.zoo import load_model
 
     with extraction_threads(threads) as n_threads:
+        load_model("resnet18", weights="random", device=device)  # warm: imports and first-call costs
         t0 = time.perf_counter()
         lm = load_model("resnet18", weights="random", device=device)
         t_init = time.perf_counter() - t0
@@ -111,22 +113,38 @@ def measure_calibration(threads: int = 1, device: str = "cpu", images: int = 118
                 if device != "cpu":
                     torch.cuda.synchronize()
                 best = min(best, time.perf_counter() - t0)
-        rng = np.random.default_rng(0)
-        p = 200_000
-        feats = rng.standard_normal((images, p), dtype=np.float32)
-        gbest = math.inf
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            red = LayerReducer(images, p, None, n_threads=n_threads)
-            size = red.chunk_size(8 << 20)
-            for start in range(0, p, size):
-                red.add(np.ascontiguousarray(feats[:, start:start + size]), start)
-            red.finish()
-            gbest = min(gbest, time.perf_counter() - t0)
-    return {"forward_flops_per_s": flops / best, "gram_per_s": images * images * p / gbest,
+        gram_rate = _measure_reduction(images, n_threads, flops / best, repeat)
+    return {"forward_flops_per_s": flops / best, "gram_per_s": gram_rate,
             "init_params_per_s": params / max(t_init, 1e-6), "threads": n_threads, "device": device,
             "measured": True, "load": os.getloadavg()[0], "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "torch": torch.__version__}
+
+
+def _measure_reduction(n: int, n_threads: int, forward_rate: float, repeat: int) -> float:
+    """``n^2 p`` per second of extraction's own reduction path (:func:`~neuroxr.features.run.reduce_model`:
+    hooks, fingerprints, activation buffers of GB size, raw and z-scored Grams) on a 6-layer
+    1x1-convolution network with 802,816 features per layer (ResNet's early layers), its (small,
+    counted) forward time taken out.  Measured once (``repeat`` is not used: it takes ~20 s)."""
+    import torch
+    from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .features.run import reduce_model
+    from .features.zoo import LoadedModel
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 64, 1), *[nn.Conv2d(64, 64, 1) for _ in range(5)]).eval()
+    lm = LoadedModel(model=net, name="calibration", weights="random", family="cnn", source="neuroxr", input_size=112,
+                     mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    pixels = np.random.default_rng(0).integers(0, 256, (n, 112, 112), dtype=np.uint8)
+    with FlopCounterMode(display=False) as fc, torch.inference_mode():
+        net(torch.zeros(1, 3, 112, 112))
+    fwd = fc.get_total_flops() * n / forward_rate
+    t0 = time.perf_counter()
+    ds = reduce_model(lm, pixels, batch_size=32, n_threads=n_threads)
+    best = time.perf_counter() - t0
+    p = int(ds["n_features"].sum())
+    return n * n * p / max(best - fwd, 1e-6)
 
 
 def load_calibration(threads: int = 1, device: str = "cpu", *, measure: bool = True, force: bool = False) -> dict | None:
@@ -268,45 +286,126 @@ def _plan_hooks():
 
 
 _ARCH: dict = {}
+#: normalisations whose FLOPs torch's counter does not count and whose meta kernels run as slow Python
+#: decompositions: while a plan runs they return an empty tensor of their input's shape (a new tensor,
+#: as the real ones do), which leaves the layers, shapes and counted FLOPs as they are
+_NORMS = ("batch_norm", "layer_norm", "group_norm", "instance_norm")
 
 
-def size_model(row: dict, image_shape: tuple, batch: int = 2) -> ModelSize:
+def _empty_like_input(inp, *args, **kwargs):
+    import torch
+
+    return torch.empty_like(inp)
+
+
+@contextlib.contextmanager
+def _fast_norms():
+    import torch.nn.functional as F
+
+    saved = {k: getattr(F, k) for k in _NORMS}
+    try:
+        for k in _NORMS:
+            setattr(F, k, _empty_like_input)
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(F, k, v)
+
+
+def _meta_forward(model, shape, batch, in_device_mode):
+    """One forward of a meta batch through neuroxr's hooks under FlopCounterMode: (counter, layers)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.empty((batch, *shape), dtype=torch.float32, device="meta")
+    hooks = _plan_hooks()(model, None)
+    cb = _MetaLayers(hooks)
+    hooks.callback = cb
+    mode = torch.device("meta") if in_device_mode else contextlib.nullcontext()
+    try:
+        # no_grad, not inference_mode: views keep their base and tensors their version counter
+        with mode, _fast_norms(), FlopCounterMode(display=False) as fc, torch.no_grad():
+            hooks.new_batch(batch)
+            model(x)
+    finally:
+        hooks.remove()
+    return fc, cb
+
+
+def _sizes_cache_path() -> Path:
+    return calibration_path().parent / "model_sizes.json"
+
+
+def _sizes_key(row: dict, shape: tuple, batch: int) -> str:
+    import importlib.metadata as md
+
+    vers = []
+    for pkg in ("torch", "torchvision", "timm"):
+        try:
+            vers.append(md.version(pkg))
+        except md.PackageNotFoundError:
+            vers.append("-")
+    return "|".join(map(str, (row["source"], row["constructor"], "x".join(map(str, shape)), batch, *vers,
+                              f"v{CALIBRATION_VERSION}")))
+
+
+def read_sizes_cache() -> dict:
+    """Model sizes planned before (``~/.cache/neuroxr/model_sizes.json``), keyed by architecture, input
+    shape and the torch / torchvision / timm versions; {} when there is none."""
+    try:
+        return json.loads(_sizes_cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_sizes_cache(cache: dict) -> None:
+    path = _sizes_cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(cache))
+        os.replace(tmp, path)
+    except OSError:  # a read-only cache directory: the plan is only slower next time
+        pass
+
+
+def size_model(row: dict, image_shape: tuple, batch: int = 2, cache: dict | None = None) -> ModelSize:
     """Layers kept, features per layer, FLOPs per image and parameters of ``row``'s model, on the meta device.
 
     The model is built with ``torch.device("meta")`` as default device (no weights initialised,
     none downloaded) and runs one meta batch of ``batch`` images of the shape its preprocessing
     gives for stimuli of ``image_shape`` (y, x), through neuroxr's layer hooks, under
     FlopCounterMode.  Models sharing an architecture (the Taskonomy encoders) are sized once.
+    ``cache``: a dict of earlier sizes (:func:`read_sizes_cache`), looked up and filled in.
     """
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from .features.zoo import _build
 
     shape = find_input_shape(row, image_shape)
     key = (row["source"], row["constructor"], shape)
+    ckey = _sizes_key(row, shape, batch) if cache is not None else None
+    if ckey is not None and ckey in cache:
+        c = cache[ckey]
+        return ModelSize(row["model"], row["family"], row["source"], shape, int(c["params"]), float(c["flops"]),
+                         [tuple(x) for x in c["layers"]], int(c["hooked"]))
     if row["source"] in ("taskonomy",) and key in _ARCH:
         got = _ARCH[key]
         return ModelSize(row["model"], row["family"], row["source"], shape, got.params, got.flops_per_image,
                          list(got.layers), got.hooked)
     with torch.device("meta"):
         model = _build(row, seed=0).eval()
-        params = int(sum(p.numel() for p in model.parameters()))
-        x = torch.empty((batch, *shape), dtype=torch.float32)
-        hooks = _plan_hooks()(model, None)
-        cb = _MetaLayers(hooks)
-        hooks.callback = cb
-        try:
-            # no_grad, not inference_mode: views keep their base and tensors their version counter
-            with FlopCounterMode(display=False) as fc, torch.no_grad():
-                hooks.new_batch(batch)
-                model(x)
-        finally:
-            hooks.remove()
+    params = int(sum(p.numel() for p in model.parameters()))
+    try:  # outside the meta device mode first (it intercepts every call); inside for models that need it
+        fc, cb = _meta_forward(model, shape, batch, in_device_mode=False)
+    except Exception:  # noqa: BLE001 - a factory call in forward made a CPU tensor: rerun in the mode
+        fc, cb = _meta_forward(model, shape, batch, in_device_mode=True)
     out = ModelSize(row["model"], row["family"], row["source"], shape, params, fc.get_total_flops() / batch,
                     cb.layers, cb.calls)
     if row["source"] == "taskonomy":
         _ARCH[key] = out
+    if ckey is not None:
+        cache[ckey] = {"params": out.params, "flops": out.flops_per_image, "layers": out.layers, "hooked": out.hooked}
     return out
 
 
@@ -397,8 +496,11 @@ def study_images(study) -> tuple[int, tuple | None]:
 
 
 def plan_variants(pairs, n_images: int, image_shape: tuple, *, srp=None, threads: int = 1, catalog=None,
-                  calibration: dict | None = None, gpu: dict | None = None, log=None) -> list[VariantPlan]:
-    """One :class:`VariantPlan` per (model, weights) pair; a model that does not build is kept with ``error``."""
+                  calibration: dict | None = None, gpu: dict | None = None, use_cache: bool = True) -> list[VariantPlan]:
+    """One :class:`VariantPlan` per (model, weights) pair; a model that does not build is kept with ``error``.
+
+    ``use_cache``: reuse (and add to) the sizes of architectures planned before (:func:`read_sizes_cache`).
+    """
     from .features.reduce import find_srp_components
     from .features.zoo import resolve_model_row
 
@@ -406,13 +508,15 @@ def plan_variants(pairs, n_images: int, image_shape: tuple, *, srp=None, threads
     gpu = gpu or GPU_ASSUMED
     out = []
     sized: dict = {}
+    cache = read_sizes_cache() if use_cache else None
+    before = len(cache) if cache is not None else 0
     for model, weights in pairs:
         row = resolve_model_row(model, catalog)
         vp = VariantPlan(model=row["model"], weights=str(weights), family=row["family"], source=row["source"],
                          n_images=int(n_images))
         try:
             if model not in sized:
-                sized[model] = size_model(row, image_shape)
+                sized[model] = size_model(row, image_shape, cache=cache)
             sz = sized[model]
         except Exception as exc:  # noqa: BLE001 - a model that does not build is one line of the plan, not fatal
             vp.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
@@ -426,6 +530,8 @@ def plan_variants(pairs, n_images: int, image_shape: tuple, *, srp=None, threads
             vp.seconds = predict_seconds(sz, n_images, calibration)
         vp.gpu_seconds = predict_seconds(sz, n_images, gpu)
         out.append(vp)
+    if cache is not None and len(cache) > before:
+        write_sizes_cache(cache)
     return out
 
 
