@@ -332,6 +332,18 @@ def _meta_forward(model, shape, batch, in_device_mode):
     return fc, cb
 
 
+def size_module(model, shape: tuple, batch: int = 2) -> tuple:
+    """``(parameters, FLOPs per image, kept layers, hooked outputs)`` of a module (on the meta device or
+    not: its parameters are moved to meta) for inputs (``batch``, ``*shape``)."""
+    model = model.to("meta").eval()
+    params = int(sum(p.numel() for p in model.parameters()))
+    try:  # outside the meta device mode first (it intercepts every call); inside for models that need it
+        fc, cb = _meta_forward(model, shape, batch, in_device_mode=False)
+    except Exception:  # noqa: BLE001 - a factory call in forward made a CPU tensor: rerun in the mode
+        fc, cb = _meta_forward(model, shape, batch, in_device_mode=True)
+    return params, fc.get_total_flops() / batch, cb.layers, cb.calls
+
+
 def _sizes_cache_path() -> Path:
     return calibration_path().parent / "model_sizes.json"
 
@@ -395,13 +407,8 @@ def size_model(row: dict, image_shape: tuple, batch: int = 2, cache: dict | None
                          list(got.layers), got.hooked)
     with torch.device("meta"):
         model = _build(row, seed=0).eval()
-    params = int(sum(p.numel() for p in model.parameters()))
-    try:  # outside the meta device mode first (it intercepts every call); inside for models that need it
-        fc, cb = _meta_forward(model, shape, batch, in_device_mode=False)
-    except Exception:  # noqa: BLE001 - a factory call in forward made a CPU tensor: rerun in the mode
-        fc, cb = _meta_forward(model, shape, batch, in_device_mode=True)
-    out = ModelSize(row["model"], row["family"], row["source"], shape, params, fc.get_total_flops() / batch,
-                    cb.layers, cb.calls)
+    params, flops, layers, calls = size_module(model, shape, batch)
+    out = ModelSize(row["model"], row["family"], row["source"], shape, params, flops, layers, calls)
     if row["source"] == "taskonomy":
         _ARCH[key] = out
     if ckey is not None:
@@ -590,6 +597,52 @@ def plan_models(models, n_images: int, image_shape: tuple | None, weights=("rand
     return plan_variants(pairs, n_images, image_shape, **kw)
 
 
-__all__ = ["size_model", "find_input_shape", "estimate_store_bytes", "predict_seconds", "makespan", "plan_variants",
+__all__ = ["size_model", "size_module", "find_input_shape", "estimate_store_bytes", "predict_seconds", "makespan", "plan_variants",
            "plan_models", "describe_variant", "summarise", "load_calibration", "measure_calibration",
            "calibration_path", "study_images", "ModelSize", "VariantPlan", "PlanError", "GPU_ASSUMED"]
+
+
+def log_plan(pairs, n_images: int, image_shape: tuple, log, *, srp=None, threads: int | None = None, catalog=None,
+             prefix: str = "plan: ") -> None:
+    """Log one :func:`describe_variant` line per (model, weights) pair and the totals, with the cached
+    calibration of this machine (none measured here: without one, no time is predicted and the last line
+    says how to calibrate).  A plan that fails is one line, never an error of the run it precedes."""
+    try:
+        from .features.threads import thread_budget
+
+        n_threads = thread_budget(threads)
+        cal = load_calibration(n_threads, measure=False)
+        plans = plan_variants(list(pairs), n_images, image_shape, srp=srp, threads=n_threads, catalog=catalog,
+                              calibration=cal)
+        for vp in plans:
+            log(prefix + describe_variant(vp))
+        if len(plans) > 1:
+            for line in summarise(plans, cal):
+                log(prefix + line)
+        if cal is None:
+            log(prefix + f"no time predicted: no calibration for {n_threads} thread(s) in {calibration_path()}; "
+                         f"`neuroxr plan STUDY --model M --threads {n_threads} --calibrate` measures it once")
+    except Exception as exc:  # noqa: BLE001 - the plan is information; the run goes on without it
+        log(prefix + f"not available ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})")
+
+
+def log_pipeline_plan(settings, study, skip, log) -> bool:
+    """At the start of ``neuroxr run``: log the plan of the [extract] variants still to extract.
+
+    The images come from ``STUDY/stimuli.zarr``, or before a simulated ingest from its settings;
+    returns False when neither is there yet (call again after ingest), True once logged.
+    """
+    from .pipeline.plan import list_done_variants, list_model_variants
+
+    pairs = [p for p in list_model_variants(settings) if p not in set(skip)]
+    pairs = [p for p in pairs if p not in list_done_variants(study)]
+    if (Path(study) / S.STIMULI_STORE).exists():
+        n, shape = study_images(study)
+    elif settings.ingest.source == "simulate":
+        ing = settings.ingest
+        n, shape = int(ing.n_images or 118), (int(ing.image_size or 64),) * 2
+    else:
+        return False
+    if pairs:
+        log_plan(pairs, n, shape, log, srp=settings.extract.srp, prefix="plan: ")
+    return True

@@ -154,6 +154,8 @@ def extract_features(study, models=None, weights="random", seed: int = 0, srp=No
     for m in models:  # fail early on unknown names, before any model runs
         resolve_model_row(m, catalog)
     clean_features_dir(study)
+    if log is not None:  # what the run will cost, from the meta device, before any model runs
+        _log_plan(study, models, weights, srp, catalog, threads, log)
     kw = dict(weights=weights, seed=seed, srp=srp, srp_seed=srp_seed, batch_size=batch_size, device=device,
               catalog=catalog, overwrite=overwrite, threads=threads)
     if client is not None:
@@ -169,6 +171,18 @@ def extract_features(study, models=None, weights="random", seed: int = 0, srp=No
             log(describe_result(r))
         out.append(r)
     return out
+
+
+def _log_plan(study, models, weights, srp, catalog, threads, log) -> None:
+    """The plan's line per model (:func:`neuroxr.planner.log_plan`) for the stimuli of ``study``."""
+    from ..planner import log_plan, study_images
+
+    try:
+        n, shape = study_images(study)
+    except MissingDataError:
+        return  # open_study / the stimuli check say what is missing
+    if shape is not None:
+        log_plan([(m, str(weights)) for m in models], n, shape, log, srp=srp, threads=threads, catalog=catalog)
 
 
 def describe_result(r: dict) -> str:
