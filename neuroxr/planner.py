@@ -89,7 +89,6 @@ def measure_calibration(threads: int = 1, device: str = "cpu", images: int = 118
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .features.reduce import LayerReducer
     from .features.threads import extraction_threads
     from .features.zoo import load_model
 
@@ -597,9 +596,26 @@ def plan_models(models, n_images: int, image_shape: tuple | None, weights=("rand
     return plan_variants(pairs, n_images, image_shape, **kw)
 
 
-__all__ = ["size_model", "size_module", "find_input_shape", "estimate_store_bytes", "predict_seconds", "makespan", "plan_variants",
-           "plan_models", "describe_variant", "summarise", "load_calibration", "measure_calibration",
-           "calibration_path", "study_images", "ModelSize", "VariantPlan", "PlanError", "GPU_ASSUMED"]
+__all__ = [
+    "GPU_ASSUMED",
+    "ModelSize",
+    "PlanError",
+    "VariantPlan",
+    "calibration_path",
+    "describe_variant",
+    "estimate_store_bytes",
+    "find_input_shape",
+    "load_calibration",
+    "makespan",
+    "measure_calibration",
+    "plan_models",
+    "plan_variants",
+    "predict_seconds",
+    "size_model",
+    "size_module",
+    "study_images",
+    "summarise",
+]
 
 
 def log_plan(pairs, n_images: int, image_shape: tuple, log, *, srp=None, threads: int | None = None, catalog=None,

@@ -74,7 +74,7 @@ def test_in_place_changes_and_identities_match_the_real_filter():
                      input_size=12, mean=(0.5,) * 3, std=(0.25,) * 3)
     ds = reduce_model(lm, PIX, batch_size=2)
     real = list(zip(ds["layer_name"].values.tolist(), ds["n_features"].values.tolist()))
-    params, flops, layers, _ = P.size_module(_InPlace(), (3, 12, 12))
+    _, _, layers, _ = P.size_module(_InPlace(), (3, 12, 12))
     assert [(n, p) for n, _, p in layers] == real
     assert [n for n, _ in real] == ["conv", "ident", "pool"]  # the changed tensor is a layer of its own
 

@@ -15,7 +15,13 @@ def _plan(args):
     from ..features.progress import format_seconds
     from ..features.threads import thread_budget
     from ..features.zoo import list_models
-    from ..planner import describe_variant, load_calibration, plan_models, study_images, summarise
+    from ..planner import (
+        describe_variant,
+        load_calibration,
+        plan_models,
+        study_images,
+        summarise,
+    )
 
     t0 = time.perf_counter()
     if args.model:
