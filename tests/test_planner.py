@@ -85,11 +85,15 @@ def _simulate(study, n=10):
 
 
 @pytest.mark.parametrize("srp", [None, "7"])
-def test_bytes_equal_the_store_extract_writes(tmp_path, srp):
+def test_bytes_equal_the_store_extract_writes(tmp_path, srp, capsys):
     study = tmp_path / "s"
     _simulate(study)
     args = ["extract", str(study), "--model", "squeezenet1_1", "--threads", "1"] + (["--srp", srp] if srp else [])
+    capsys.readouterr()
     assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "neuroxr extract: plan: squeezenet1_1 [random]: 64 layers kept" in err  # printed before it runs
+    assert err.index("plan: squeezenet1_1") < err.index("squeezenet1_1 [random]: done")
     path = study / "features" / "squeezenet1_1.zarr"
     ds = xr.open_zarr(path)
     plan = P.plan_variants([("squeezenet1_1", "random")], 10, (32, 32), srp=srp)[0]
@@ -149,3 +153,17 @@ def test_plan_without_models_is_a_one_line_error(tmp_path, capsys):
     assert main(["plan", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "--model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_run_logs_the_plan_before_ingest(tmp_path):
+    from neuroxr.pipeline.config import load_settings
+    from neuroxr.pipeline.run import DEMO_SMALL
+
+    lines = []
+    settings = load_settings(DEMO_SMALL)
+    assert P.log_pipeline_plan(settings, tmp_path / "study", [], lines.append)
+    planned = [line for line in lines if "layers kept" in line]
+    assert [line.split(" [")[0] for line in planned] == ["plan: alexnet", "plan: pixels", "plan: gabor"]
+    n = DEMO_SMALL["ingest"]["n_images"]
+    assert all(f"x {n};" in line for line in planned)
+    assert any("no time predicted" in line for line in lines)  # no calibration in this cache
