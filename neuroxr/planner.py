@@ -550,7 +550,7 @@ def _si(x: float) -> str:
 
 def describe_variant(vp: VariantPlan, workers: int | None = None) -> str:
     """One line: layers, features, FLOPs, bytes and predicted time of a variant."""
-    from .features.progress import format_bytes, format_seconds
+    from .features.progress import format_bytes
 
     head = f"{vp.model} [{vp.weights[:16]}]"
     if vp.error:
@@ -559,10 +559,16 @@ def describe_variant(vp: VariantPlan, workers: int | None = None) -> str:
     line = (f"{head}: {len(vp.layers)} layers kept, {_si(vp.activations)} features/image (largest {_si(largest)}), "
             f"{vp.gflops_per_image:.3g} GFLOP/image x {vp.n_images}; store <= {format_bytes(vp.bytes['total'])}")
     if vp.seconds:
-        line += f"; ~{format_seconds(vp.seconds['total'])} here"
+        line += f"; ~{_secs(vp.seconds['total'])} here"
     if vp.gpu_seconds:
-        line += f", ~{format_seconds(vp.gpu_seconds['total'])} on a GPU"
+        line += f", ~{_secs(vp.gpu_seconds['total'])} on a GPU (assumed)"
     return line
+
+
+def _secs(s: float) -> str:
+    from .features.progress import format_seconds
+
+    return "<0.1 s" if s < 0.05 else format_seconds(s)
 
 
 def summarise(plans: list[VariantPlan], calibration: dict | None, workers: int = 1, gpu: dict | None = None) -> list[str]:
