@@ -286,29 +286,28 @@ def _plan_hooks():
 
 _ARCH: dict = {}
 #: normalisations whose FLOPs torch's counter does not count and whose meta kernels run as slow Python
-#: decompositions: while a plan runs they return an empty tensor of their input's shape (a new tensor,
-#: as the real ones do), which leaves the layers, shapes and counted FLOPs as they are
+#: decompositions: in a plan's forward pass (and only in its thread) they return an empty tensor of their
+#: input's shape (a new tensor, as the real ones do), which leaves the layers, shapes and counted FLOPs as
+#: they are
 _NORMS = ("batch_norm", "layer_norm", "group_norm", "instance_norm")
 
 
-def _empty_like_input(inp, *args, **kwargs):
-    import torch
-
-    return torch.empty_like(inp)
-
-
-@contextlib.contextmanager
 def _fast_norms():
+    """A torch function mode (thread-local: other threads' calls are untouched) in which the
+    normalisations of :data:`_NORMS` return an empty tensor of their input's shape."""
+    import torch
     import torch.nn.functional as F
+    from torch.overrides import TorchFunctionMode
 
-    saved = {k: getattr(F, k) for k in _NORMS}
-    try:
-        for k in _NORMS:
-            setattr(F, k, _empty_like_input)
-        yield
-    finally:
-        for k, v in saved.items():
-            setattr(F, k, v)
+    norms = {getattr(F, k) for k in _NORMS}
+
+    class FastNorms(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func in norms:
+                return torch.empty_like(args[0])
+            return func(*args, **(kwargs or {}))
+
+    return FastNorms()
 
 
 def _meta_forward(model, shape, batch, in_device_mode):
