@@ -12,7 +12,13 @@ That gives, per model:
   same duplicates structurally: the very same tensor (Dropout and Identity in eval mode, a block
   whose output is its last ReLU's), a contiguous view of an earlier output with the same
   number of elements (``Flatten``), or a module that is the identity when its output has its
-  input's shape (adaptive pooling to the size it gets, Dropout);
+  input's shape (adaptive pooling to the size it gets, Dropout).  What it cannot see are layers
+  equal by coincidence of their values: with random weights, a zero-initialised BatchNorm in a
+  residual branch (LeViT) or a ReLU after a BatchNorm that keeps its non-negative input
+  (DenseNet's first dense layer) repeat a layer, and Swin's last stage copies its one attention
+  window; there the plan counts 1 to 29 layers more than extraction keeps (checked: torchvision
+  alexnet, resnet18, squeezenet1_1, mobilenet_v2, vgg11, googlenet, efficientnet_b0 and timm's
+  vit_tiny match exactly; levit_128s, swin_tiny and densenet121 do not);
 * the forward FLOPs per image (torch's own counter: the same number a real forward gives);
 * the bytes the features store will hold, from its layout (:func:`neuroxr.features.reduce.build_layer_dataset`):
   per layer ``gram`` and ``gram_z`` (image, image_j) float64, ``feature_sum`` (image) float64,

@@ -38,7 +38,7 @@ def test_flops_equal_torch_counter_on_a_real_cpu_forward(name):
     assert sz.params == sum(p.numel() for p in lm.model.parameters())
 
 
-@pytest.mark.parametrize("name", ["alexnet", "resnet18", "squeezenet1_1", "mobilenet_v2"])
+@pytest.mark.parametrize("name", ["alexnet", "resnet18", "squeezenet1_1", "mobilenet_v2", "vit_tiny_patch16_224"])
 def test_layers_equal_a_real_extraction(name):
     """The kept layers and their features: those of a real forward through neuroxr's hooks and its
     duplicate filter (alexnet's no-op avgpool, Dropout, ResNet block outputs, Flatten views)."""
