@@ -593,7 +593,7 @@ def summarise(plans: list[VariantPlan], calibration: dict | None, workers: int =
             f"{calibration['forward_flops_per_s'] / 1e9:.3g} GFLOP/s forward, {calibration['gram_per_s']:.3g} n^2p/s "
             f"Gram, measured {calibration.get('when', '?')} at load {calibration.get('load', float('nan')):.2f})"
             + (f"; {format_seconds(makespan(secs, workers))} on {workers} workers like it" if workers > 1 else ""))
-    lines.append(f"predicted time on a GPU: {format_seconds(sum(p.gpu_seconds['total'] for p in ok))} "
+    lines.append(f"predicted time on a GPU: {_secs(sum(p.gpu_seconds['total'] for p in ok))} "
                  f"({gpu['device']})")
     return lines
 
@@ -630,10 +630,11 @@ __all__ = [
 
 
 def log_plan(pairs, n_images: int, image_shape: tuple, log, *, srp=None, threads: int | None = None, catalog=None,
-             prefix: str = "plan: ") -> None:
-    """Log one :func:`describe_variant` line per (model, weights) pair and the totals, with the cached
-    calibration of this machine (none measured here: without one, no time is predicted and the last line
-    says how to calibrate).  A plan that fails is one line, never an error of the run it precedes."""
+             prefix: str = "plan: ", totals_only: bool = False) -> None:
+    """Log one :func:`describe_variant` line per (model, weights) pair and, for several, the totals
+    (``totals_only``: the totals alone), with the cached calibration of this machine (none measured
+    here: without one, no time is predicted and a line says how to calibrate).  A plan that fails is
+    one line, never an error of the run it precedes."""
     try:
         from .features.threads import thread_budget
 
@@ -641,12 +642,13 @@ def log_plan(pairs, n_images: int, image_shape: tuple, log, *, srp=None, threads
         cal = load_calibration(n_threads, measure=False)
         plans = plan_variants(list(pairs), n_images, image_shape, srp=srp, threads=n_threads, catalog=catalog,
                               calibration=cal)
-        for vp in plans:
-            log(prefix + describe_variant(vp))
-        if len(plans) > 1:
+        if not totals_only:
+            for vp in plans:
+                log(prefix + describe_variant(vp))
+        if len(plans) > 1 or totals_only:
             for line in summarise(plans, cal):
                 log(prefix + line)
-        if cal is None:
+        if cal is None and not totals_only:
             log(prefix + f"no time predicted: no calibration for {n_threads} thread(s) in {calibration_path()}; "
                          f"`neuroxr plan STUDY --model M --threads {n_threads} --calibrate` measures it once")
     except Exception as exc:  # noqa: BLE001 - the plan is information; the run goes on without it

@@ -93,6 +93,7 @@ def test_bytes_equal_the_store_extract_writes(tmp_path, srp, capsys):
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "neuroxr extract: plan: squeezenet1_1 [random]: 64 layers kept" in err  # printed before it runs
+    assert err.index("images on cpu") < err.index("plan: squeezenet1_1") < err.index("forward")
     assert err.index("plan: squeezenet1_1") < err.index("squeezenet1_1 [random]: done")
     path = study / "features" / "squeezenet1_1.zarr"
     ds = xr.open_zarr(path)

@@ -94,6 +94,7 @@ def extract_model(study, model: str, weights="random", seed: int = 0, srp=None, 
         loaded = load_model(model, weights=weights, seed=seed, device=device, catalog=catalog)
         if log is not None:
             log(f"{model} [{label[:16]}]: {pixels.shape[0]} images on {loaded.device}, {describe_threads(n_threads)}")
+            _log_plan(study, [model], weights, srp, catalog, threads, log)  # its predicted cost, before it runs
         ds = reduce_model(loaded, pixels, image=stim[S.IMAGE].values, batch_size=batch_size, srp=srp_k,
                           srp_seed=srp_seed, ram_budget=ram_budget, tmpdir=path.parent, progress=progress,
                           n_threads=n_threads, log=log)
@@ -154,8 +155,8 @@ def extract_features(study, models=None, weights="random", seed: int = 0, srp=No
     for m in models:  # fail early on unknown names, before any model runs
         resolve_model_row(m, catalog)
     clean_features_dir(study)
-    if log is not None:  # what the run will cost, from the meta device, before any model runs
-        _log_plan(study, models, weights, srp, catalog, threads, log)
+    if log is not None and len(models) > 1:  # the whole run's cost, from the meta device, before any model runs
+        _log_plan(study, models, weights, srp, catalog, threads, log, totals_only=True)
     kw = dict(weights=weights, seed=seed, srp=srp, srp_seed=srp_seed, batch_size=batch_size, device=device,
               catalog=catalog, overwrite=overwrite, threads=threads)
     if client is not None:
@@ -173,8 +174,9 @@ def extract_features(study, models=None, weights="random", seed: int = 0, srp=No
     return out
 
 
-def _log_plan(study, models, weights, srp, catalog, threads, log) -> None:
-    """The plan's line per model (:func:`neuroxr.planner.log_plan`) for the stimuli of ``study``."""
+def _log_plan(study, models, weights, srp, catalog, threads, log, totals_only: bool = False) -> None:
+    """The plan's line per model, or only its totals (:func:`neuroxr.planner.log_plan`), for the stimuli of
+    ``study``: each model's line comes before it runs, the totals of several at the start of the run."""
     from ..planner import log_plan, study_images
 
     try:
@@ -182,7 +184,8 @@ def _log_plan(study, models, weights, srp, catalog, threads, log) -> None:
     except MissingDataError:
         return  # open_study / the stimuli check say what is missing
     if shape is not None:
-        log_plan([(m, str(weights)) for m in models], n, shape, log, srp=srp, threads=threads, catalog=catalog)
+        log_plan([(m, str(weights)) for m in models], n, shape, log, srp=srp, threads=threads, catalog=catalog,
+                 totals_only=totals_only)
 
 
 def describe_result(r: dict) -> str:
