@@ -41,6 +41,15 @@ class ExchangeError(NeuroxrError, ValueError):
     """RDMs or assemblies that cannot be converted: wrong dims, missing descriptors, a foreign file."""
 
 
+def _rsatoolbox_rdm():
+    """``rsatoolbox.rdm``, or a one-line error saying how to install it."""
+    try:
+        from rsatoolbox import rdm
+    except ImportError:
+        raise ExchangeError("rsatoolbox is not installed: pip install rsatoolbox (or neuroxr[test])") from None
+    return rdm
+
+
 # --------------------------------------------------------------------------- a study's RDMs
 def _neural_rdms(study: Path) -> xr.DataArray:
     from .responses import load_selected_responses
@@ -122,7 +131,7 @@ def to_rsatoolbox(rdms: xr.DataArray, descriptors: dict | None = None):
     descriptor ``image``: the image ids (and ``stimulus_id`` where the RDMs carry it).  The
     dissimilarity measure is ``correlation`` (rsatoolbox's name for ``1 - r``).
     """
-    from rsatoolbox.rdm import RDMs
+    RDMs = _rsatoolbox_rdm().RDMs
 
     if rdms.ndim == 2:
         rdms = rdms.expand_dims("rdm")
@@ -205,11 +214,10 @@ def read_rsatoolbox_rdms(path, *, allow_pickle: bool = False) -> xr.DataArray:
     A ``.pkl`` file is a Python pickle, which runs code when loaded: read only with
     ``allow_pickle`` (``--allow-pickle``), for files you trust; hdf5 files need no such care.
     """
-    from rsatoolbox.rdm import load_rdm
-
     path = Path(path)
     if not path.exists():
         raise MissingDataError(f"{path} does not exist (rsatoolbox RDMs)")
+    load_rdm = _rsatoolbox_rdm().load_rdm
     kind = "pkl" if path.suffix.lower() == ".pkl" else "hdf5"
     if kind == "pkl" and not allow_pickle:
         raise ExchangeError(f"{path}: a pickle runs code when it is loaded; pass --allow-pickle if you trust the file, "
