@@ -163,7 +163,7 @@ class NxrScoresAccessor:
         from .mapping.metrics import METRICS
 
         frames = []
-        for m in metrics or self.metrics:
+        for m in metrics or [m for m in self.metrics if METRICS[m].ranked]:  # not p-values or layer properties
             best = self.best_layer(METRICS[m].variable).to_dataframe().dropna(subset=["score"]).reset_index()
             best["metric"] = m
             frames.append(best)

@@ -41,10 +41,28 @@ def find_catalog(name: str) -> Path:
     return path
 
 
+def _conwell2021(df: pd.DataFrame):
+    """Conwell et al. (2021): the rows marked ``in_paper`` (its torchvision and timm architectures, its 24
+    Taskonomy encoders and its random Taskonomy encoder) and neuroxr's non-network baselines."""
+    paper = df["in_paper"] if "in_paper" in df else pd.Series(False, index=df.index)
+    return paper.fillna(False).astype(bool) | (df["family"] == "baseline")
+
+
+#: named selections of the shipped catalogue (``--catalog NAME``): row filters over models.csv + taskonomy.csv
+SELECTIONS = {"conwell2021": _conwell2021}
+
+
+def find_selection(name):
+    """The row filter of the selection ``name`` (``'conwell2021'``), or None for anything else (a path)."""
+    if not isinstance(name, str):
+        return None
+    return SELECTIONS.get(name.strip().lower())
+
+
 def read_catalog(name: str) -> pd.DataFrame:
     """Read the catalog ``name`` (a file name in the catalogs directory, or a path) as a DataFrame."""
     path = find_catalog(name)
     return pd.read_csv(path, comment="#", keep_default_na=False, na_values=[""])
 
 
-__all__ = ["find_catalog_dir", "find_catalog", "read_catalog"]
+__all__ = ["SELECTIONS", "find_catalog", "find_catalog_dir", "find_selection", "read_catalog"]

@@ -49,9 +49,23 @@ def save_figure(fig: Figure, path) -> Path:
     return path
 
 
+def _reference_lines(ax, r: pd.DataFrame, ceiling: float = np.nan, *, vertical: bool = True) -> None:
+    """Zero, the best baseline's score (dashed grey) and the noise ceiling (dotted black) on ``ax``."""
+    line = ax.axvline if vertical else ax.axhline
+    line(0, color="black", lw=0.6)
+    base = r[r.family == stats.BASELINE]
+    if len(base):
+        best = base.loc[base.score.idxmax()]
+        line(float(best.score), color=FAMILY_COLORS["baseline"], lw=0.9, ls="--",
+             label=f"best baseline ({best.model})")
+    if np.isfinite(ceiling):
+        line(ceiling, color="black", lw=0.9, ls=":", label=f"noise ceiling ({ceiling:.2f})")
+
+
 def plot_rankings(rankings: pd.DataFrame, metric: str | None = None, area: str = stats.ALL, *,
-                  top: int = 40, weights=None) -> Figure:
-    """Horizontal bars of one ranking (best at the top) with 95% bootstrap intervals, colored by family."""
+                  top: int = 40, weights=None, ceiling: float = np.nan) -> Figure:
+    """Horizontal bars of one ranking (best at the top) with 95% bootstrap intervals, colored by family,
+    against zero, the best baseline and the noise ceiling (when known)."""
     metric = metric or stats.headline_metric(rankings)
     r = stats.select_ranking(rankings, metric, area, weights).head(top)
     fig = _fig(7.5, max(2.5, 0.24 * len(r) + 1.2))
@@ -65,11 +79,7 @@ def plot_rankings(rankings: pd.DataFrame, metric: str | None = None, area: str =
         ax.hlines(y[ok], r.ci_low[ok], r.ci_high[ok], color="black", lw=0.8)
         ax.plot(np.r_[r.ci_low[ok], r.ci_high[ok]], np.r_[y[ok], y[ok]], "|", color="black", ms=5)
     ax.set_yticks(y, [_model_label(row) for row in r.itertuples()], fontsize=8)
-    ax.axvline(0, color="black", lw=0.6)
-    base = r[r.family == stats.BASELINE]
-    if len(base):
-        ax.axvline(base.score.max(), color=FAMILY_COLORS["baseline"], lw=0.9, ls="--",
-                   label=f"best baseline ({base.model.iloc[0]})")
+    _reference_lines(ax, stats.select_ranking(rankings, metric, area), ceiling)
     ax.set_xlabel(_label(metric))
     ax.set_title(f"Model ranking: {metric}, area {area}" + ("" if len(r) < top else f" (top {top})"))
     handles = [_patch(FAMILY_COLORS[f], f) for f in FAMILY_COLORS if f in set(r.family)]
@@ -103,16 +113,31 @@ def plot_area_heatmap(rankings: pd.DataFrame, metric: str | None = None, *, top:
     return fig
 
 
-def plot_trained_vs_random(rankings: pd.DataFrame, metric: str | None = None, area: str = stats.ALL) -> Figure:
-    """Per architecture: trained (red) and randomly initialised (blue) score with 95% intervals."""
-    metric = metric or stats.headline_metric(rankings)
+def plot_trained_vs_random(rankings: pd.DataFrame, metric=None, area: str = stats.ALL, *,
+                           ceilings: pd.DataFrame | None = None) -> Figure:
+    """The study's Figure 1: per architecture, trained (red) and randomly initialised (blue) scores
+    with 95% intervals, one panel per metric (default: the regression metric and RSA), each
+    against zero, the best baseline and the noise ceiling (when known)."""
+    if metric is None:
+        have = set(rankings.metric)
+        metrics = [m for m in (stats.regression_metric(list(have)), "rsa") if m in have] or [
+            stats.headline_metric(rankings)]
+    else:
+        metrics = [metric] if isinstance(metric, str) else list(metric)
+    n_models = rankings.loc[rankings.weights == "trained", "model"].nunique()
+    fig = _fig(max(5, 0.38 * n_models + 2) * len(metrics), 4.4)
+    for i, m in enumerate(metrics):
+        _trained_vs_random_panel(fig.add_subplot(1, len(metrics), i + 1), rankings, m, area,
+                                 stats.get_ceiling(ceilings, m, area))
+    return fig
+
+
+def _trained_vs_random_panel(ax, rankings, metric, area, ceiling) -> None:
     r = rankings[(rankings.metric == metric) & (rankings.area == area)]
     t = r[r.weights == "trained"].set_index("model")
     u = r[r.weights == "random"].set_index("model")
     models = list(t.index.intersection(u.index))
     models = sorted(models, key=lambda m: -t.loc[m, "score"]) or list(t.index)
-    fig = _fig(max(5, 0.38 * len(models) + 2), 4.2)
-    ax = fig.add_subplot()
     x = np.arange(len(models))
     for df, color, label, dx in ((t, TRAINED, "trained", -0.12), (u, RANDOM, "random", 0.12)):
         have = [m for m in models if m in df.index]
@@ -125,12 +150,12 @@ def plot_trained_vs_random(rankings: pd.DataFrame, metric: str | None = None, ar
         if m in u.index:
             ax.plot([x[models.index(m)] - 0.12, x[models.index(m)] + 0.12], [t.loc[m, "score"], u.loc[m, "score"]],
                     color="#999999", lw=0.7, zorder=0)
+    _reference_lines(ax, r, ceiling, vertical=False)
     ax.set_xticks(x, models, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel(_label(metric))
     ax.set_title(f"Trained vs random weights ({metric}, area {area})")
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    return fig
 
 
 def plot_depth(best_depth: pd.DataFrame, profile: pd.DataFrame | None = None) -> Figure:
@@ -146,9 +171,9 @@ def plot_depth(best_depth: pd.DataFrame, profile: pd.DataFrame | None = None) ->
     ax = fig.add_subplot(1, 2 if has_profile else 1, 1)
     b = best_depth
     x = np.arange(len(b))
-    ax.errorbar(x, b.relative_depth, yerr=[np.nan_to_num(b.relative_depth - b.ci_low),
-                                           np.nan_to_num(b.ci_high - b.relative_depth)],
-                fmt="o-", color="#333333", capsize=3)
+    ax.plot(x, b.relative_depth, "o-", color="#333333")
+    ok = (b.ci_low.notna() & b.ci_high.notna()).to_numpy()
+    ax.vlines(x[ok], b.ci_low[ok], b.ci_high[ok], color="#333333", lw=1.2)  # areas without an interval: none drawn
     ax.set_xticks(x, b.area)
     ax.set_ylim(0, 1)
     ax.set_xlabel("area (hierarchy order)")
@@ -177,13 +202,50 @@ def _plot_depth_profile(ax2, profile: pd.DataFrame) -> None:
     ax2.grid(alpha=0.3)
 
 
-def plot_taskonomy(summary: pd.DataFrame, metric: str | None = None, by: str = "area") -> Figure:
-    """Taskonomy scores: mean per task cluster (bars, 95% intervals) in each area or cre line."""
+def plot_depth_profiles(profile: pd.DataFrame, metric: str | None = None) -> Figure:
+    """Score against relative depth in each area (one panel per area, hierarchy order): bin means
+    and the lowess trend, trained (red) and random (blue); from
+    :func:`neuroxr.stats.bin_depth_profile` with ``by_area=True``."""
+    if profile.empty:
+        return _empty("no depth profile")
+    metric = metric or stats.pick_depth_metric(profile)
+    p = profile[profile.metric == metric]
+    areas = stats.order_groups(p.area[p.area != stats.ALL], "area")
+    cols = min(3, len(areas))
+    rows = int(np.ceil(len(areas) / cols))
+    fig = _fig(3.4 * cols, 2.8 * rows)
+    for i, a in enumerate(areas):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        for w, g in p[p.area == a].groupby("weights"):
+            color = TRAINED if w == "trained" else RANDOM if w == "random" else "#555555"
+            g = g.sort_values("bin_center")
+            ax.scatter(g.bin_center, g.score, s=5, color=color, alpha=0.3)
+            ax.plot(g.bin_center, g.lowess, color=color, lw=1.8, label=label_weights(w))
+        ax.axhline(0, color="black", lw=0.5)
+        ax.set_xlim(0, 1)
+        ax.set_title(a, fontsize=9)
+        ax.grid(alpha=0.3)
+        if i % cols == 0:
+            ax.set_ylabel(_label(metric).replace(" Max", ""), fontsize=8)
+        if i >= len(areas) - cols:
+            ax.set_xlabel("relative depth", fontsize=8)
+        if i == 0:
+            ax.legend(frameon=False, fontsize=7)
+    return fig
+
+
+def plot_taskonomy(summary: pd.DataFrame, metric: str | None = None, by: str = "area",
+                   tasks: pd.DataFrame | None = None) -> Figure:
+    """The study's Figure 2: Taskonomy scores by task cluster in each area (or cre line): the
+    cluster means (bars, 95% intervals) and, given ``tasks`` (rows of the rankings of family
+    ``taskonomy`` with a ``cluster`` column), each task's score as a point on its cluster's bar.
+    With a single group the ``all`` column (the same numbers) is left out."""
     if summary.empty:
         return _empty("no Taskonomy models were scored")
     metric = metric or stats.pick_depth_metric(summary)
     s = summary[summary.metric == metric]
-    groups = [g for g in ([stats.ALL] + stats.order_groups(s[by][s[by] != stats.ALL], by)) if g in set(s[by])]
+    named = stats.order_groups(s[by][s[by] != stats.ALL], by)
+    groups = [g for g in (([stats.ALL] if len(named) > 1 else []) + named) if g in set(s[by])]
     clusters = sorted(s.cluster.unique())
     fig = _fig(max(5, 1.1 * len(groups) + 2), 4)
     ax = fig.add_subplot()
@@ -192,11 +254,18 @@ def plot_taskonomy(summary: pd.DataFrame, metric: str | None = None, by: str = "
     for i, cl in enumerate(clusters):
         c = s[s.cluster == cl].set_index(by).reindex(groups)
         x = np.arange(len(groups)) + (i - (len(clusters) - 1) / 2) * w
-        ax.bar(x, c.score, width=w, color=cmap.get(cl, f"C{i}"), label=cl,
-               yerr=[np.nan_to_num(c.score - c.ci_low), np.nan_to_num(c.ci_high - c.score)], capsize=2)
+        ax.bar(x, c.score, width=w, color=cmap.get(cl, f"C{i}"), label=cl, alpha=0.75)
+        ok = (c.ci_low.notna() & c.ci_high.notna()).to_numpy()
+        ax.vlines(x[ok], c.ci_low[ok], c.ci_high[ok], color="black", lw=1)
+        if tasks is not None and len(tasks):
+            tk = tasks[(tasks.metric == metric) & (tasks.cluster == cl)]
+            for j, g in enumerate(groups):
+                v = tk.loc[tk[by] == g, "score"].to_numpy(float)
+                ax.scatter(np.full(len(v), x[j]), v, s=9, color="black", zorder=3)
     ax.set_xticks(np.arange(len(groups)), groups, rotation=30 if by != "area" else 0, fontsize=8)
     ax.set_ylabel(_label(metric))
-    ax.set_title(f"Taskonomy by task cluster and {by.replace('_', ' ')}")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_title(f"Taskonomy tasks by cluster and {by.replace('_', ' ')}" + (" (points: tasks)" if tasks is not None else ""))
     ax.legend(frameon=False, fontsize=8, title="cluster")
     ax.grid(axis="y", alpha=0.3)
     return fig
@@ -254,6 +323,32 @@ def plot_method_tradeoff(tradeoff: pd.DataFrame) -> Figure:
     ax.set_title("Method trade-off: reduction x regression (labels: components)")
     ax.legend(frameon=False, fontsize=8)
     ax.grid(alpha=0.3, which="both")
+    return fig
+
+
+def plot_effective_dim(table: pd.DataFrame) -> Figure:
+    """Each layer's score (mean over areas) against its effective dimensionality (log), trained
+    (red), random (blue), baselines (grey)."""
+    if table.empty:
+        return _empty("no effective dimensionality in scores.zarr")
+    fig = _fig(6, 4.2)
+    ax = fig.add_subplot()
+    for w, g in table.groupby("weights"):
+        base = g.family == stats.BASELINE
+        color = TRAINED if w == "trained" else RANDOM if w == "random" else "#555555"
+        ax.scatter(g.effective_dim[~base], g.score[~base], s=10, color=color, alpha=0.6,
+                   label=f"{label_weights(w)} layers")
+        if base.any():
+            ax.scatter(g.effective_dim[base], g.score[base], s=30, marker="s", color=FAMILY_COLORS["baseline"],
+                       label="baselines")
+    if (table.effective_dim > 0).all():
+        ax.set_xscale("log")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xlabel("effective dimensionality of the layer")
+    ax.set_ylabel(_label(str(table.metric.iloc[0])).replace(" Max", "") + ", mean over areas")
+    ax.set_title("Score against effective dimensionality")
+    ax.legend(frameon=False, fontsize=8)
+    ax.grid(alpha=0.3)
     return fig
 
 

@@ -20,15 +20,17 @@ from .mapping.kernels import calc_pearson, split_trial_means
 from .responses import draw_split_keys
 
 __all__ = [
-    "RDM_KINDS",
     "COMPARISONS",
+    "RDM_KINDS",
+    "STREAM_BLOCK_BYTES",
     "calc_rdm",
-    "corr_to_rdm",
-    "compare_rdms",
-    "upper_triangle",
-    "calc_spearman_brown",
-    "split_trials",
     "calc_rdm_noise_ceiling",
+    "calc_spearman_brown",
+    "compare_rdms",
+    "compare_rdms_streamed",
+    "corr_to_rdm",
+    "split_trials",
+    "upper_triangle",
 ]
 
 
@@ -267,3 +269,108 @@ def calc_rdm_noise_ceiling(trials, groups, *, method: str = "pearson", n_splits:
             rs[k, g] = compare_rdms(ra, rb, method)
     r = rs.mean(axis=0)
     return labels, calc_spearman_brown(r), r
+
+
+# --- many images: RDM comparisons without any n x n matrix ----------------------------------------
+#: bytes of one block of RDM rows (per layer or area) the streamed comparison holds
+STREAM_BLOCK_BYTES = 32 * 2 ** 20
+
+
+def _unit_rows(X):
+    """Rows centred across columns and scaled to unit norm (NaN rows where a row is constant)."""
+    X = np.asarray(X, dtype=np.float64)
+    Xc = X - X.mean(axis=-1, keepdims=True)
+    nrm = np.sqrt(np.einsum("...ij,...ij->...i", Xc, Xc))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return Xc / np.where(nrm > 0, nrm, np.nan)[..., None]
+
+
+def compare_rdms_streamed(model, responses, kind: str = "gram", *, feature_sum=None, n_features=None,
+                          method: str = "pearson", block_rows: int | None = None):
+    """Pearson r between model and neural RDMs on their strict upper triangles, streamed by row blocks.
+
+    The same number as ``compare_rdms(calc_rdm(...), calc_rdm(Y, "responses"), "pearson")`` for
+    every (layer, area), without forming an RDM: the comparison needs only five sums over the
+    pairs ``i < j`` (``sum a``, ``sum b``, ``sum a^2``, ``sum b^2``, ``sum a b``, with ``a``,
+    ``b`` the correlations, since ``1 - r`` changes no Pearson r), accumulated over blocks of
+    rows (memory: a block of rows per layer and area, :data:`STREAM_BLOCK_BYTES`).  The sums are
+    taken about the first block's means (shifted), so no digits cancel.
+
+    Parameters
+    ----------
+    model : array
+        ``kind="gram"``: raw Gram matrices ``X X^T`` (layer, image, image) with ``feature_sum``
+        (layer, image) and ``n_features`` (layer,) (the features store's ``gram``,
+        ``feature_sum``); ``kind="features"``: the features, (layer, image, feature) or a sequence of
+        (image, feature) of any widths.
+    responses : sequence of arrays (image, neuron)
+        One response matrix per area.
+    method : {"pearson"}
+        Rank comparisons need every pair's rank at once: refused here.
+
+    Returns
+    -------
+    ndarray (layer, area); NaN where an image has no variance (as :func:`compare_rdms`).
+    """
+    if method != "pearson":
+        raise NeuroxrError(f"streamed RDM comparison supports method 'pearson' only, got {method!r}: a rank "
+                           "comparison needs all n (n - 1) / 2 pairs at once; use rsa_method='pearson' for many images")
+    if kind == "features":  # layers may differ in width: a sequence of (image, feature)
+        model = [np.asarray(x, dtype=np.float64) for x in model]
+        L, n = len(model), model[0].shape[0]
+    else:
+        model = np.asarray(model, dtype=np.float64)
+        L, n = model.shape[0], model.shape[1]
+    if kind == "gram":
+        if feature_sum is None or n_features is None:
+            raise NeuroxrError("compare_rdms_streamed(kind='gram') needs feature_sum (layer, image) and n_features")
+        s = np.asarray(feature_sum, dtype=np.float64)
+        p = np.broadcast_to(np.asarray(n_features, dtype=np.float64), (L,))
+        diag = np.einsum("lii->li", model) - s * s / p[:, None]
+        with np.errstate(invalid="ignore"):
+            d = np.sqrt(np.where(diag > 0, diag, np.nan))
+
+        def model_rows(k, i0, i1):
+            C = model[k, i0:i1] - s[k, i0:i1, None] * s[k, None, :] / p[k]
+            return C / (d[k, i0:i1, None] * d[k, None, :])
+    elif kind == "features":
+        U = [_unit_rows(x) for x in model]
+
+        def model_rows(k, i0, i1):
+            return U[k][i0:i1] @ U[k].T
+    else:
+        raise NeuroxrError(f"compare_rdms_streamed: kind must be 'gram' or 'features', got {kind!r}")
+    V = [_unit_rows(np.asarray(y, dtype=np.float64)) for y in responses]
+    A = len(V)
+    b = int(block_rows or max(1, STREAM_BLOCK_BYTES // (8 * n)))
+    m = n * (n - 1) / 2.0
+    sa, saa = np.zeros(L), np.zeros(L)
+    sb, sbb = np.zeros(A), np.zeros(A)
+    sab = np.zeros((L, A))
+    ca = cb = None
+    cols = np.arange(n)
+    for i0 in range(0, n - 1, b):
+        i1 = min(n - 1, i0 + b)
+        mask = cols[None, :] > np.arange(i0, i1)[:, None]  # the pairs i < j of these rows
+        ra = [np.where(mask, model_rows(k, i0, i1), 0.0) for k in range(L)]
+        rb = [np.where(mask, v[i0:i1] @ v.T, 0.0) for v in V]
+        cnt = mask.sum()
+        if ca is None:  # shifts: the first block's means
+            ca = np.array([x.sum() / cnt for x in ra])
+            cb = np.array([x.sum() / cnt for x in rb])
+        ra = [np.where(mask, x - ca[k], 0.0) for k, x in enumerate(ra)]
+        rb = [np.where(mask, x - cb[a], 0.0) for a, x in enumerate(rb)]
+        for k, x in enumerate(ra):
+            sa[k] += x.sum()
+            saa[k] += np.einsum("ij,ij->", x, x)
+            for a, y in enumerate(rb):
+                sab[k, a] += np.einsum("ij,ij->", x, y)
+        for a, y in enumerate(rb):
+            sb[a] += y.sum()
+            sbb[a] += np.einsum("ij,ij->", y, y)
+    cov = sab - sa[:, None] * sb[None, :] / m
+    va, vb = saa - sa * sa / m, sbb - sb * sb / m
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = cov / np.sqrt(va[:, None] * vb[None, :])
+    const = (va[:, None] <= 1e-24 * m) | (vb[None, :] <= 1e-24 * m)
+    return np.where(np.isfinite(r) & ~const, np.clip(r, -1.0, 1.0), np.nan)

@@ -66,6 +66,8 @@ RIDGE_R = "ridge_r"
 RSA_R = "rsa_r"
 #: the group of scores.zarr holding the area-level scores
 AREAS_GROUP = "areas"
+#: the group of scores.zarr holding per-layer properties needing no responses (``effective_dim``)
+LAYERS_GROUP = "layers"
 
 # --- coordinates ----------------------------------------------------------
 NEURON_COORDS = ("area", "cre_line", "depth_um")

@@ -17,8 +17,8 @@ from test_score import make_data, make_features, make_responses, sklearn_loo_r, 
 
 
 def test_registry_declares_every_metric():
-    assert list(METRICS) == ["ridge", "rsa", "srp-ridge", "pls"]
-    assert {m: METRICS[m].variable for m in METRICS} == {
+    assert list(METRICS)[:4] == ["ridge", "rsa", "srp-ridge", "pls"]  # then issue 17's (tests/test_gram_metrics.py)
+    assert {m: METRICS[m].variable for m in list(METRICS)[:4]} == {
         "ridge": "ridge_r", "rsa": "rsa_r", "srp-ridge": "srp_ridge_r", "pls": "pls_r"}
     assert METRICS["rsa"].group == "areas" and METRICS["rsa"].dims == ("layer", "area")
     assert all(METRICS[m].group == "/" and METRICS[m].dims == ("layer", "neuron") for m in ("ridge", "srp-ridge", "pls"))

@@ -1,7 +1,7 @@
 """Every catalogue row's input tensor against the library's own evaluation transform.
 
 neuroxr builds a model's input from the stored grayscale stimuli (``preprocess_images``); the
-references are torchvision's ``Weights.transforms()``, timm's ``resolve_data_config`` +
+references are torchvision's ``Weights.transforms()`` of the pinned enum, timm's ``resolve_data_config`` +
 ``create_transform``, the published Taskonomy transform (``TF.to_tensor(TF.resize(img, 256)) * 2 - 1``,
 visualpriors) and, for the rows no library defines, torchvision transforms written from the
 training code (SimCLR: lightly's ImageNet normalisation at 64 px; baselines: a plain resize).
@@ -46,11 +46,12 @@ def _loaded(row) -> LoadedModel:
 def _reference_transform(row):
     """The library's own evaluation transform of a row, and the normalisation's smallest std."""
     src, ctor = row["source"], row["constructor"]
-    if src == "torchvision":
-        t = get_model_weights(ctor).DEFAULT.transforms()
+    if src == "torchvision":  # the weights enum the row pins (IMAGENET1K_V1)
+        t = get_model_weights(ctor)[row["weights_tag"]].transforms()
         return t, min(t.std)
-    if src == "timm":
-        cfg = timm.data.resolve_data_config({}, pretrained_cfg=timm.models.get_pretrained_cfg(ctor).to_dict())
+    if src == "timm":  # the pretrained cfg of the tag the row pins
+        cfg = timm.data.resolve_data_config({}, pretrained_cfg=timm.models.get_pretrained_cfg(
+            f"{ctor}.{row['weights_tag']}").to_dict())
         return timm.data.create_transform(**cfg), min(cfg["std"])
     if src == "taskonomy":
         def taskonomy(img):
@@ -119,7 +120,7 @@ def test_timm_config_of_a_built_model_is_the_pretrained_one():
 @pytest.mark.slow
 @pytest.mark.parametrize("row", [r for r in ROWS if r["source"] == "timm"], ids=lambda r: r["model"])
 def test_timm_rows_with_the_built_models_config(row, stimuli):
-    model = timm.create_model(row["constructor"], pretrained=False)
+    model = timm.create_model(f"{row['constructor']}.{row['weights_tag']}", pretrained=False)
     t = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))
     px = stimuli["portrait"]
     ref = _clip_to_pixel_range(torch.stack([t(_as_rgb_tensor(im / 255.0)) for im in px]), t, row)

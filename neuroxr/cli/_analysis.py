@@ -33,9 +33,24 @@ def _report(args):
     print(report.format_headline(json.loads((path.parent / "headline.json").read_text())))
 
 
+def _pipeline_client(args):
+    """The cluster of ``--scheduler``/``--workers``, else the config's ``[cluster]`` table, else none."""
+    from ..cluster import client_from_args, get_client
+
+    if args.scheduler is None and not args.workers:
+        from ..pipeline import is_domains_config, load_settings, read_config
+
+        cfg = read_config(args.config)
+        cl = None if is_domains_config(cfg) else load_settings(cfg).cluster
+        if cl is not None and (cl.scheduler or cl.workers):
+            return get_client(cl.scheduler, cl.workers, threads_per_worker=cl.threads_per_worker,
+                              memory_limit=cl.memory_limit, dashboard_address=args.dashboard_address,
+                              resources=args.worker_resources)
+    return client_from_args(args)
+
+
 def _run(args):
     from .. import pipeline
-    from ..cluster import client_from_args
 
     if args.check:
         missing = pipeline.check_pipeline(args.config, study=args.study)
@@ -44,7 +59,7 @@ def _run(args):
             return 1
         print("everything the pipeline needs is in place")
         return 0
-    with client_from_args(args) as client:
+    with _pipeline_client(args) as client:
         res = pipeline.run_pipeline(args.config, study=args.study, client=client, force=args.force or (),
                                     strict=args.strict)
     print(f"report: {res['report']}")
@@ -92,7 +107,9 @@ def register(sub) -> None:
                                    "rank -> report, resumable",
                        description="Run a whole study from one TOML file (see pipelines/). Each stage skips "
                                    "what is already done, so rerunning resumes. Unknown tables or keys, "
-                                   "wrong types and out-of-range values stop it before any work.")
+                                   "wrong types and out-of-range values stop it before any work. With "
+                                   "--scheduler/--workers (or a [cluster] table in the config) the models are "
+                                   "extracted in parallel, one Dask task per model variant.")
     p.add_argument("config", help="pipeline TOML, e.g. pipelines/conwell2021.toml")
     p.add_argument("--study", default=None, help="study directory (default: the config's [study] dir)")
     p.add_argument("--check", action="store_true",

@@ -19,8 +19,8 @@ def _models(args):
     from ..features.zoo import list_models
 
     df = list_models(family=args.family, source=args.source, catalog=args.catalog)
-    cols = [c for c in ("model", "family", "source", "input_size", "resize_size", "params", "top1", "cluster")
-            if c in df]
+    cols = [c for c in ("model", "family", "source", "input_size", "resize_size", "params", "top1", "top5", "in_paper",
+                        "weights_tag", "cluster") if c in df]
     table = df[cols].astype(object)
     for c in ("input_size", "resize_size", "params"):  # whole numbers, blank where a row has none
         if c in table:
@@ -35,9 +35,28 @@ def _log(msg: str) -> None:
     print(f"neuroxr extract: {msg}", file=sys.stderr, flush=True)
 
 
+def _with_trained_weights(catalog, family) -> list[str]:
+    """The rows of a catalogue slice that ``--weights trained`` can run: those with published weights and the
+    baselines (the random Taskonomy encoder and the SimCLR AlexNet are left out, and named)."""
+    from ..features.weights import has_trained_weights
+    from ..features.zoo import list_models
+
+    rows = list_models(family=family, catalog=catalog).to_dict("records")
+    keep = [r["model"] for r in rows if r["family"] == "baseline" or has_trained_weights(r)]
+    left = [r["model"] for r in rows if r["model"] not in keep]
+    if left:
+        _log(f"--weights trained: {', '.join(left)} have no published trained weights, not run (the random "
+             "Taskonomy encoder runs with --weights random; a SimCLR AlexNet with --weights PATH)")
+    return keep
+
+
 def _extract(args):
     from ..cluster import client_from_args
-    from ..features.extract import describe_result, extract_features, import_features  # torch
+    from ..features.extract import (  # torch
+        describe_result,
+        extract_features,
+        import_features,
+    )
     from ..features.progress import format_bytes, format_seconds, plural
 
     t0 = time.perf_counter()
@@ -49,9 +68,12 @@ def _extract(args):
     else:
         if not args.model and not args.catalog and not args.family:
             raise CommandLineError("name models with --model M (repeatable), or a slice of the zoo with "
-                                   "--catalog catalogs/models.csv [--family cnn]")
+                                   "--catalog conwell2021 (or a models CSV) [--family cnn]")
+        models = args.model
+        if not models and args.weights == "trained":
+            models = _with_trained_weights(args.catalog, args.family)
         with client_from_args(args) as client:
-            res = extract_features(args.study, models=args.model, weights=args.weights or "random", seed=args.seed,
+            res = extract_features(args.study, models=models, weights=args.weights or "random", seed=args.seed,
                                    srp=args.srp, catalog=args.catalog, family=args.family, client=client,
                                    overwrite=args.overwrite, batch_size=args.batch_size, device=args.device,
                                    threads=args.threads, log=_log)
@@ -68,7 +90,8 @@ def register(sub):
                        description="List the model catalog.")
     p.add_argument("--family", default=None, help="cnn, transformer, mlp-mixer, taskonomy, ssl or baseline")
     p.add_argument("--source", default=None, help="torchvision, timm, taskonomy, lightly or neuroxr")
-    p.add_argument("--catalog", default=None, help="another models CSV")
+    p.add_argument("--catalog", default=None,
+                   help="a selection (conwell2021: the paper's zoo and the baselines) or another models CSV")
     p.set_defaults(func=_models)
 
     p = sub.add_parser("extract", help="extract per-layer Gram matrices (and SRP) into STUDY/features/<model>.zarr",
@@ -83,7 +106,8 @@ def register(sub):
     p.add_argument("--seed", type=int, default=0, help="seed of the random initialisation (default 0)")
     p.add_argument("--srp", default=None, metavar="N|auto",
                    help="also store a sparse random projection with N components (auto: JL bound, eps 0.1)")
-    p.add_argument("--catalog", default=None, help="extract every model of this catalog CSV")
+    p.add_argument("--catalog", default=None,
+                   help="extract every model of this selection (conwell2021) or catalog CSV")
     p.add_argument("--family", default=None, help="only the models of this family")
     p.add_argument("--features", default=None, metavar="FILE",
                    help="import features computed elsewhere (.npy (image, feature), .npz one array per layer, .nc)")

@@ -25,9 +25,18 @@ def register(sub) -> None:
     p.add_argument("--metric", dest="metrics", action="append", choices=list(METRICS),
                    help="metric to compute (repeatable; default: ridge and rsa)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--alpha", type=float, default=1.0, help="ridge penalty (default 1.0)")
+    g.add_argument("--alpha", type=float, default=None,
+                   help="ridge penalty, as scikit-learn's Ridge(alpha) on the (z-scored) features, on every ridge "
+                        "metric (default: the paper's alpha = 1 in its units, see --alpha-unit)")
     g.add_argument("--alphas", type=_alphas, default=None, metavar="A,B,...",
-                   help="grid of ridge penalties; each neuron gets the best by leave-one-out error")
+                   help="grid of ridge penalties; each neuron gets the best by leave-one-out error (stored as "
+                        "ridge_alpha)")
+    p.add_argument("--alpha-unit", choices=["paper", "penalty"], default=None,
+                   help="'paper': the exact ridge applies alpha x max(1, trace(K) / (n x c)), the shrinkage alpha has after "
+                        "the paper's c-component projection, and scores each prediction without its "
+                        "leave-one-out intercept (srp-ridge keeps alpha and the paper's Pearson r); 'penalty': "
+                        "alpha as given, Pearson r of the leave-one-out prediction. Default: paper without "
+                        "--alpha/--alphas, penalty with them")
     p.add_argument("--model", dest="models", action="append", metavar="M",
                    help="score only this features store (repeatable; default all)")
     p.add_argument("--no-zscore", dest="zscore", action="store_false",
@@ -56,17 +65,41 @@ def register(sub) -> None:
     p.set_defaults(func=_run)
 
 
+def alphas_of_args(args):
+    """The penalties of ``--alpha``/``--alphas``/``--alpha-unit``: a :class:`~neuroxr.mapping.ridge.PaperAlphas`
+    (default: the paper's alpha = 1 in its units) or plain penalties (what an explicit value says)."""
+    from ..mapping.ridge import check_alphas, paper_alphas
+
+    values = args.alphas if args.alphas is not None else (1.0 if args.alpha is None else args.alpha)
+    unit = args.alpha_unit or ("paper" if args.alpha is None and args.alphas is None else "penalty")
+    return paper_alphas(values) if unit == "paper" else check_alphas(values)
+
+
+def _log_routes() -> None:
+    """The ridge route chosen for each metric (logger ``neuroxr.score``) on stderr, as the other events."""
+    import logging
+
+    lg = logging.getLogger("neuroxr.score")
+    if not any(getattr(h, "_nxr_cli", False) for h in lg.handlers):
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("neuroxr score: %(message)s"))
+        h._nxr_cli = True
+        lg.addHandler(h)
+    lg.setLevel(logging.INFO)
+
+
 def _run(args) -> int:
     from ..cluster import client_from_args
     from ..features.progress import plural
     from ..mapping import open_scores
     from ..mapping import score as scoring
-
+    alpha = alphas_of_args(args)
+    _log_routes()
     pls = dict(scoring.DEFAULT_PLS, kind=args.pls_splits, n_components=args.pls_components)
     pls["n_splits"] = args.pls_n_splits or (5 if args.pls_splits == "kfold" else 100)
     with client_from_args(args) as client:
         path = scoring.score_study(
-            args.study, metrics=tuple(args.metrics or ("ridge", "rsa")), alpha=args.alpha, alphas=args.alphas,
+            args.study, metrics=tuple(args.metrics or ("ridge", "rsa")), alpha=alpha, alphas=None,
             zscore=args.zscore, models=args.models, client=client, overwrite=args.overwrite,
             neuron_chunk=args.neuron_chunk, layer_chunk=args.layer_chunk, areas=args.areas,
             rsa_method=args.rsa_method, nan_layers="skip" if args.skip_nan_layers else "raise",

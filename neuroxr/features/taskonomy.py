@@ -6,7 +6,7 @@ whose layers 1 and 2 downsample at the *last* block of the stage (with a stride-
 1x1 max-pool as the shortcut), whose layers 3 and 4 keep the resolution, and which ends
 in a 3x3 convolution to 8 channels, batch norm, ReLU and a (parameter-free) group norm:
 a 256 px image gives an (8, 16, 16) representation.  The state-dict keys are those of
-the public ``<task>_encoder.pth`` checkpoints (``{"state_dict": ...}``), so they load as is.
+the public ``<task>_encoder-<sha256>.pth`` checkpoints (``{"state_dict": ...}``), so they load as is.
 Inputs are the published transform's, ``TF.to_tensor(TF.resize(image, 256)) * 2 - 1``: the
 shorter side resized to 256 (aspect kept, no crop), values in [-1, 1] (mean 0.5, std 0.5 after
 scaling to [0, 1]); the catalog rows say so with ``resize_size`` 256 and ``input_size`` 0.
@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: where the public checkpoints are published (fetched only when online)
-CHECKPOINT_URL = "https://github.com/alexsax/visual-prior/raw/networks/assets/pytorch/{task}_encoder.pth"
+#: where the public checkpoints are published (visualpriors' TASKONOMY_PRETRAINED_WEIGHT_URL_TEMPLATE); the file
+#: names carry their full sha256 (``<task>_encoder-<sha256>.pth``), listed in ``catalogs/taskonomy.csv``
+CHECKPOINT_URL = "https://github.com/alexsax/visual-prior/raw/networks/assets/pytorch/{filename}"
 
 
 class _Bottleneck(nn.Module):
@@ -100,7 +101,14 @@ def unwrap_taskonomy_checkpoint(obj):
 
 
 def taskonomy_checkpoint_url(task: str) -> str:
-    return CHECKPOINT_URL.format(task=task)
+    """The published URL of ``task``'s encoder checkpoint (its name, with the sha256, from ``catalogs/taskonomy.csv``)."""
+    from ..catalogs import read_catalog
+
+    tk = read_catalog("taskonomy.csv")
+    hit = tk[tk["task"] == task]
+    if not len(hit) or not isinstance(hit["encoder_file"].iloc[0], str):
+        raise KeyError(f"no published Taskonomy encoder for task {task!r}")
+    return CHECKPOINT_URL.format(filename=hit["encoder_file"].iloc[0])
 
 
 __all__ = ["TaskonomyEncoder", "build_taskonomy_encoder", "taskonomy_checkpoint_url"]

@@ -21,19 +21,28 @@ a path
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
-import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..catalogs import read_catalog
+from ..catalogs import find_selection, read_catalog
 from ..errors import MissingDataError, NeuroxrError
 from ..io.store import hash_file
 from .checkpoints import read_checkpoint
+from .weights import (
+    check_digest,
+    describe_missing,
+    fetch_weights,
+    find_cached_weights,
+    find_weights_spec,
+    is_offline,
+)
 
 MODELS_CATALOG = "models.csv"
 TASKONOMY_CATALOG = "taskonomy.csv"
@@ -109,6 +118,8 @@ class LoadedModel:
     seed: int = 0
     device: str = "cpu"
     info: dict = field(default_factory=dict)
+    weights_file: str = ""
+    weights_sha256: str = ""
 
     def settings(self) -> dict:
         """The preprocessing and weights as a plain dict (for provenance)."""
@@ -118,6 +129,9 @@ class LoadedModel:
             "resize_size": self.resize_size,
             "mean": list(self.mean), "std": list(self.std), "interpolation": self.interpolation,
             "channels": self.channels, "rescale": self.rescale,
+            # the file the weights came from and its sha256 (trained or a checkpoint; '' for random)
+            "weights_file": self.weights_file, "loaded_sha256": self.weights_sha256,
+            "weights_tag": str(self.info.get("weights_tag", "")) if self.weights != "random" else "",
         }
 
 
@@ -153,26 +167,29 @@ def list_models(family: str | None = None, source: str | None = None, catalog=No
         ``cnn``, ``transformer``, ``mlp-mixer``, ``taskonomy``, ``ssl`` or ``baseline``.
     source : str, optional
         ``torchvision``, ``timm``, ``taskonomy``, ``lightly`` or ``neuroxr`` (baselines).
-    catalog : path, optional
-        Another models CSV with the same columns (default: ``catalogs/models.csv`` plus the
+    catalog : str or path, optional
+        A selection of the shipped catalogue (``conwell2021``: the paper's architectures, its
+        Taskonomy encoders and random encoder, and the baselines; see :data:`neuroxr.catalogs.SELECTIONS`),
+        or another models CSV with the same columns (default: ``catalogs/models.csv`` plus the
         Taskonomy encoders of ``catalogs/taskonomy.csv``).
 
     Returns
     -------
     DataFrame
         One row per model: ``model, family, source, constructor, input_size, resize_size,
-        interpolation, mean, std, params, top1, weights_file`` (Taskonomy rows add ``task, cluster``).
+        interpolation, mean, std, params, top1, top5, in_paper, paper_name, paper_type, task_cluster,
+        weights_tag, weights_repo, weights_file, weights_url, sha256_prefix, sha256`` (Taskonomy rows
+        add ``task, cluster``).
     """
-    df = read_catalog(catalog or MODELS_CATALOG)
-    if catalog is None:
-        tk = read_catalog(TASKONOMY_CATALOG)
-        tk = pd.DataFrame({
-            "model": tk["model"], "family": "taskonomy", "source": "taskonomy", "constructor": "taskonomy_encoder",
-            "input_size": 0, "resize_size": 256, "interpolation": "bilinear", "mean": "0.5 0.5 0.5", "std": "0.5 0.5 0.5",
-            "params": _taskonomy_params(), "top1": np.nan, "weights_file": tk["encoder_file"],
-            "task": tk["task"], "cluster": tk["cluster"],
-        })
-        df = pd.concat([df, tk], ignore_index=True)
+    selection = find_selection(catalog)
+    if catalog is None or selection is not None:
+        df = pd.concat([read_catalog(MODELS_CATALOG), _taskonomy_rows()], ignore_index=True)
+    else:
+        df = read_catalog(catalog)
+    if "in_paper" in df:
+        df["in_paper"] = df["in_paper"].map(_truthy)
+    if selection is not None:
+        df = df[selection(df)]
     for col, val in (("family", family), ("source", source)):
         if val is not None:
             known = sorted(df[col].dropna().unique())
@@ -180,6 +197,28 @@ def list_models(family: str | None = None, source: str | None = None, catalog=No
                 raise CatalogError(f"unknown {col} {val!r}; the catalog has {', '.join(known)}")
             df = df[df[col] == val]
     return df.reset_index(drop=True)
+
+
+def _truthy(v) -> bool:
+    return str(v).strip().lower() in ("1", "true", "yes", "y")
+
+
+def _taskonomy_rows() -> pd.DataFrame:
+    """The Taskonomy encoders of ``catalogs/taskonomy.csv`` as model-catalogue rows."""
+    tk = read_catalog(TASKONOMY_CATALOG)
+    n = len(tk)
+    return pd.DataFrame({
+        "model": tk["model"], "family": "taskonomy", "source": "taskonomy", "constructor": "taskonomy_encoder",
+        "input_size": 0, "resize_size": 256, "interpolation": "bilinear", "mean": "0.5 0.5 0.5", "std": "0.5 0.5 0.5",
+        "params": _taskonomy_params(), "top1": np.nan, "top5": np.nan,
+        "in_paper": tk["in_paper"] if "in_paper" in tk else [True] * n,
+        "paper_type": tk.get("paper_type", pd.Series([np.nan] * n)),
+        "task_cluster": tk.get("task_cluster", pd.Series([np.nan] * n)),
+        "weights_tag": [("published" if isinstance(f, str) and f else np.nan) for f in tk["encoder_file"]],
+        "weights_file": tk["encoder_file"], "weights_url": tk.get("url", pd.Series([np.nan] * n)),
+        "sha256": tk.get("sha256", pd.Series([np.nan] * n)),
+        "task": tk["task"], "cluster": tk["cluster"],
+    })
 
 
 def _taskonomy_params() -> int:
@@ -284,86 +323,94 @@ def _build(row: dict, seed: int):
 
 
 def _offline() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("NEUROXR_OFFLINE", "HF_HUB_OFFLINE"))
+    return is_offline()
 
 
-def _hub_checkpoints() -> Path:
-    import torch
+_PATCH_LOCK = threading.Lock()
 
-    return Path(torch.hub.get_dir()) / "checkpoints"
+
+@contextlib.contextmanager
+def _torchvision_state_dict_from(path: Path, what: str):
+    """torchvision's builders read the weights through ``WeightsEnum.get_state_dict``: here from ``path``
+    with ``torch.load(weights_only=True)`` (the builders' own call would unpickle), so their
+    key fixes (DenseNet) and constructor settings (GoogLeNet, Inception-v3) still apply."""
+    from torchvision.models._api import WeightsEnum
+
+    with _PATCH_LOCK:
+        original = WeightsEnum.get_state_dict
+        WeightsEnum.get_state_dict = lambda self, *a, **k: read_checkpoint(path, what)
+        try:
+            yield
+        finally:
+            WeightsEnum.get_state_dict = original
+
+
+def _trained_file(row: dict):
+    """The verified local file of a row's pinned trained weights (fetched when online), and its sha256."""
+    name, src = row["model"], row["source"]
+    spec = find_weights_spec(row)
+    if spec is None:
+        if src == "taskonomy":
+            raise MissingDataError(f"{name!r} is the randomly initialised Taskonomy encoder: it has no trained "
+                                   "weights (use weights 'random')")
+        raise MissingDataError(
+            f"{name!r} ({src}) has no published trained weights; pass --weights PATH with a checkpoint "
+            f"(e.g. one written by `neuroxr simclr`)")
+    path = find_cached_weights(spec)
+    if path is None:
+        if is_offline():
+            raise MissingDataError(describe_missing(spec) + " (downloads are off: NEUROXR_OFFLINE / HF_HUB_OFFLINE)")
+        from ..io.fetch import DownloadError
+
+        try:
+            path, _ = fetch_weights(spec)
+        except DownloadError as exc:
+            raise MissingDataError(f"trained weights of {name!r} could not be downloaded: {exc}. "
+                                   f"{describe_missing(spec)}") from None
+    digest = hash_file(path)
+    check_digest(path, spec, digest)
+    return spec, path, digest
 
 
 def _trained(row: dict, seed: int):
-    """Pretrained weights from the local cache, or downloaded when online."""
+    """Pretrained weights from the standard cache (downloaded when online), loaded as tensors only.
+
+    Returns the model and ``(file, sha256)`` of the file loaded (None for the baselines).
+    """
     import torch
 
     src, ctor, name = row["source"], row["constructor"], row["model"]
+    if src == "neuroxr":
+        return _build(row, seed), None  # baselines have no weights
+    spec, path, digest = _trained_file(row)
+    what = f"trained weights of {name!r}"
     if src == "torchvision":
         from torchvision.models import get_model, get_model_weights
 
-        w = get_model_weights(ctor).DEFAULT
-        fname = w.url.rsplit("/", 1)[-1]
-        target = _hub_checkpoints() / fname
-        if not target.exists() and _offline():
-            raise MissingDataError(
-                f"trained weights of {name!r} are not in the local torch hub cache and downloads are off "
-                f"(NEUROXR_OFFLINE); put {fname} (from {w.url}) at {target}, or pass --weights PATH"
-            )
-        try:
-            return get_model(ctor, weights="DEFAULT")
-        except Exception as exc:  # no network, proxy, corrupt download
-            raise MissingDataError(
-                f"trained weights of {name!r} could not be loaded ({type(exc).__name__}: {exc}); "
-                f"put {fname} (from {w.url}) at {target}, or pass --weights PATH"
-            ) from exc
-    if src == "timm":
+        enum = get_model_weights(ctor)[spec.tag or "DEFAULT"]
+        torch.manual_seed(seed)
+        with _torchvision_state_dict_from(path, what):
+            model = get_model(ctor, weights=enum)
+    elif src == "timm":
         import timm
 
-        cfg = timm.models.get_pretrained_cfg(ctor)
-        hub_id = getattr(cfg, "hf_hub_id", None) or ctor
+        torch.manual_seed(seed)
+        arch = f"{ctor}.{spec.tag}" if spec.tag else ctor
         try:
-            torch.manual_seed(seed)
-            if _offline():
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            return timm.create_model(ctor, pretrained=True)
-        except Exception as exc:
-            from huggingface_hub.constants import HF_HUB_CACHE
+            model = timm.create_model(arch, pretrained=True, pretrained_cfg_overlay={"file": str(path)})
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointMismatchError(f"{path}: does not load into timm {arch!r} ({type(exc).__name__}: "
+                                          f"{str(exc).splitlines()[0] if str(exc) else ''}); delete it and run "
+                                          f"`neuroxr fetch weights --model {name}` again") from None
+    elif src == "taskonomy":
+        from .taskonomy import build_taskonomy_encoder, unwrap_taskonomy_checkpoint
 
-            raise MissingDataError(
-                f"trained weights of {name!r} could not be loaded ({type(exc).__name__}); timm looks for "
-                f"the Hugging Face repo {hub_id!r} in {HF_HUB_CACHE} (download it there with "
-                f"`huggingface-cli download {hub_id}` on a machine that is online), or pass --weights PATH "
-                f"with a timm state dict of {ctor!r}"
-            ) from exc
-    if src == "taskonomy":
-        from .taskonomy import build_taskonomy_encoder, taskonomy_checkpoint_url, unwrap_taskonomy_checkpoint
-
-        fname = row.get("weights_file") or f"{row.get('task', name)}_encoder.pth"
-        url = taskonomy_checkpoint_url(row.get("task", name))
-        target = _hub_checkpoints() / fname
-        if not target.exists():
-            if _offline():
-                raise MissingDataError(
-                    f"Taskonomy weights of {name!r} are not at {target} and downloads are off; "
-                    f"put {fname} (from {url}) there, or pass --weights PATH"
-                )
-            try:
-                torch.hub.download_url_to_file(url, str(target), progress=False)
-            except Exception as exc:
-                raise MissingDataError(
-                    f"Taskonomy weights of {name!r} could not be downloaded ({type(exc).__name__}); "
-                    f"put {fname} (from {url}) at {target}, or pass --weights PATH"
-                ) from exc
         model = build_taskonomy_encoder()
-        sd = unwrap_taskonomy_checkpoint(read_checkpoint(target, f"Taskonomy checkpoint of {name!r}"))
-        _load_state_dict(model, sd, target, name)
-        return model
-    if src == "neuroxr":
-        return _build(row, seed)  # baselines have no weights
-    raise MissingDataError(
-        f"{name!r} ({src}) has no published trained weights; pass --weights PATH with a checkpoint "
-        f"(e.g. one written by `neuroxr simclr`)"
-    )
+        sd = unwrap_taskonomy_checkpoint(read_checkpoint(path, f"Taskonomy checkpoint of {name!r}"))
+        _load_state_dict(model, sd, path, name)
+    else:
+        raise MissingDataError(f"{name!r} ({src}) has no published trained weights; pass --weights PATH")
+    return model, (str(path), digest)
 
 
 def _unwrap_checkpoint(obj, path):
@@ -447,10 +494,11 @@ def load_model(name: str, weights: str = "random", seed: int = 0, device=None, c
 
     row = resolve_model_row(name, catalog)
     weights = str(weights)
+    loaded_file = None
     if weights == "random":
         model, label = _build(row, seed), "random"
     elif weights == "trained":
-        model, label = _trained(row, seed), "trained"
+        (model, loaded_file), label = _trained(row, seed), "trained"
     else:
         path = Path(weights).expanduser()
         if not path.exists() and not any(s in weights for s in ("/", "\\", ".")):
@@ -458,6 +506,7 @@ def load_model(name: str, weights: str = "random", seed: int = 0, device=None, c
                 f"--weights must be 'random', 'trained' or a checkpoint path, got {weights!r}")
         model = _from_file(row, path, seed)
         label = hash_file(path)
+        loaded_file = (str(path), label)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model = model.to(device).eval()
@@ -466,11 +515,22 @@ def load_model(name: str, weights: str = "random", seed: int = 0, device=None, c
     return LoadedModel(
         model=model, name=row["model"], weights=label, family=row["family"], source=row["source"],
         constructor=row["constructor"], seed=int(seed), device=str(device),
-        info={k: row[k] for k in ("task", "cluster", "params", "top1") if k in row and pd.notna(row[k])},
+        info={k: row[k] for k in ("task", "cluster", "params", "top1", "top5", "weights_tag") if k in row
+              and pd.notna(row[k])},
+        weights_file=loaded_file[0] if loaded_file else "", weights_sha256=loaded_file[1] if loaded_file else "",
         **read_preprocessing(row),
     )
 
 
-__all__ = ["LoadedModel", "load_model", "list_models", "suggest_models", "resolve_model_row", "read_preprocessing",
-           "UnknownModelError",
-           "CatalogError", "WeightsError", "CheckpointMismatchError"]
+__all__ = [
+    "CatalogError",
+    "CheckpointMismatchError",
+    "LoadedModel",
+    "UnknownModelError",
+    "WeightsError",
+    "list_models",
+    "load_model",
+    "read_preprocessing",
+    "resolve_model_row",
+    "suggest_models",
+]

@@ -29,6 +29,11 @@ the server gives one) is verified, else the ``.part`` is deleted and the file re
 already present with the server's size (and MD5) are not downloaded again; a small record,
 ``.neuroxr_fetch.json``, remembers verified files so they are not re-hashed on every run.
 Only the Python standard library (``urllib``) is used.
+
+The same machinery fetches the models' trained weights (:mod:`neuroxr.features.weights`):
+:func:`download_verified` adds the sha256 check (full digest, or the prefix torchvision file names
+carry) before a file is moved into place, and :func:`hub_file_info` reads the Hugging Face hub's
+metadata headers (commit, LFS sha256, size) of a ``resolve`` URL.
 """
 from __future__ import annotations
 
@@ -255,6 +260,89 @@ def _finish_download(url, part: Path, dest: Path, size, md5) -> Path:
     return dest
 
 
+def _sha256(path, chunk=_CHUNK) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(chunk), b""):
+            h.update(b)
+    return h.hexdigest()
+
+
+def download_verified(url, dest, *, sha256=None, sha256_prefix=None, size=None, retries=5, timeout=60,
+                      progress=True, desc=None, hint="run the same command again", backoff=0.5) -> Path:
+    """Download ``url`` to ``dest`` (resuming through ``dest.download.part``) and check its sha256.
+
+    ``sha256``: the full hex digest the file must have; ``sha256_prefix``: the start of it (the
+    hash prefix torchvision and torch hub put in file names).  The file is moved to ``dest`` only
+    once verified; a wrong checksum or size deletes everything of it and raises
+    :class:`VerificationError` (one line: file, URL, expected and actual sha256, ``hint``).  A
+    dropped connection keeps the partial file, so the next run resumes (HTTP ``Range``).
+    """
+    dest = Path(dest)
+    tmp = dest.with_name(dest.name + ".download")
+    try:
+        download_file(url, tmp, size=size, retries=retries, timeout=timeout, progress=progress, desc=desc,
+                      backoff=backoff)
+    except VerificationError as exc:
+        why = re.split(r" \(the file on the server|; refused", str(exc), maxsplit=1)[0]
+        want = sha256 or sha256_prefix
+        raise VerificationError(f"{dest}: {why}; expected sha256 {want or '(not pinned)'}; refused, nothing kept: "
+                                f"{hint}") from None
+    except DownloadError as exc:
+        msg = str(exc).split("; check", 1)[0]
+        raise DownloadError(f"{dest}: {msg}; {hint}") from None
+    want = (sha256 or sha256_prefix or "").lower()
+    if want:
+        got = _sha256(tmp)
+        if not got.startswith(want):
+            tmp.unlink(missing_ok=True)
+            what = "sha256" if sha256 else "sha256 starting with"
+            raise VerificationError(f"{dest}: downloaded from {url} has sha256 {got}, expected {what} {want}; "
+                                    f"refused, nothing kept (a truncated or changed file): {hint}")
+    os.replace(tmp, dest)
+    return dest
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *a, **k):  # keep the 3xx response (its headers are the hub's metadata)
+        return None
+
+
+def hub_file_info(url, timeout=60) -> dict:
+    """What the Hugging Face hub says of ``<endpoint>/<repo>/resolve/<rev>/<file>`` (HEAD, no redirect).
+
+    ``{"commit", "sha256", "size", "location"}`` from ``X-Repo-Commit``, ``X-Linked-Etag`` (LFS
+    files: their sha256) or ``ETag``, ``X-Linked-Size`` / ``Content-Length`` and the redirect target.
+    """
+    opener = urllib.request.build_opener(_NoRedirect)
+    req = urllib.request.Request(url, method="HEAD", headers={"Accept-Encoding": "identity"})
+    try:
+        r = opener.open(req, timeout=timeout)
+        headers, status = r.headers, r.status
+        r.close()
+    except urllib.error.HTTPError as exc:
+        if exc.code in (301, 302, 303, 307, 308):
+            headers, status = exc.headers, exc.code
+        elif exc.code in (401, 403, 404):
+            raise RemoteMissingError(f"{url}: HTTP {exc.code} {exc.reason} (no such repo, revision or file on the "
+                                     "hub; check the catalogue's weights_repo and weights_file)") from None
+        else:
+            raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError,) + _TRANSIENT as exc:
+        raise DownloadError(f"{url}: unreachable ({getattr(exc, 'reason', exc)}); check your network "
+                            "(or set HF_HUB_OFFLINE=1 and fill the cache by hand: neuroxr fetch weights --print)"
+                            ) from None
+    etag = (headers.get("X-Linked-Etag") or headers.get("ETag") or "").strip().strip('"')
+    if etag.startswith("W/"):
+        etag = etag[2:].strip('"')
+    size = headers.get("X-Linked-Size") or (headers.get("Content-Length") if status == 200 else None)
+    loc = headers.get("Location")
+    if loc:
+        loc = urllib.parse.urljoin(url, loc)
+    return {"commit": headers.get("X-Repo-Commit"), "sha256": etag or None,
+            "size": int(size) if size else None, "location": loc}
+
+
 def _load_record(root) -> dict:
     try:
         with open(Path(root) / RECORD) as f:
@@ -397,7 +485,7 @@ def fetch_allen(cache_dir, containers=None, areas=None, cre_lines=None, base_url
     """
     cache = _open_or_create_cache(Path(cache_dir).expanduser())
     fetcher = _Fetcher(cache, base_url.rstrip("/"), api_url, refresh_metadata,
-                       dict(retries=retries, timeout=timeout, progress=progress))
+                       {"retries": retries, "timeout": timeout, "progress": progress})
     try:
         for key in ("EXPERIMENTS", "CELL_SPECIMENS", "EXPERIMENT_CONTAINERS"):
             fetcher.get(key, check_json=True)
@@ -471,5 +559,18 @@ class _Fetcher:
             _save_record(croot, self.record)
 
 
-__all__ = ["fetch_allen", "download_file", "head_file", "ensure_file", "rma_download_url", "DownloadError",
-           "VerificationError", "RemoteMissingError", "DEFAULT_BASE_URL", "DEFAULT_API_URL", "MANIFEST"]
+__all__ = [
+    "DEFAULT_API_URL",
+    "DEFAULT_BASE_URL",
+    "MANIFEST",
+    "DownloadError",
+    "RemoteMissingError",
+    "VerificationError",
+    "download_file",
+    "download_verified",
+    "ensure_file",
+    "fetch_allen",
+    "head_file",
+    "hub_file_info",
+    "rma_download_url",
+]

@@ -10,8 +10,15 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .backend import get_backend
 from .gram import calc_gram, calc_zscored_gram
-from .kernels import calc_loo_residuals, calc_pearson, calc_residual_operators, decompose_gram
-from .ridge import RidgeInputError, as_targets, check_alphas
+from .kernels import (
+    calc_loo_residuals,
+    calc_mean_free_pearson,
+    calc_paper_alpha_scale,
+    calc_pearson,
+    calc_residual_operators,
+    decompose_gram,
+)
+from .ridge import RidgeInputError, alpha_unit, as_targets, check_alphas
 
 __all__ = ["RidgeLOO"]
 
@@ -25,7 +32,9 @@ class RidgeLOO(RegressorMixin, BaseEstimator):
 
     Parameters
     ----------
-    alphas : sequence of float
+    alphas : sequence of float, or ``"paper"`` / :class:`~neuroxr.mapping.ridge.PaperAlphas`
+        Penalties as given; in the paper's units they are scaled to the Gram matrix's trace
+        (``alpha_`` holds the penalty applied) and ``loo_r_`` is the mean-free r.
     zscore : bool
         Z-score features over samples (ddof=0, zero-variance -> 0) before the ridge.
     kernel : {"linear", "precomputed"}
@@ -68,6 +77,10 @@ class RidgeLOO(RegressorMixin, BaseEstimator):
             raise RidgeInputError(f"RidgeLOO needs at least 3 samples for leave-one-out, got n_samples = {X.shape[0]}")
         alphas = check_alphas(self.alphas)
         K = self._gram(X)
+        paper = alpha_unit(alphas) == "paper"
+        if paper:  # the paper's units: the penalties applied to this Gram matrix
+            scale = calc_paper_alpha_scale(K[None])[0] if (self.zscore or self.kernel == "precomputed") else 1.0
+            alphas = tuple(a * (scale if np.isfinite(scale) else 1.0) for a in alphas)
         Y, squeeze = as_targets(y)
         s, W, _ = decompose_gram(K, backend=self.backend)
         s, W = (np.asarray(get_backend(self.backend).to_numpy(v)) for v in (s, W))
@@ -89,7 +102,8 @@ class RidgeLOO(RegressorMixin, BaseEstimator):
             self.intercept_ = self.intercept_[0] if squeeze else self.intercept_
         one = (lambda a: a[..., 0]) if squeeze else (lambda a: a)
         self.dual_coef_, self.loo_predictions_ = one(dual), one(pred)
-        self.alpha_, self.loo_r_ = one(alpha), one(calc_pearson(pred, Y, axis=0))
+        pearson = calc_mean_free_pearson if paper else calc_pearson
+        self.alpha_, self.loo_r_ = one(alpha), one(pearson(pred, Y, axis=0))
         return self
 
     def predict(self, X):

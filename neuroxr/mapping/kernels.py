@@ -23,10 +23,24 @@ from .backend import get_backend
 from .gram import calc_zscored_gram
 
 __all__ = [
-    "CONSTANT_LAYER_RTOL", "CONSTANT_COLUMN_RTOL", "REDO_RTOL", "ALPHA_RTOL", "AlphaScaleError", "check_alpha_scale",
-    "calc_pearson", "decompose_gram", "calc_residual_operator", "find_constant_layers",
-    "calc_residual_operators", "calc_loo_residuals", "calc_loo_scores", "calc_zscored_grams",
-    "calc_raw_grams", "split_trial_means",
+    "ALPHA_RTOL",
+    "CONSTANT_COLUMN_RTOL",
+    "CONSTANT_LAYER_RTOL",
+    "REDO_RTOL",
+    "AlphaScaleError",
+    "calc_loo_residuals",
+    "calc_loo_scores",
+    "calc_mean_free_pearson",
+    "calc_paper_alpha_scale",
+    "calc_pearson",
+    "calc_raw_grams",
+    "calc_residual_operator",
+    "calc_residual_operators",
+    "calc_zscored_grams",
+    "check_alpha_scale",
+    "decompose_gram",
+    "find_constant_layers",
+    "split_trial_means",
 ]
 
 #: smallest penalty relative to the Gram matrix's scale (trace(K) / n): below it the residual
@@ -81,15 +95,25 @@ def calc_pearson(a, b, axis: int = 0, *, pairwise: bool = False):
     return np.where(np.isfinite(r), np.clip(r, -1.0, 1.0), np.nan)
 
 
+def calc_mean_free_pearson(pred, Y, axis: int = 0):
+    """Pearson r of leave-one-out predictions without their leave-one-out intercept.
+
+    With an intercept, the leave-one-out prediction of sample ``i`` is
+    ``mean(y_j, j != i) + f_i(x_i)``.  The first term, ``(sum(y) - y_i) / (n - 1)``, has a
+    Pearson r of exactly -1 with ``y`` whatever the features: it is what drags leave-one-out
+    r below 0 on noise (to -1 at a large penalty, and, at any penalty, as the features get wide:
+    the model part shrinks against it like ``n^3 / p``).  ``f_i(x_i)`` is built from the other
+    samples only, so on features unrelated to ``y`` its covariance with ``y`` has expectation
+    exactly 0.  This is r(pred - mean of the others, y), along ``axis``.
+    """
+    pred = np.asarray(pred, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    n = Y.shape[axis]
+    others = (Y.sum(axis=axis, keepdims=True) - Y) / (n - 1)
+    return calc_pearson(pred - others, Y, axis=axis)
+
+
 # --- leave-one-out ridge ----------------------------------------------------------------------
-def _complement_basis(n, xb):
-    """V (n, n-1): orthonormal basis of the complement of the all-ones vector (Householder)."""
-    v = np.full(n, 1.0 / np.sqrt(n))
-    v[0] += 1.0  # v = u + e1 (no cancellation); P = I - 2 v v^T / v^T v maps u to -e1
-    P = np.eye(n) - 2.0 * np.outer(v, v) / (v @ v)
-    return xb.asarray(np.ascontiguousarray(P[:, 1:]))
-
-
 def decompose_gram(K, *, backend="numpy"):
     """Eigendecomposition of ``K`` (..., image, image) restricted to the complement of the all-ones vector.
 
@@ -104,11 +128,20 @@ def decompose_gram(K, *, backend="numpy"):
     n = K.shape[-1]
     if n < 3:
         raise NeuroxrError(f"leave-one-out ridge needs at least 3 images, got {n}")
-    V = _complement_basis(n, xb)
-    Kp = xb.swap_last(V) @ K @ V
+    # the reflection P = I - beta v v^T applied as two rank-one updates (O(n^2), not two n x n
+    # products): K' = (P K P)[1:, 1:] = V^T K V and W = P[:, 1:] U = V U
+    v_np = np.full(n, 1.0 / np.sqrt(n))
+    v_np[0] += 1.0  # v = u + e1 (no cancellation); P maps u to -e1
+    beta = 2.0 / float(v_np @ v_np)
+    v = xb.asarray(v_np)
+    PK = K - beta * v[:, None] * (v @ K)[..., None, :]
+    PKP = PK - beta * (PK @ v)[..., :, None] * v[None, :]
+    Kp = PKP[..., 1:, 1:]
     Kp = 0.5 * (Kp + xb.swap_last(Kp))
     s, U = xb.eigh(Kp)
-    return s, V @ U, xb.einsum("...ii->...", K)
+    W = -beta * v[:, None] * (v[1:] @ U)[..., None, :]
+    W[..., 1:, :] += U
+    return s, W, xb.einsum("...ii->...", K)
 
 
 def calc_residual_operator(s, W, alpha, *, backend="numpy"):
@@ -137,18 +170,50 @@ def check_alpha_scale(K, alphas, finite=None) -> None:
             f"every leave-one-out fit would underflow to NaN; use alpha >= {ALPHA_RTOL * top:.3g}")
 
 
-def calc_residual_operators(K, alphas, backend="numpy"):
-    """K (L, n, n) -> residual operators R (L, A, n, n), numpy; NaN for non-finite or constant layers."""
+def calc_residual_operators(K, alphas, backend="numpy", alpha_scale=None):
+    """K (L, n, n) -> residual operators R (L, A, n, n), numpy; NaN for non-finite or constant layers.
+
+    ``alpha_scale`` (L,), optional: layer ``l`` uses the penalties ``alphas * alpha_scale[l]``
+    (e.g. :func:`calc_paper_alpha_scale`).
+    """
     K = np.asarray(K, dtype=np.float64)
     finite = np.isfinite(K).all(axis=(-2, -1))
-    check_alpha_scale(K, alphas, finite)
+    L = K.shape[0]
+    scale = np.ones(L) if alpha_scale is None else np.broadcast_to(np.asarray(alpha_scale, dtype=np.float64), (L,))
+    ok = finite & np.isfinite(scale) & (scale > 0)
+    for k in np.flatnonzero(ok):
+        check_alpha_scale(K[k:k + 1], [a * scale[k] for a in alphas])
     K0 = np.where(finite[:, None, None], K, 0.0)
     xb = get_backend(backend)
-    s, W, scale = decompose_gram(K0, backend=xb)
-    bad = np.asarray(xb.to_numpy(find_constant_layers(s, scale, xb))) | ~finite
-    R = np.stack([np.asarray(xb.to_numpy(calc_residual_operator(s, W, a, backend=xb))) for a in alphas], axis=1)
+    s, W, tr = decompose_gram(K0, backend=xb)
+    bad = np.asarray(xb.to_numpy(find_constant_layers(s, tr, xb))) | ~ok
+    sc = xb.asarray(np.where(ok, scale, 1.0))[:, None]
+    R = np.stack([np.asarray(xb.to_numpy(calc_residual_operator(s, W, a * sc, backend=xb))) for a in alphas], axis=1)
     R[bad] = np.nan
     return R
+
+
+def calc_paper_alpha_scale(K, n_components=None):
+    """Per layer, the factor that makes a penalty mean on ``K`` what it means after the paper's projection.
+
+    ``K`` (L, n, n) is the Gram matrix of z-scored features: ``trace(K) = n p`` (``p`` the
+    non-constant features).  The paper projects layers wider than ``c`` components
+    (Johnson-Lindenstrauss, eps 0.1: 4,089 for 118 images) and z-scores the components, so its
+    Gram matrix has trace ``n c`` and, component by component, ``K_srp ~ (c / p) K``.  Ridge with
+    penalty ``alpha`` on ``K_srp`` is ridge with ``alpha p / c`` on ``K`` (scaling ``K`` and
+    ``alpha`` together changes nothing): the penalty keeps its size against the mean eigenvalue
+    of the Gram matrix at every width.  Layers with ``p <= c`` the paper keeps as they are
+    (:mod:`neuroxr.features.reduce`), so their factor is 1.  The factor is therefore
+    ``max(1, trace(K) / (n c))``, (L,) (NaN where the trace is 0 or not finite).
+    """
+    from .srp import find_n_components
+
+    K = np.asarray(K, dtype=np.float64)
+    n = K.shape[-1]
+    c = find_n_components(n) if n_components is None else int(n_components)
+    tr = np.einsum("...ii->...", K)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(np.isfinite(tr) & (tr > 0), np.maximum(1.0, tr / (n * c)), np.nan)
 
 
 def _loo_maps(R):
@@ -217,8 +282,13 @@ def _loo_moments_device(Ms, sums, Y, xb):
     return (*pick, xb.to_numpy(idx[:, 0]).astype(np.int64))
 
 
-def calc_loo_scores(R, Y, n_out: int = 1, col_block=None, redo_rtol: float | None = None, backend="numpy"):
+def calc_loo_scores(R, Y, n_out: int = 1, col_block=None, redo_rtol: float | None = None, backend="numpy",
+                    mean_free: bool = False):
     """R (L, A, n, n), Y (n, N) -> (n_out, L, N): Pearson r of LOO predictions [, best alpha index].
+
+    ``mean_free=True``: the score of the model part of each prediction, the leave-one-out
+    prediction minus the leave-one-out intercept ``mean(y_j, j != i)`` (see
+    :func:`calc_mean_free_pearson`); the alpha is still chosen by leave-one-out squared error.
 
     With ``M = diag(R)^-1 R`` the leave-one-out residuals are ``E = M Y`` and the predictions
     ``Y - E``.  Their Pearson r with ``Y`` needs only three numbers per neuron besides ``yy``:
@@ -248,16 +318,18 @@ def calc_loo_scores(R, Y, n_out: int = 1, col_block=None, redo_rtol: float | Non
         ee, ey, m, idx = _loo_moments(Ms, Ms.sum(axis=-2), Y, col_block)
     else:
         ee, ey, m, idx = _loo_moments_device(Ms, Ms.sum(axis=-2), Y, xb)
+    # predictions P = g Y - E (+ constants): g = 1, or n / (n - 1) without the LOO intercept
+    g = n / (n - 1.0) if mean_free else 1.0
     eyc = ey - ybar * m  # E . Yc
-    py = yy - eyc
-    pp = yy - 2.0 * eyc + ee - m * m / n
+    py = g * yy - eyc
+    pp = g * g * yy - 2.0 * g * eyc + ee - m * m / n
     redo_mask = (pp < redo_rtol * yy) & ~const_y
     for k in np.flatnonzero(redo_mask.any(axis=1)):
         redo = np.flatnonzero(redo_mask[k])
         for a in np.unique(idx[k, redo]):
             cols = redo[idx[k, redo] == a]
             E = Ms[k, a] @ Y[:, cols]
-            P = Yc[:, cols] - (E - E.mean(axis=0))
+            P = g * Yc[:, cols] - (E - E.mean(axis=0))
             pp[k, cols] = np.einsum("in,in->n", P, P)
             py[k, cols] = np.einsum("in,in->n", P, Yc[:, cols])
     with np.errstate(invalid="ignore", divide="ignore"):

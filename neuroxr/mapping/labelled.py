@@ -17,6 +17,7 @@ from .. import schema as S
 from ..errors import MissingDataError, NeuroxrError
 from .backend import resolve_backend
 from .metrics import DEFAULT_PLS, METRICS, ScoringInputs, check_metrics
+from .resample import check_resample_options
 from .ridge import check_alphas
 from .tree import build_scores_tree
 
@@ -115,7 +116,8 @@ def score_layers(features: xr.Dataset, responses=None, metrics=("ridge", "rsa"),
                  zscore: bool = True, rdms=None, areas=None, rsa_method: str = "pearson",
                  neuron_chunk: int = DEFAULT_NEURON_CHUNK, layer_chunk: int = DEFAULT_LAYER_CHUNK,
                  nan_layers: str = "raise", pls_options: dict | None = None, backend: str = "auto",
-                 solver: str = "eigen", source=None, responses_source=None) -> xr.DataTree:
+                 solver: str = "eigen", source=None, responses_source=None,
+                 resample_options: dict | None = None) -> xr.DataTree:
     """Lazy scores of every layer of one features Dataset.
 
     Parameters
@@ -151,6 +153,9 @@ def score_layers(features: xr.Dataset, responses=None, metrics=("ridge", "rsa"),
         ``"auto"``: ``"torch:cuda"`` where a CUDA device is present, else ``"numpy"``.
     solver : str
         A ridge solver of :data:`neuroxr.mapping.ridge.SOLVERS` with residual operators.
+    resample_options : dict, optional
+        ``n_perm``, ``n_boot``, ``n_splits``, ``ceiling_boot``, ``seed`` of the permutation,
+        bootstrap and ceiling metrics (:data:`neuroxr.mapping.resample.DEFAULT_RESAMPLE`).
 
     Returns
     -------
@@ -175,15 +180,17 @@ def score_layers(features: xr.Dataset, responses=None, metrics=("ridge", "rsa"),
     inp = ScoringInputs(features, alphas=alphas, zscore=zscore, backend=resolve_backend(backend), solver=solver,
                         layer_chunk=int(layer_chunk), areas=areas, rsa_method=rsa_method,
                         pls_options={**DEFAULT_PLS, **(pls_options or {})}, source=source,
-                        responses_source=responses_source)
+                        responses_source=responses_source, resample=check_resample_options(resample_options))
     if responses is not None:
         inp.Y, inp.labels, inp.trials = _responses_inputs(responses, features, neuron_chunk, source, responses_source)
     if rdms is not None:
         inp.rdms = _site_rdms(rdms, features, source)
-    neuron, area = {}, {}
+    neuron, area, layer = {}, {}, {}
     for m in metrics:
         built = METRICS[m].build(inp)
         neuron.update(built.neuron)
         area.update(built.area)
+        layer.update(built.layer)
     layer_coords = features.drop_vars([c for c in features.coords if features[c].dims != (S.LAYER,)]).coords
-    return build_scores_tree(neuron, area, layer_coords=layer_coords, attrs={"metrics": json.dumps(list(metrics))})
+    return build_scores_tree(neuron, area, layer_coords=layer_coords, attrs={"metrics": json.dumps(list(metrics))},
+                             layer_vars=layer)

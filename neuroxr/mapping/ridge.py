@@ -29,36 +29,59 @@ product for every alpha, whatever the number of features.
 
 A layer whose ``K'`` vanishes (constant features) predicts nothing: its predictions and
 scores are NaN.  A neuron with constant responses has a NaN Pearson r.
+
+Penalty units and the mean-free score
+-------------------------------------
+A plain float is the penalty itself (scikit-learn's ``Ridge(alpha)`` on the same features).
+:class:`PaperAlphas` (the exact ``ridge`` metric's default on the command line) are in the
+paper's units: ``alpha * max(1, trace(K) / (n c))`` per layer, what ``alpha`` means after the
+paper's ``c``-component projection (:func:`~neuroxr.mapping.kernels.calc_paper_alpha_scale`),
+scored without the leave-one-out intercept (:func:`~neuroxr.mapping.kernels.calc_mean_free_pearson`):
+the intercept's ``mean(y_j, j != i)`` has r = -1 with ``y`` and, on wide layers, outweighs the
+model part (mean r -0.62 on pure noise at p = 10^6, whatever the penalty).  With many images,
+:mod:`neuroxr.mapping.feature_ridge` computes the same fit in feature space.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 from ..errors import NeuroxrError
 from .backend import BACKENDS, get_backend
 from .gram import calc_gram, calc_zscored_gram
-from .kernels import (calc_loo_residuals, calc_loo_scores, calc_pearson, calc_residual_operator,
-                      calc_residual_operators, decompose_gram)
+from .kernels import (
+    calc_loo_residuals,
+    calc_loo_scores,
+    calc_mean_free_pearson,
+    calc_paper_alpha_scale,
+    calc_pearson,
+    calc_residual_operator,
+    calc_residual_operators,
+    decompose_gram,
+)
 
 __all__ = [
     "BACKENDS",
+    "PAPER_ALPHA",
     "SOLVERS",
-    "RidgeSolver",
-    "get_backend",
-    "calc_gram",
-    "calc_zscored_gram",
-    "decompose_gram",
-    "calc_residual_operator",
-    "predict_loo",
-    "fit_ridge_loo",
-    "calc_pearson",
-    "calc_loo_pearson",
-    "check_alphas",
+    "PaperAlphas",
     "RidgeInputError",
+    "RidgeSolver",
+    "alpha_unit",
+    "calc_gram",
+    "calc_loo_pearson",
+    "calc_pearson",
+    "calc_residual_operator",
+    "calc_zscored_gram",
+    "check_alphas",
+    "decompose_gram",
+    "fit_ridge_loo",
+    "get_backend",
     "get_solver",
+    "paper_alphas",
+    "predict_loo",
 ]
 
 
@@ -68,12 +91,51 @@ def predict_loo(R, Y, *, backend="numpy"):
     return Y - (R @ Y) / xb.diagonal(R)[..., :, None]
 
 
+class PaperAlphas(tuple):
+    """Ridge penalties in the paper's units: what they mean after its sparse random projection.
+
+    The exact ``ridge`` metric applies ``alpha * max(1, trace(K) / (n c))`` to the Gram matrix
+    of the z-scored features (:func:`neuroxr.mapping.kernels.calc_paper_alpha_scale`: the same shrinkage
+    against the spectrum as ``alpha`` on the paper's ``c``-component projection), scores the
+    leave-one-out predictions without their leave-one-out intercept
+    (:func:`neuroxr.mapping.kernels.calc_mean_free_pearson`) and stores the penalty applied
+    (``ridge_alpha``).  ``srp-ridge`` runs on the projection itself, so there ``alpha`` is the
+    penalty (the paper's setting).  A plain tuple of floats is the penalty itself everywhere.
+    """
+
+    unit = "paper"
+
+    def __repr__(self):
+        return f"PaperAlphas({tuple(self)!r})"
+
+
+#: the default of the exact ridge: the paper's alpha = 1, in its units
+PAPER_ALPHA = PaperAlphas((1.0,))
+
+
+def paper_alphas(alphas=(1.0,)) -> PaperAlphas:
+    """``alphas`` (a number or sequence), checked, in the paper's units (:class:`PaperAlphas`)."""
+    return PaperAlphas(check_alphas(tuple(alphas) if not np.isscalar(alphas) else (alphas,)))
+
+
+def alpha_unit(alphas) -> str:
+    """``"paper"`` for :class:`PaperAlphas`, ``"penalty"`` for plain penalties."""
+    return getattr(alphas, "unit", "penalty")
+
+
 def check_alphas(alphas) -> tuple:
     """Validate ridge penalties: a non-empty sequence of finite numbers > 0 (and not subnormal).
 
-    A penalty tiny against the Gram matrix's scale is refused where the scale is known, by
-    :func:`neuroxr.mapping.kernels.calc_residual_operators` (:data:`~neuroxr.mapping.kernels.ALPHA_RTOL`).
+    ``None`` or ``"paper"``: :data:`PAPER_ALPHA` (the default of the exact ridge); a
+    :class:`PaperAlphas` keeps its unit.  A penalty tiny against the Gram matrix's scale is
+    refused where the scale is known, by :func:`neuroxr.mapping.kernels.calc_residual_operators`
+    (:data:`~neuroxr.mapping.kernels.ALPHA_RTOL`).
     """
+    if alphas is None or (isinstance(alphas, str) and alphas == "paper"):
+        return PAPER_ALPHA
+    if isinstance(alphas, str):
+        raise NeuroxrError(f"ridge penalty alpha must be a number, a sequence of numbers or 'paper', got {alphas!r}")
+    unit = alpha_unit(alphas)
     if np.isscalar(alphas):
         alphas = (alphas,)
     alphas = tuple(float(a) for a in alphas)
@@ -85,7 +147,7 @@ def check_alphas(alphas) -> tuple:
             f"ridge penalty alpha must be a finite number >= {np.finfo(np.float64).tiny:.3g}, got {bad[0]!r}; "
             "alpha=0 is ordinary least squares, whose leave-one-out fit is undefined with more features than images"
         )
-    return alphas
+    return PaperAlphas(alphas) if unit == "paper" else alphas
 
 
 def _as_layers(K):
@@ -219,33 +281,59 @@ def fit_ridge_loo(K, Y, alphas=(1.0,), *, solver="eigen", backend="numpy", retur
     fit = get_solver(solver).fit
     _check_ridge_inputs(K, Y)
     Y2, squeeze = as_targets(Y)
-    pred, idx = fit(K, Y2, alphas, get_backend(backend))
-    a = np.full(pred.shape[:-2] + pred.shape[-1:], alphas[0]) if idx is None else np.asarray(alphas)[idx]
+    if alpha_unit(alphas) == "paper":  # per layer: the penalties in the paper's units, applied
+        K3, lead = _as_layers(K)
+        scale = calc_paper_alpha_scale(K3)
+        fits = [fit(k, Y2, tuple(a * sc for a in alphas), get_backend(backend)) for k, sc in zip(K3, scale)]
+        pred = np.stack([f[0] for f in fits]).reshape(lead + Y2.shape)
+        idx = np.stack([np.zeros(Y2.shape[1], dtype=int) if f[1] is None else f[1] for f in fits])
+        a = (np.asarray(alphas)[idx] * scale[:, None]).reshape(lead + Y2.shape[1:])
+    else:
+        pred, idx = fit(K, Y2, alphas, get_backend(backend))
+        a = np.full(pred.shape[:-2] + pred.shape[-1:], alphas[0]) if idx is None else np.asarray(alphas)[idx]
     if squeeze:
         pred, a = pred[..., 0], a[..., 0]
     return (pred, a) if return_alpha else pred
 
 
-def calc_loo_pearson(K, Y, alphas=(1.0,), *, solver="eigen", backend="numpy", return_alpha=False):
+def calc_loo_pearson(K, Y, alphas=(1.0,), *, solver="eigen", backend="numpy", return_alpha=False,
+                     mean_free=None, n_components=None):
     """Pearson r (..., neuron) of each neuron's leave-one-out ridge prediction with its responses.
 
     ``K (..., image, image)``, ``Y (image, neuron)``; see :func:`fit_ridge_loo`.  With the
     ``eigen`` solver this is the blocked kernel that scoring runs.  Constant neurons and
     constant layers give NaN.
+
+    ``alphas`` as :class:`PaperAlphas` (or ``"paper"``): penalties in the paper's units, scaled
+    per layer by :func:`~neuroxr.mapping.kernels.calc_paper_alpha_scale` (``K`` of z-scored
+    features; ``n_components`` the projection's, default Johnson-Lindenstrauss for n images),
+    and scored mean-free.  ``mean_free`` (default: ``True`` with paper units, else ``False``):
+    score the prediction without its leave-one-out intercept
+    (:func:`~neuroxr.mapping.kernels.calc_mean_free_pearson`).  The returned alpha is the
+    penalty applied.
     """
     alphas = check_alphas(alphas)
+    paper = alpha_unit(alphas) == "paper"
+    mean_free = paper if mean_free is None else bool(mean_free)
     sol = get_solver(solver)
     _check_ridge_inputs(K, Y)
     Y2, squeeze = as_targets(Y)
+    K3, lead = _as_layers(K)
+    scale = calc_paper_alpha_scale(K3, n_components) if paper else np.ones(K3.shape[0])
     if sol.operators is None:
-        pred, idx = sol.fit(K, Y2, alphas, get_backend(backend))
-        r = calc_pearson(pred, np.broadcast_to(Y2, pred.shape), axis=-2)
-        idx = np.zeros(r.shape, dtype=int) if idx is None else idx
+        preds, idxs = zip(*[sol.fit(k, Y2, tuple(a * sc for a in alphas), get_backend(backend))
+                            for k, sc in zip(K3, scale)])
+        pred = np.stack(preds)
+        pearson = calc_mean_free_pearson if mean_free else calc_pearson
+        r = pearson(pred, np.broadcast_to(Y2, pred.shape), axis=-2)
+        idx = np.zeros(r.shape, dtype=int) if idxs[0] is None else np.stack(idxs)
     else:
-        K3, lead = _as_layers(K)
-        out = calc_loo_scores(sol.operators(K3, alphas, backend), Y2, n_out=2, backend=backend)
-        r, idx = out[0].reshape(lead + out.shape[-1:]), out[1].reshape(lead + out.shape[-1:])
+        R = sol.operators(K3, alphas, backend, **({"alpha_scale": scale} if paper else {}))
+        idx_r = calc_loo_scores(R, Y2, n_out=2, backend=backend, mean_free=mean_free)
+        r, idx = idx_r[0], idx_r[1]
+    r, idx = r.reshape(lead + r.shape[-1:]), idx.reshape(lead + idx.shape[-1:])
     a = np.where(np.isfinite(idx), np.asarray(alphas)[np.nan_to_num(idx).astype(int)], np.nan)
+    a = a * scale.reshape(lead + (1,))
     if squeeze:
         r, a = r[..., 0], a[..., 0]
     return (r, a) if return_alpha else r

@@ -47,8 +47,9 @@ from ..study import open_study
 from .backend import resolve_backend
 from .guard import LOCK_TIMEOUT, check_store_variables, fingerprint_store, scores_lock
 from .labelled import DEFAULT_LAYER_CHUNK, DEFAULT_NEURON_CHUNK, score_layers
-from .metrics import DEFAULT_PLS, METRICS, check_metrics
-from .ridge import check_alphas
+from .metrics import DEFAULT_PLS, METRICS, RESAMPLING_METRICS, check_metrics
+from .resample import check_resample_options
+from .ridge import alpha_unit, check_alphas
 from .tree import concat_scores, open_scores, replace_scores, write_scores
 
 __all__ = ["score_study", "assemble_scores", "compute_scores", "count_nan_scores", "local_scheduler", "PARTS_DIR",
@@ -102,11 +103,23 @@ def _needed_variables(metrics, zscore: bool, present) -> list:
     return names
 
 
-def _study_settings(metrics, alphas, zscore, rsa_method, pls_opts, areas, resp, has_rdms, nan_layers):
+#: metrics comparing RDMs (their results depend on ``rsa_method``)
+RDM_METRICS = ("rsa", "versa", "rsa-norm", "rsa-perm")
+
+
+def _study_settings(metrics, alphas, zscore, rsa_method, pls_opts, areas, resp, has_rdms, nan_layers,
+                    resample=None):
     settings = {"metrics": sorted(metrics), "alphas": [float(a) for a in alphas], "zscore": bool(zscore)}
+    if alpha_unit(alphas) == "paper":  # the default (paper units) and a plain --alpha 1 are different scores
+        settings["alpha_unit"] = "paper"
+    if any(m in RESAMPLING_METRICS for m in metrics):
+        settings["resample"] = check_resample_options(resample)
+    if any(METRICS[m].target == "area" for m in metrics):
+        settings["areas"] = None if areas is None else [str(a) for a in areas]
+    if any(m in RDM_METRICS for m in metrics):
+        settings["rsa_method"] = rsa_method
     if "rsa" in metrics:
-        settings.update(rsa_method=rsa_method, areas=None if areas is None else [str(a) for a in areas],
-                        neural_rdms=bool(has_rdms))
+        settings["neural_rdms"] = bool(has_rdms)
     if "pls" in metrics:
         settings["pls"] = dict(pls_opts)
     settings["nan_layers"] = nan_layers
@@ -259,7 +272,7 @@ def _gather_first(window, client, progress):
         _discard(job.tmp)
 
 
-def _prepare(st, metrics, alphas, zscore, rsa_method, pls_opts, areas, nan_layers, client, overwrite):
+def _prepare(st, metrics, alphas, zscore, rsa_method, pls_opts, areas, nan_layers, client, overwrite, resample=None):
     """Responses, RDMs and settings of a scoring run; stale temporaries removed, settings checked."""
     resp = _load_responses(st.path)
     if resp is not None and client is None and S.MEAN in resp:
@@ -270,7 +283,7 @@ def _prepare(st, metrics, alphas, zscore, rsa_method, pls_opts, areas, nan_layer
         raise MissingDataError(f"{st.store(S.RESPONSES_STORE)} does not exist; ingest responses first "
                                "(`neuroxr ingest`, `neuroxr simulate`)")
     settings = _study_settings(metrics, alphas, zscore, rsa_method, pls_opts, areas, resp, rdms is not None,
-                               nan_layers)
+                               nan_layers, resample)
     scores_path, parts_dir = st.store(S.SCORES_STORE), st.store(PARTS_DIR)
     _store.clean_stale(st.path)
     _store.clean_stale(parts_dir)
@@ -337,14 +350,17 @@ def score_study(study, metrics=("ridge", "rsa"), alpha=1.0, alphas=None, zscore:
                 client=None, overwrite: bool = False, neuron_chunk: int = DEFAULT_NEURON_CHUNK,
                 layer_chunk: int = DEFAULT_LAYER_CHUNK, areas=None, rsa_method: str = "pearson",
                 nan_layers: str = "raise", pls_options: dict | None = None, backend: str = "auto",
-                progress: bool = False, log=None, lock_timeout: float = LOCK_TIMEOUT) -> Path:
+                progress: bool = False, log=None, lock_timeout: float = LOCK_TIMEOUT,
+                resample_options: dict | None = None) -> Path:
     """Score the study's models and write ``STUDY/scores.zarr``.
 
     Parameters
     ----------
     study : path-like
         The study directory (``responses.zarr`` and/or ``rdms.zarr``, ``features/*.zarr``).
-    metrics : sequence of {"ridge", "rsa", "srp-ridge", "pls"}
+    metrics : sequence of str
+        Names of :data:`neuroxr.mapping.metrics.METRICS` ("ridge", "rsa", "srp-ridge", "pls", "cka",
+        "cka-debiased", "versa", "effdim", "ridge-norm", "rsa-norm", "rsa-perm", "cka-perm").
     alpha, alphas, zscore, areas, rsa_method, nan_layers, pls_options, backend
         See :func:`score_layers`.
     models : sequence of str, optional
@@ -360,6 +376,9 @@ def score_study(study, metrics=("ridge", "rsa"), alpha=1.0, alphas=None, zscore:
     lock_timeout : float
         Seconds to wait while another process writes this study's scores
         (:func:`neuroxr.mapping.guard.scores_lock`), then stop naming it.
+    resample_options : dict, optional
+        Settings of the permutation, bootstrap and ceiling metrics (``n_perm``, ``n_boot``,
+        ``n_splits``, ``ceiling_boot``, ``seed``; :data:`neuroxr.mapping.resample.DEFAULT_RESAMPLE`).
 
     Returns
     -------
@@ -373,7 +392,7 @@ def score_study(study, metrics=("ridge", "rsa"), alpha=1.0, alphas=None, zscore:
     log(f"array backend: {backend}" + (" (CUDA device found)" if backend.startswith("torch:cuda") else ""))
     kw = dict(metrics=metrics, alphas=alphas, zscore=zscore, areas=areas, rsa_method=rsa_method,
               neuron_chunk=neuron_chunk, nan_layers=nan_layers, pls_options={**DEFAULT_PLS, **(pls_options or {})},
-              backend=backend)
+              backend=backend, resample_options=check_resample_options(resample_options))
     with scores_lock(st.path, lock_timeout), (local_scheduler() if client is None else contextlib.nullcontext()):
         return _score_locked(st, models, client, overwrite, layer_chunk, progress, log, **kw)
 
@@ -381,7 +400,8 @@ def score_study(study, metrics=("ridge", "rsa"), alpha=1.0, alphas=None, zscore:
 def _score_locked(st, models, client, overwrite, layer_chunk, progress, log, **kw):
     """:func:`score_study` holding the study's scores lock."""
     resp, rdms, settings = _prepare(st, kw["metrics"], kw["alphas"], kw["zscore"], kw["rsa_method"],
-                                    kw["pls_options"], kw["areas"], kw["nan_layers"], client, overwrite)
+                                    kw["pls_options"], kw["areas"], kw["nan_layers"], client, overwrite,
+                                    kw["resample_options"])
     todo = _models_to_score(st, models, st.store(PARTS_DIR))
     with tqdm(total=len(todo), desc="scoring", unit="model", disable=not progress or len(todo) < 2) as bar:
         jobs = _jobs(st, todo, settings, overwrite, log, bar, layer_chunk, responses=resp, rdms=rdms, **kw)

@@ -7,6 +7,8 @@
 - group ``areas``: area-level scores (``rsa_r`` (layer, area), ``rsa_ceiling`` (area),
   ``rsa_site_r`` (layer, site)), with ``area`` an index of area names and the same layer coords:
   ``open_scores(p)["areas"].rsa_r.sel(area="VISp")``.
+- group ``layers``: properties of each layer that need no responses (``effective_dim`` (layer,)),
+  with the same layer coords: ``open_scores(p)["layers"].effective_dim``.
 
 ``variant`` labels one model variant, ``"<model>:<weights label>"`` (see :func:`label_weights`),
 so ``ridge_r.groupby("area").mean().groupby("variant").max()`` is the paper's Max table.
@@ -41,6 +43,10 @@ __all__ = [
 
 #: the group of area-level variables
 AREAS_GROUP = S.AREAS_GROUP
+#: the group of per-layer variables (no neuron or area dim)
+LAYERS_GROUP = S.LAYERS_GROUP
+#: the groups below the root, in order
+CHILD_GROUPS = (AREAS_GROUP, LAYERS_GROUP)
 #: the layer coordinate naming a model variant (model and weights)
 VARIANT = S.VARIANT
 #: stored chunk sizes of scores stores
@@ -68,17 +74,20 @@ def with_variant(obj):
 
 
 def build_scores_tree(neuron_vars: dict, area_vars: dict, *, layer_coords: xr.Coordinates,
-                      attrs: dict | None = None) -> xr.DataTree:
+                      attrs: dict | None = None, layer_vars: dict | None = None) -> xr.DataTree:
     """The scores tree from labelled DataArrays: ``{name: DataArray}`` per group.
 
     ``neuron_vars`` (layer, neuron) go to the root, ``area_vars`` ((layer,) area / site) to
-    ``areas``; both groups get ``layer_coords`` (``layer`` and the coords along it) and ``variant``.
+    ``areas``, ``layer_vars`` (layer,) to ``layers``; every group gets ``layer_coords``
+    (``layer`` and the coords along it) and ``variant``.
     """
     root = with_variant(xr.Dataset(neuron_vars).assign_coords(layer_coords))
     root.attrs.update(attrs or {})
     groups = {"/": root}
     if area_vars:
         groups[AREAS_GROUP] = with_variant(xr.Dataset(area_vars).assign_coords(layer_coords))
+    if layer_vars:
+        groups[LAYERS_GROUP] = with_variant(xr.Dataset(layer_vars).assign_coords(layer_coords))
     return xr.DataTree.from_dict(groups)
 
 
@@ -110,8 +119,9 @@ def open_scores(path, *, chunks="auto") -> xr.DataTree:
         raise MissingDataError(f"{path} does not exist (scores); run `neuroxr score` first")
     root = _open_group(path, None, chunks)
     groups = {"/": root}
-    if (path / AREAS_GROUP).exists():
-        groups[AREAS_GROUP] = _open_group(path, AREAS_GROUP, chunks)
+    for name in CHILD_GROUPS:
+        if (path / name).exists():
+            groups[name] = _open_group(path, name, chunks)
     return xr.DataTree.from_dict(groups)
 
 
@@ -192,7 +202,7 @@ def concat_scores(trees, attrs: dict | None = None) -> xr.DataTree:
     """Concatenate scores trees along ``layer`` (group by group; area and neuron coords as in the first)."""
     trees = list(trees)
     groups = {}
-    for key in ("/", AREAS_GROUP):
+    for key in ("/", *CHILD_GROUPS):
         parts = [t[key].to_dataset(inherit=False) if key != "/" else t.to_dataset(inherit=False)
                  for t in trees if key == "/" or key in t.children]
         parts = _with_all_layer_coords([p for p in parts if p.data_vars])

@@ -147,10 +147,21 @@ class ReportSettings:
     seed: int | None = _key(kind="int", low=0)
 
 
+@dataclass
+class ClusterSettings:
+    """Where ``neuroxr run`` computes when the command line names no cluster (``--scheduler``,
+    ``--workers`` win): a running scheduler's address or file, or a LocalCluster of ``workers``."""
+
+    scheduler: str | None = _key()
+    workers: int | None = _key(kind="int", low=1)
+    threads_per_worker: int = _key(1, "int", low=1)
+    memory_limit: str = _key("auto")
+
+
 #: the tables of a pipeline config and their settings
 SECTIONS = {"study": StudySettings, "ingest": IngestSettings, "select": SelectSettings,
             "extract": ExtractSettings, "score": ScoreSettings, "sweep": SweepSettings,
-            "tradeoff": TradeoffSettings, "report": ReportSettings}
+            "tradeoff": TradeoffSettings, "report": ReportSettings, "cluster": ClusterSettings}
 
 
 @dataclass
@@ -168,6 +179,7 @@ class PipelineSettings:
     sweep: SweepSettings | None = None
     tradeoff: TradeoffSettings | None = None
     report: ReportSettings = field(default_factory=ReportSettings)
+    cluster: ClusterSettings | None = None
 
     def path(self, p) -> Path:
         """``p`` with ``~`` expanded, relative to :attr:`base` unless absolute."""

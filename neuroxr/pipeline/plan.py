@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 import importlib
-import os
 from pathlib import Path
 
 from .. import schema as S
+from ..catalogs import find_selection
+from ..errors import NeuroxrError
+from ..features.weights import (
+    find_cached_weights,
+    find_weights_spec,
+    has_trained_weights,
+)
 from ..features.zoo import list_models
 from ..io.store import open_dataset
 from ..stats import to_strings
@@ -39,12 +45,23 @@ def _catalog_families() -> dict:
     return dict(zip(cat.model, cat.family))
 
 
+def _random_only_models() -> set:
+    """Networks of the default catalog with no trained weights of their own (the random Taskonomy encoder)."""
+    try:
+        cat = list_models()
+    except (NeuroxrError, OSError, ValueError):  # as _catalog_families: the missing-data check names it
+        return set()
+    return {r["model"] for r in cat.to_dict("records")
+            if r.get("source") == "taskonomy" and not has_trained_weights(r)}
+
+
 def list_model_variants(settings: PipelineSettings) -> list[tuple[str, str]]:
     """(model, weights) pairs of the [extract] table, baselines last."""
     ex = settings.extract
     models = list(ex.models)
     if ex.catalog:
-        cat = list_models(catalog=None if ex.catalog in (True, "models") else str(settings.path(ex.catalog)))
+        cat = list_models(catalog=None if ex.catalog in (True, "models") else
+                          ex.catalog if find_selection(ex.catalog) else str(settings.path(ex.catalog)))
         if ex.families:
             cat = cat[cat.family.isin(ex.families)]
         models += [m for m in cat.model if m not in models]
@@ -54,11 +71,12 @@ def list_model_variants(settings: PipelineSettings) -> list[tuple[str, str]]:
     weights = [ex.weights] if isinstance(ex.weights, str) else list(ex.weights)
     baselines = [b for b in ex.baselines if b not in models]
     fam = _catalog_families()
+    random_only = _random_only_models()
     pairs = []
     for m in models:
         if m in exclude:
             continue
-        if fam.get(m) == "baseline":
+        if fam.get(m) == "baseline" or m in random_only:
             pairs.append((m, "random"))
             continue
         for w in weights:
@@ -137,37 +155,18 @@ def split_missing(settings: PipelineSettings, study: Path) -> tuple[list[str], l
     return blocking, weights
 
 
-def _torch_hub_checkpoints() -> Path:
-    """``torch.hub.get_dir()/checkpoints`` without importing torch (TORCH_HOME, XDG_CACHE_HOME)."""
-    home = os.environ.get("TORCH_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")), "torch")
-    return Path(home) / "hub" / "checkpoints"
+def _missing_trained(model, row) -> str | None:
+    """What is missing for ``model``'s trained weights in the standard caches (None: nothing); the
+    same spec (file, URL, repo id, cache path) as ``extract`` and ``neuroxr fetch weights``."""
+    from ..features.weights import describe_missing
 
-
-def _hf_hub_cache() -> Path:
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    hf_home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")), "huggingface")
-    return Path(hf_home) / "hub"
-
-
-def _missing_trained(model, row, hub, hf) -> str | None:
-    """What is missing for ``model``'s trained weights in the local caches (None: nothing)."""
-    src = row.get("source")
-    if src in ("torchvision", "taskonomy"):
-        fname = row.get("weights_file")
-        if not isinstance(fname, str) or not fname or not (hub / fname).exists():
-            return (f"{model} ({src}) trained weights: {hub / str(fname)} is missing; download it on a "
-                    f"machine that is online (torch hub cache), or give [extract] weights a file")
-    elif src == "timm":
-        ctor = str(row.get("constructor") or model)
-        if not any(hf.glob(f"models--timm--{ctor}*")):
-            return (f"{model} (timm) trained weights: no {hf}/models--timm--{ctor}* directory; "
-                    f"`huggingface-cli download timm/{ctor}` on a machine that is online")
-    elif src == "lightly":
-        return f"{model} (lightly) trained weights: give [extract] weights a SimCLR checkpoint file"
-    return None
+    spec = find_weights_spec(row)
+    if spec is None:
+        if row.get("source") == "lightly":
+            return f"{model} (lightly) trained weights: give [extract] weights a SimCLR checkpoint file"
+        return None if row.get("family") == "baseline" else (
+            f"{model} ({row.get('source')}) has no published trained weights: give [extract] weights a file")
+    return None if find_cached_weights(spec) is not None else describe_missing(spec)
 
 
 def _missing_weights(settings: PipelineSettings, study) -> list[tuple]:
@@ -179,7 +178,6 @@ def _missing_weights(settings: PipelineSettings, study) -> list[tuple]:
     if not pairs:
         return out
     rows = {r["model"]: r for r in list_models().to_dict("records")}
-    hub, hf = _torch_hub_checkpoints(), _hf_hub_cache()
     done = list_done_variants(study)
     for model, weights in pairs:
         if (model, weights) in done:
@@ -196,7 +194,7 @@ def _missing_weights(settings: PipelineSettings, study) -> list[tuple]:
             if not p.exists():
                 out.append((model, weights, f"{model}: weights file {p} does not exist"))
             continue
-        problem = _missing_trained(model, row, hub, hf)
+        problem = _missing_trained(model, row)
         if problem:
             out.append((model, weights, problem))
     return out

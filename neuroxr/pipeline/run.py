@@ -138,7 +138,13 @@ def run_pipeline(config, study=None, client=None, *, force=(), log=None, strict:
     if not planned:
         log_pipeline_plan(settings, study, skip, log)
     stage("select", run_select, settings, study, log, force)
-    stage("extract", run_extract, settings, study, log, force, client, skip)
+    late = stage("extract", run_extract, settings, study, log, force, client, skip)
+    if late:  # weights found missing only while loading (e.g. a cache that went away)
+        if strict:
+            raise MissingDataError("missing weights (--strict):\n  - " + "\n  - ".join(w["reason"] for w in late))
+        not_run = not_run + late
+        skip += [(w["model"], w["weights"]) for w in late]
+        (study / S.REPORTS_DIR / NOT_RUN_JSON).write_text(json.dumps(not_run, indent=1))
     stage("score", run_score, settings, study, log, force, client)
     n_boot = settings.report.n_boot
     bseed = settings.report.seed if settings.report.seed is not None else settings.study.seed

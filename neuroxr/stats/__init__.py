@@ -12,6 +12,7 @@ tables: one row per result, with the test, the statistic, the p value, the effec
 - :mod:`.depth`: the best layer's relative depth per area, score against relative depth.
 - :mod:`.taskonomy`: Taskonomy encoders by task cluster.
 - :mod:`.rescore`: rankings at rising reliability thresholds, the method trade-off.
+- :mod:`.ceiling`: noise ceilings per metric and area.
 - :mod:`.verdict`: :func:`judge_ranking`, whether any model beats zero and the baselines.
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ import importlib
 _LAZY = {
     **dict.fromkeys(["bin_depth_profile", "summarize_best_depth"], "depth"),
     **dict.fromkeys(["STAT_COLUMNS", "adjust_bonferroni", "calc_bootstrap_mean_ci", "calc_hedges_g",
-                     "calc_spearman_row", "compare_family", "compare_metrics", "compare_trained_random",
+                     "calc_spearman_row", "calc_bootstrap_spearman_ci", "calc_cohen_dz", "PAPER_NAMES", "name_paper_statistic", "compare_family", "compare_metrics", "compare_trained_random",
                      "correlate_depth", "correlate_model_properties", "make_tidy"], "inference"),
     **dict.fromkeys(["RANKING_COLUMNS", "calc_percentile_ci", "headline_metric", "pick_depth_metric",
                      "rank_models", "select_ranking"], "ranking"),
@@ -31,7 +32,8 @@ _LAZY = {
     **dict.fromkeys(["ALL", "CI_LEVEL", "HIERARCHY", "OVERALL", "build_layer_frame", "calc_layer_scores",
                      "check_metrics", "get_score", "list_metrics", "neuron_groups", "order_groups",
                      "order_metrics", "regression_metric", "to_strings"], "tables"),
-    "summarize_taskonomy": "taskonomy",
+    **dict.fromkeys(["label_task_clusters", "summarize_taskonomy"], "taskonomy"),
+    **dict.fromkeys(["CEILING_COLUMNS", "get_ceiling", "summarize_ceilings"], "ceiling"),
     **dict.fromkeys(["BASELINE", "judge_ranking"], "verdict"),
     **dict.fromkeys(["MIN_MODELS", "mark_too_few"], "inference"),
 }

@@ -42,6 +42,30 @@ def mark_too_few(table: pd.DataFrame, min_models: int = MIN_MODELS) -> pd.DataFr
     return table
 
 
+#: the names the study (Conwell et al. 2021) gives each analysis; ``{group}`` is the row's group
+PAPER_NAMES = {
+    "trained_vs_random": "Trained vs. randomly initialized weights (paired t-test; Cohen's d for paired samples)",
+    "transformer_vs_rest": "Transformers vs. other architectures (t-test; Hedges' g; Bonferroni-corrected)",
+    "score_vs_property:n_layers": "Score vs. model depth (number of layers; Spearman's rho)",
+    "score_vs_property:params": "Score vs. parameter count (Spearman's rho)",
+    "score_vs_property:top1": "Score vs. ImageNet top-1 accuracy (Spearman's rho)",
+    "metric_agreement_models": "Agreement of the two metrics across models ({metric}; Spearman's rho, "
+                               "bootstrapped 95% CI)",
+    "metric_agreement_layers": "Agreement of the two metrics across layers ({metric}; mean Spearman's rho, "
+                               "bootstrapped 95% CI)",
+    "depth_gradient": "Best layer deeper along the hierarchy VISp -> VISam (Spearman's rho)",
+    "taskonomy_clusters": "Taskonomy task clusters differ (Kruskal-Wallis; epsilon squared)",
+    "taskonomy_clusters_cre_line": "Taskonomy task clusters differ, per cre line (Kruskal-Wallis)",
+    "score_vs_effective_dim": "Score vs. effective dimensionality (Spearman's rho)",
+}
+
+
+def name_paper_statistic(analysis: str, group: str = "", metric: str = "") -> str:
+    """The study's name for a statistics row (:data:`PAPER_NAMES`), or ``analysis`` itself."""
+    name = PAPER_NAMES.get(f"{analysis}:{group}", PAPER_NAMES.get(str(analysis)))
+    return name.format(metric=metric, group=group) if name else str(analysis)
+
+
 def make_tidy(rows) -> pd.DataFrame:
     """A statistics table of ``rows`` (dicts) with every column of :data:`STAT_COLUMNS` first;
     rows over fewer than :data:`MIN_MODELS` models are marked (:func:`mark_too_few`)."""
@@ -51,6 +75,8 @@ def make_tidy(rows) -> pd.DataFrame:
             df[c] = "" if c == "note" else np.nan
     df["note"] = df["note"].fillna("")
     df = mark_too_few(df) if len(df) else df
+    df["paper_name"] = [name_paper_statistic(a, g, m) for a, g, m in
+                        zip(df["analysis"], df["group"].fillna(""), df["metric"].fillna(""))]
     return df[STAT_COLUMNS + [c for c in df.columns if c not in STAT_COLUMNS]]
 
 
@@ -93,13 +119,31 @@ def compare_trained_random(rankings: pd.DataFrame, metrics=None, areas=None) -> 
             res = sps.ttest_rel(a, b)
             ci = res.confidence_interval(CI_LEVEL)
             diff = a - b
-            sd = diff.std(ddof=1)
             rows.append(dict(analysis="trained_vs_random", test="paired t-test", metric=metric, area=area,
                              group="trained - random", estimate=diff.mean(), statistic=res.statistic,
-                             p=res.pvalue, effect_size=diff.mean() / sd if sd > 0 else np.nan,
+                             p=res.pvalue, effect_size=calc_cohen_dz(a, b),
                              effect_size_name="cohen_dz", n=len(common), ci_low=ci.low, ci_high=ci.high,
                              df=len(common) - 1))
     return adjust_bonferroni(make_tidy(rows))
+
+
+def _pick_weights(r: pd.DataFrame, weights: str | None) -> tuple[pd.DataFrame, str]:
+    """Rows of ``weights`` (``trained`` by default); a study with none of them (random weights
+    only) uses its ``random`` rows, and the note says so.  Returns (rows, note)."""
+    if weights is None:
+        return r, ""
+    if (r.weights == weights).any() or weights != "trained" or not (r.weights == "random").any():
+        return r[r.weights == weights], ""
+    return r[r.weights == "random"], "random weights (no trained models scored)"
+
+
+def calc_cohen_dz(a, b) -> float:
+    """Cohen's d for paired samples, d_z = mean(a - b) / SD(a - b) (SD with ddof 1); NaN when the
+    differences are constant (to rounding: SD below 1e-12 of their size).  It equals the paired t
+    statistic over sqrt(n)."""
+    diff = np.asarray(a, float) - np.asarray(b, float)
+    sd = diff.std(ddof=1)
+    return float(diff.mean() / sd) if sd > 1e-12 * np.abs(diff).max() else np.nan
 
 
 def calc_hedges_g(a, b) -> float:
@@ -116,15 +160,16 @@ def compare_family(rankings: pd.DataFrame, family: str = "transformer", metrics=
     """t-test of one family (default transformers) against all other non-baseline models.
 
     Welch's t-test by default (``equal_var=False``; Student's with ``True``), effect size Hedges'
-    g, interval: the t interval of the difference of means (Welch-Satterthwaite df).
+    g (:func:`calc_hedges_g`), interval: the t interval of the difference of means (Welch-Satterthwaite
+    df).  Bonferroni over every (metric, area) test of the table.  A study without trained models
+    compares its random-weight variants, and the note says so.
     """
     rows = []
     metrics = metrics or list(pd.unique(rankings.metric))
     for metric in metrics:
         for area in areas or _areas_in(rankings):
             r = rankings[(rankings.metric == metric) & (rankings.area == area) & (rankings.family != "baseline")]
-            if weights is not None:
-                r = r[r.weights == weights]
+            r, note = _pick_weights(r, weights)
             a = r.loc[r.family == family, "score"].to_numpy(float)
             b = r.loc[r.family != family, "score"].to_numpy(float)
             if len(a) < 2 or len(b) < 2:
@@ -135,7 +180,7 @@ def compare_family(rankings: pd.DataFrame, family: str = "transformer", metrics=
                              metric=metric, area=area, group=f"{family} - rest", estimate=a.mean() - b.mean(),
                              statistic=res.statistic, p=res.pvalue, effect_size=calc_hedges_g(a, b),
                              effect_size_name="hedges_g", n=len(a) + len(b), n_a=len(a), n_b=len(b),
-                             ci_low=ci.low, ci_high=ci.high, df=float(res.df)))
+                             ci_low=ci.low, ci_high=ci.high, df=float(res.df), note=note))
     return adjust_bonferroni(make_tidy(rows))
 
 
@@ -167,11 +212,12 @@ def correlate_model_properties(rankings: pd.DataFrame, catalog: pd.DataFrame | N
 
     ``n_layers`` is the number of scored layers (the rankings' ``depth`` column); ``params`` and
     ``top1`` come from ``catalog`` (``catalogs/models.csv``: a ``model`` column), where given.
-    Bonferroni over all rows.
+    Bonferroni over all rows.  A study without trained models correlates its random-weight
+    variants (noted), leaving out top-1 accuracy (that of the trained weights).
     """
-    r = rankings[rankings.family != "baseline"]
-    if weights is not None:
-        r = r[r.weights == weights]
+    r, note = _pick_weights(rankings[rankings.family != "baseline"], weights)
+    if note:
+        properties = [p for p in properties if p != "top1"]
     r = r.rename(columns={"depth": "n_layers"})
     if catalog is not None and "model" in catalog:
         cat = catalog.drop_duplicates("model").set_index("model")
@@ -186,7 +232,7 @@ def correlate_model_properties(rankings: pd.DataFrame, catalog: pd.DataFrame | N
                 if p not in sub:
                     continue
                 row = calc_spearman_row(sub[p], sub["score"], analysis="score_vs_property", metric=metric,
-                                        area=area, group=p)
+                                        area=area, group=p, note=note)
                 if row:
                     rows.append(row)
     return adjust_bonferroni(make_tidy(rows))
@@ -201,6 +247,29 @@ def calc_bootstrap_mean_ci(values, n_boot, seed):
     res = sps.bootstrap((values,), np.mean, n_resamples=n_boot, confidence_level=CI_LEVEL,
                         method="percentile", random_state=np.random.default_rng(seed))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def calc_bootstrap_spearman_ci(x, y, n_boot: int, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval of Spearman's rho of the finite pairs (x, y): pairs resampled
+    with replacement ``n_boot`` times, rho of each resample (NaN where a side comes out constant,
+    ignored); NaNs with fewer than 4 pairs."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    n = len(x)
+    if n < 4 or not n_boot:
+        return np.nan, np.nan
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    rx, ry = sps.rankdata(x[idx], axis=1), sps.rankdata(y[idx], axis=1)
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (rx * ry).sum(axis=1) / np.sqrt((rx ** 2).sum(axis=1) * (ry ** 2).sum(axis=1))
+    rho = rho[np.isfinite(rho)]
+    if len(rho) < 2:
+        return np.nan, np.nan
+    lo, hi = np.percentile(rho, [(1 - CI_LEVEL) / 2 * 100, (1 + CI_LEVEL) / 2 * 100])
+    return float(lo), float(hi)
 
 
 def _layer_agreement(scores, metric_a, metric_b):
@@ -222,7 +291,8 @@ def compare_metrics(scores: xr.DataTree, rankings: pd.DataFrame | None = None, m
     """Agreement of two metrics (default: the regression metric and RSA).
 
     Rows: Spearman over models of the two ``all`` scores (one row per weights kind and one for
-    all models); and per model and area the Spearman over layers of the two area-mean scores,
+    all models; interval: bootstrap over models, :func:`calc_bootstrap_spearman_ci`, or Fisher z
+    without resamples; ``ci_method`` says which); and per model and area the Spearman over layers of the two area-mean scores,
     averaged over (model, area) pairs with a bootstrapped 95% interval of the mean (row
     ``test == "mean Spearman over layers"``), also per area.
     """
@@ -238,7 +308,11 @@ def compare_metrics(scores: xr.DataTree, rankings: pd.DataFrame | None = None, m
         b = sub[sub.metric == metric_b].set_index(S.VARIANT)["score"]
         common = a.index.intersection(b.index)
         row = calc_spearman_row(a.loc[common], b.loc[common], analysis="metric_agreement_models",
-                                metric=f"{metric_a} vs {metric_b}", area=ALL, group=label)
+                                metric=f"{metric_a} vs {metric_b}", area=ALL, group=label, ci_method="Fisher z")
+        if row and n_boot:
+            lo, hi = calc_bootstrap_spearman_ci(a.loc[common], b.loc[common], n_boot, seed)
+            if np.isfinite(lo) and np.isfinite(hi):
+                row.update(ci_low=lo, ci_high=hi, ci_method="bootstrap over models (percentile)")
         if row:
             rows.append(row)
     per = _layer_agreement(scores, metric_a, metric_b)
@@ -250,7 +324,7 @@ def compare_metrics(scores: xr.DataTree, rankings: pd.DataFrame | None = None, m
                          metric=f"{metric_a} vs {metric_b}", area=area, group="per model",
                          estimate=sub["rho"].mean(), statistic=sub["rho"].mean(), effect_size=sub["rho"].mean(),
                          effect_size_name="mean_spearman_rho", n=len(sub), n_models=sub[S.VARIANT].nunique(),
-                         ci_low=lo, ci_high=hi))
+                         ci_low=lo, ci_high=hi, ci_method="bootstrap over (model, area) pairs (percentile)"))
     return make_tidy(rows)
 
 

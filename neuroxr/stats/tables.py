@@ -59,8 +59,9 @@ def get_score(scores, metric: str) -> xr.DataArray | None:
 
 
 def list_metrics(scores) -> list[str]:
-    """Metric names (``ridge``, ``srp-ridge``, ``pls``, ``rsa``) whose variables ``scores`` holds."""
-    return order_metrics([m for m in METRICS if get_score(scores, m) is not None])
+    """Metric names (``ridge``, ``srp-ridge``, ``pls``, ``rsa``) whose variables ``scores`` holds (ranked ones:
+    not p-values or layer properties such as ``effective_dim``, see :attr:`neuroxr.mapping.metrics.Metric.ranked`)."""
+    return order_metrics([m for m in METRICS if METRICS[m].ranked and get_score(scores, m) is not None])
 
 
 def _variables(scores) -> list[str]:

@@ -6,7 +6,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from .inference import adjust_bonferroni, calc_bootstrap_mean_ci, make_tidy
-from .tables import OVERALL
+from .tables import ALL, OVERALL, order_groups
 
 
 def _taskonomy_task(model: str) -> str:
@@ -32,6 +32,18 @@ def _kruskal_row(g, samples, metric, grp):
                 effect_size=h * (n + 1) / (n ** 2 - 1), effect_size_name="epsilon_squared", n=n)
 
 
+def label_task_clusters(rankings: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:
+    """The rankings rows of family ``taskonomy`` (metric ``overall`` left out) with their task's
+    ``cluster`` (``catalogs/taskonomy.csv``, matched by task name or model); unmatched rows dropped."""
+    r = rankings[rankings.family == "taskonomy"].copy()
+    key = "task" if "task" in tasks else "model"
+    cmap = dict(zip(tasks[key].astype(str), tasks["cluster"].astype(str)))
+    if "model" in tasks:
+        cmap.update(zip(tasks["model"].astype(str), tasks["cluster"].astype(str)))
+    r["cluster"] = [cmap.get(m, cmap.get(_taskonomy_task(m))) for m in r.model]
+    return r[r.cluster.notna() & (r.metric != OVERALL)]
+
+
 def summarize_taskonomy(rankings: pd.DataFrame, tasks: pd.DataFrame, *, by: str = "area",
                         n_boot: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Taskonomy scores by task cluster and area (or cre line).
@@ -53,13 +65,7 @@ def summarize_taskonomy(rankings: pd.DataFrame, tasks: pd.DataFrame, *, by: str 
         Tidy rows: per metric and group a Kruskal-Wallis test across clusters (does any cluster
         dominate?), effect size epsilon^2 = H (n + 1) / (n^2 - 1); Bonferroni per metric.
     """
-    r = rankings[rankings.family == "taskonomy"].copy()
-    key = "task" if "task" in tasks else "model"
-    cmap = dict(zip(tasks[key].astype(str), tasks["cluster"].astype(str)))
-    if "model" in tasks:
-        cmap.update(zip(tasks["model"].astype(str), tasks["cluster"].astype(str)))
-    r["cluster"] = [cmap.get(m, cmap.get(_taskonomy_task(m))) for m in r.model]
-    r = r[r.cluster.notna() & (r.metric != OVERALL)]
+    r = label_task_clusters(rankings, tasks)
     summary, rows = [], []
     for (metric, grp), g in r.groupby(["metric", by]):
         samples = []
@@ -74,5 +80,17 @@ def summarize_taskonomy(rankings: pd.DataFrame, tasks: pd.DataFrame, *, by: str 
     tests = make_tidy(rows)
     if len(tests):
         tests = adjust_bonferroni(tests, by=["metric"])
+        tests = _in_group_order(tests, "area", by)
     cols = ["metric", by, "cluster", "score", "ci_low", "ci_high", "n"]
-    return pd.DataFrame(summary, columns=cols), tests
+    return _in_group_order(pd.DataFrame(summary, columns=cols), by, by), tests
+
+
+def _in_group_order(df: pd.DataFrame, col: str, by: str) -> pd.DataFrame:
+    """``df`` with rows in metric order, then ``col`` in table order (``all`` first, areas in
+    hierarchy order), keeping the order within each."""
+    if df.empty:
+        return df
+    order = {g: i for i, g in enumerate([ALL, *order_groups(df[col][df[col] != ALL], by)])}
+    metrics = {m: i for i, m in enumerate(pd.unique(df.metric))}
+    key = df.metric.map(metrics) * (len(order) + 1) + df[col].map(order)
+    return df.iloc[np.argsort(key.to_numpy(), kind="stable")].reset_index(drop=True)

@@ -29,10 +29,13 @@ def _judged_metric(rankings: pd.DataFrame, area: str) -> str:
 
 
 def _label(row) -> str:
-    """``alexnet (trained)``; a baseline is named alone (its weights are not a variant)."""
+    """``alexnet (trained)``, a checkpoint by the first 12 hex digits of its sha256; a baseline is
+    named alone (its weights are not a variant)."""
+    from ..mapping.tree import label_weights
+
     if row.family == BASELINE:
         return str(row.model)
-    return f"{row.model} ({row.weights})"
+    return f"{row.model} ({label_weights(row.weights)})"
 
 
 def _interval(row) -> str:

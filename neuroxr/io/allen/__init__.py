@@ -7,6 +7,11 @@ a handful of its file layouts, not its code).
 - :mod:`~neuroxr.io.allen.cache`: the manifest, ``ophys_experiments.json`` and ``cell_specimens.json``.
 - :mod:`~neuroxr.io.allen.nwb`: one experiment's NWB file and events, its trial responses.
 - :mod:`~neuroxr.io.allen.ingest`: :func:`ingest_allen`, the study's ``responses.zarr`` and ``stimuli.zarr``.
+
+Visual Coding Neuropixels (an AllenSDK ``EcephysProjectCache``, NWB 2 session files):
+
+- :mod:`~neuroxr.io.allen.ecephys`: :func:`ingest_neuropixels`, natural-scenes spike counts per unit.
+- :mod:`~neuroxr.io.allen.ecephys_fetch`: :func:`~neuroxr.io.allen.ecephys_fetch.fetch_neuropixels`.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from .cache import (
                     read_manifest,
                     select_experiments,
 )
+from .ecephys import QUALITY_DEFAULTS, ingest_neuropixels, open_ecephys_cache
 from .ingest import ingest_allen
 from .nwb import (
                     RESPONSES,
@@ -36,8 +42,27 @@ from .nwb import (
 )
 
 __all__ = [
-    "AllenCache", "AllenCacheError", "AllenDataWarning", "open_allen_cache", "read_manifest", "read_experiments",
-    "read_cell_metadata", "read_stimulus_table", "read_natural_scenes", "read_session_type", "group_trials",
-    "window_operator", "calc_trial_responses", "read_events_shape", "scan_experiment", "select_experiments",
-    "ingest_allen", "DEFAULT_SESSION", "MANIFEST_DEFAULTS", "RESPONSES",
+                    "DEFAULT_SESSION",
+                    "MANIFEST_DEFAULTS",
+                    "QUALITY_DEFAULTS",
+                    "RESPONSES",
+                    "AllenCache",
+                    "AllenCacheError",
+                    "AllenDataWarning",
+                    "calc_trial_responses",
+                    "group_trials",
+                    "ingest_allen",
+                    "ingest_neuropixels",
+                    "open_allen_cache",
+                    "open_ecephys_cache",
+                    "read_cell_metadata",
+                    "read_events_shape",
+                    "read_experiments",
+                    "read_manifest",
+                    "read_natural_scenes",
+                    "read_session_type",
+                    "read_stimulus_table",
+                    "scan_experiment",
+                    "select_experiments",
+                    "window_operator",
 ]
