@@ -27,6 +27,7 @@ import numpy as np
 import xarray as xr
 
 from neuroxr.cli import main as neuroxr
+from neuroxr.mapping.metrics import METRICS
 from neuroxr.study import open_study
 
 MODELS = ("alexnet", "squeezenet1_1")
@@ -48,7 +49,8 @@ if not (study / "scores.zarr").exists():
         torch.manual_seed(1)
         torch.save(torchvision.models.get_model(m, weights=None).state_dict(), ckpt)
         run("extract", study, "--model", m, "--weights", ckpt)
-    run("score", study)
+    metrics = ["ridge", "rsa"] + (["cka"] if "cka" in METRICS else [])  # cka: where the metric is installed
+    run("score", study, *[a for m in metrics for a in ("--metric", m)])
 scores = open_study(study).scores
 print(f"{study}: {scores.sizes['layer']} layers of {len(set(scores.variant.values))} variants, "
       f"{scores.sizes['neuron']} neurons")
@@ -79,16 +81,14 @@ print(gain.to_pandas().round(3))
 # %% [markdown]
 # ## CKA against ridge, layer by layer
 # Linear CKA (metric `cka`, variable `cka` in `areas`, (layer, area)) against the area-mean ridge r
-# of the same layers.  The cell runs where the metric `cka` is registered; it scores it when the
-# study's scores lack it.
+# of the same layers.  The cell runs where the metric `cka` is registered (the study is then scored
+# with it from the start; a study scored before without it is scored again).
 
 # %%
-from neuroxr.mapping.metrics import METRICS
-
 cka_vs_ridge = None
 if "cka" in METRICS:
-    if "cka" not in scores["areas"].data_vars:
-        if neuroxr(["score", str(study), "--metric", "cka"]) != 0:
+    if "cka" not in scores["areas"].data_vars:  # a study scored before: score every metric again, with cka
+        if neuroxr(["score", str(study), "--metric", "ridge", "--metric", "rsa", "--metric", "cka", "--overwrite"]):
             raise SystemExit("neuroxr score --metric cka failed")
         scores = open_study(study).scores
     cka = scores["areas"].cka.load()

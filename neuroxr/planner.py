@@ -340,6 +340,8 @@ def size_module(model, shape: tuple, batch: int = 2) -> tuple:
     """``(parameters, FLOPs per image, kept layers, hooked outputs)`` of a module (on the meta device or
     not: its parameters are moved to meta) for inputs (``batch``, ``*shape``)."""
     model = model.to("meta").eval()
+    for p in model.parameters():
+        p.requires_grad_(False)  # as load_model does (and torch's module tracker needs for tensors passed in tuples)
     params = int(sum(p.numel() for p in model.parameters()))
     try:  # outside the meta device mode first (it intercepts every call); inside for models that need it
         fc, cb = _meta_forward(model, shape, batch, in_device_mode=False)
