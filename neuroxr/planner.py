@@ -508,11 +508,45 @@ def study_images(study) -> tuple[int, tuple | None]:
                            f"run `neuroxr simulate` or `neuroxr ingest` first (or give --images N --image-size S)")
 
 
+def _size_rows(job):
+    """Size ``rows`` (one process of :func:`_size_in_processes`): ``[(model, ModelSize or error text)]``."""
+    rows, image_shape = job
+    out = []
+    for row in rows:
+        try:
+            out.append((row["model"], size_model(row, image_shape)))
+        except Exception as exc:  # noqa: BLE001 - reported as that model's line of the plan
+            out.append((row["model"], f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"))
+    return out
+
+
+def _size_in_processes(rows: list, image_shape: tuple, jobs: int) -> dict:
+    """``{model: ModelSize or error text}`` of ``rows``, sized by ``jobs`` forked processes (each row's
+    model on the meta device, as :func:`size_model`); {} where processes cannot be forked."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    if "fork" not in mp.get_all_start_methods():
+        return {}
+    import timm  # noqa: F401 - imported once here, inherited by the forked processes
+    import torchvision  # noqa: F401
+
+    chunks = [rows[i::jobs * 3] for i in range(jobs * 3)]  # interleaved: big and small models in each
+    try:
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("fork")) as pool:
+            return {m: r for part in pool.map(_size_rows, [(c, image_shape) for c in chunks if c]) for m, r in part}
+    except (OSError, RuntimeError):  # no fork here (limits, a broken pool): sized in this process instead
+        return {}
+
+
 def plan_variants(pairs, n_images: int, image_shape: tuple, *, srp=None, threads: int = 1, catalog=None,
-                  calibration: dict | None = None, gpu: dict | None = None, use_cache: bool = True) -> list[VariantPlan]:
+                  calibration: dict | None = None, gpu: dict | None = None, use_cache: bool = True,
+                  jobs: int = 1) -> list[VariantPlan]:
     """One :class:`VariantPlan` per (model, weights) pair; a model that does not build is kept with ``error``.
 
     ``use_cache``: reuse (and add to) the sizes of architectures planned before (:func:`read_sizes_cache`).
+    ``jobs``: processes that size the models not in the cache, when there are at least 8 of them
+    (forked; ``neuroxr plan`` uses one per available CPU).
     """
     from .features.reduce import find_srp_components
     from .features.zoo import resolve_model_row
@@ -523,16 +557,30 @@ def plan_variants(pairs, n_images: int, image_shape: tuple, *, srp=None, threads
     sized: dict = {}
     cache = read_sizes_cache() if use_cache else None
     before = len(cache) if cache is not None else 0
+    rows = {m: resolve_model_row(m, catalog) for m in dict.fromkeys(m for m, _ in pairs)}
+    if jobs > 1:
+        todo = [r for r in rows.values()
+                if cache is None or _sizes_key(r, find_input_shape(r, image_shape), 2) not in cache]
+        if len(todo) >= 8:
+            for m, got in _size_in_processes(todo, image_shape, int(jobs)).items():
+                sized[m] = got
+                if cache is not None and isinstance(got, ModelSize):
+                    cache[_sizes_key(rows[m], got.input_shape, 2)] = {
+                        "params": got.params, "flops": got.flops_per_image, "layers": got.layers,
+                        "hooked": got.hooked}
     for model, weights in pairs:
-        row = resolve_model_row(model, catalog)
+        row = rows[model]
         vp = VariantPlan(model=row["model"], weights=str(weights), family=row["family"], source=row["source"],
                          n_images=int(n_images))
         try:
             if model not in sized:
                 sized[model] = size_model(row, image_shape, cache=cache)
             sz = sized[model]
+            if isinstance(sz, str):  # the error a sizing process met
+                raise PlanError(sz)
         except Exception as exc:  # noqa: BLE001 - a model that does not build is one line of the plan, not fatal
-            vp.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+            vp.error = str(exc) if isinstance(exc, PlanError) else \
+                f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
             out.append(vp)
             continue
         vp.input_shape, vp.layers, vp.params = sz.input_shape, sz.layers, sz.params

@@ -168,3 +168,12 @@ def test_run_logs_the_plan_before_ingest(tmp_path):
     n = DEMO_SMALL["ingest"]["n_images"]
     assert all(f"x {n};" in line for line in planned)
     assert any("no time predicted" in line for line in lines)  # no calibration in this cache
+
+
+def test_sizing_in_processes_gives_the_same_plan():
+    models = ["alexnet", "resnet18", "squeezenet1_1", "mobilenet_v2", "vgg11", "pixels", "gabor", "googlenet"]
+    pairs = [(m, "random") for m in models]
+    one = P.plan_variants(pairs, 10, (32, 32), use_cache=False, jobs=1)
+    two = P.plan_variants(pairs, 10, (32, 32), use_cache=False, jobs=2)
+    assert [v.to_dict() for v in one] == [v.to_dict() for v in two]
+    assert all(v.error is None for v in one)

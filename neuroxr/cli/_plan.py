@@ -22,6 +22,7 @@ def _plan(args):
         study_images,
         summarise,
     )
+    from ..runtime import available_cores
 
     t0 = time.perf_counter()
     if args.model:
@@ -44,7 +45,7 @@ def _plan(args):
     cal = None if args.no_time else load_calibration(threads, force=args.calibrate)
     weights = args.weights or ["random"]
     plans = plan_models(models, n, shape, weights=weights, srp=args.srp, threads=threads, catalog=catalog,
-                        calibration=cal, use_cache=not args.no_cache)
+                        calibration=cal, use_cache=not args.no_cache, jobs=args.jobs or available_cores())
     for vp in plans:
         print(describe_variant(vp), flush=True)
         if args.layers and not vp.error:
@@ -86,6 +87,8 @@ def register(sub):
                    help="stimulus side in pixels (default: the study's stimuli)")
     p.add_argument("--layers", action="store_true", help="also list every kept layer with its features")
     p.add_argument("--calibrate", action="store_true", help="measure this machine's rates again (else cached)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="processes sizing the models (default: the available CPUs; 1: in this process)")
     p.add_argument("--no-cache", action="store_true",
                    help="size every model again (else architectures planned before are read from "
                         "~/.cache/neuroxr/model_sizes.json)")
