@@ -36,7 +36,7 @@ def _ingest_rdms(args):
 def _print_written(out):
     from ..io.store import open_dataset
 
-    for name, path in out.items():
+    for path in out.values():
         ds = open_dataset(path)
         dims = ", ".join(f"{k} {v}" for k, v in ds.sizes.items())
         print(f"wrote {path}: {', '.join(map(str, ds.data_vars))} ({dims})")

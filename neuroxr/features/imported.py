@@ -15,10 +15,22 @@ from ..io.reader import check_allocation
 from ..io.store import hash_array, hash_file, open_dataset
 from ..schema import SchemaError
 from ..study import open_study
-from .reduce import SRP_SEED, FeatureError, SRPCache, build_layer_dataset, find_srp_components, reduce_features
-from .variants import (find_features_path, find_up_to_date, make_store_settings, skipped_result, store_bytes,
-                       write_variant)
-
+from .reduce import (
+    SRP_SEED,
+    FeatureError,
+    SRPCache,
+    build_layer_dataset,
+    find_srp_components,
+    reduce_features,
+)
+from .variants import (
+    find_features_path,
+    find_up_to_date,
+    make_store_settings,
+    skipped_result,
+    store_bytes,
+    write_variant,
+)
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".h5", ".hdf5")
 
@@ -27,7 +39,7 @@ def _npz_keys(path: Path) -> list[str]:
     """The array names of a ``.npz`` file (its zip directory only)."""
     try:
         with zipfile.ZipFile(path) as z:
-            return [n[:-4] if n.endswith(".npy") else n for n in z.namelist()]
+            return [n.removesuffix(".npy") for n in z.namelist()]
     except (zipfile.BadZipFile, OSError) as exc:
         raise SchemaError(f"{path}: not a readable .npz file ({exc}); it is truncated or corrupt: "
                           f"write it again with numpy.savez") from None
@@ -185,4 +197,4 @@ def import_features(study, model: str, path, weights=None, family: str = "baseli
             "bytes": store_bytes(out_path)}
 
 
-__all__ = ["import_features", "study_image_ids", "read_feature_file", "iter_feature_file", "check_feature_file"]
+__all__ = ["check_feature_file", "import_features", "iter_feature_file", "read_feature_file", "study_image_ids"]

@@ -11,7 +11,13 @@ from .. import schema as S
 from ..domains import pipeline as domains_pipeline
 from ..errors import MissingDataError, NeuroxrError
 from ..planner import log_pipeline_plan
-from ..report import NOT_RUN_JSON, format_headline, read_planted, write_rankings, write_report
+from ..report import (
+    NOT_RUN_JSON,
+    format_headline,
+    read_planted,
+    write_rankings,
+    write_report,
+)
 from .analyses import run_sweep, run_tradeoff
 from .config import is_domains_config, load_settings, read_config
 from .plan import check_settings, split_missing
