@@ -22,16 +22,21 @@ def _ingest_arrays(args):
 
 
 def _ingest_rdms(args):
+    from ..exchange import ingest_rsatoolbox_rdms, is_rsatoolbox_file
     from ..io.ingest import ingest_rdms
 
-    out = ingest_rdms(args.study, args.rdms, images=args.images, sites=args.sites, overwrite=args.overwrite)
+    if is_rsatoolbox_file(args.rdms):  # rsatoolbox's RDMs.save (hdf5, pkl)
+        out = ingest_rsatoolbox_rdms(args.study, args.rdms, sites=args.sites, images=args.images,
+                                     overwrite=args.overwrite, allow_pickle=args.allow_pickle)
+    else:
+        out = ingest_rdms(args.study, args.rdms, images=args.images, sites=args.sites, overwrite=args.overwrite)
     _print_written(out)
 
 
 def _print_written(out):
     from ..io.store import open_dataset
 
-    for name, path in out.items():
+    for path in out.values():
         ds = open_dataset(path)
         dims = ", ".join(f"{k} {v}" for k, v in ds.sizes.items())
         print(f"wrote {path}: {', '.join(map(str, ds.data_vars))} ({dims})")
@@ -130,15 +135,20 @@ def register(sub) -> None:
     p.set_defaults(func=_ingest_arrays)
 
     p = ingest.add_parser(
-        "rdms", help="neural RDMs: CSV of upper triangles (one column per site) or a (site, image, image) array",
+        "rdms", help="neural RDMs: CSV of upper triangles (one column per site), a (site, image, image) array "
+                     "or an rsatoolbox RDMs file (.hdf5, .pkl)",
         description="Ingest neural RDMs into STUDY/rdms.zarr. CSV: one column per site, rows = the upper "
-                    "triangle above the diagonal, row-major ((0,1), (0,2), ..., (1,2), ...).",
+                    "triangle above the diagonal, row-major ((0,1), (0,2), ..., (1,2), ...). rsatoolbox files "
+                    "(RDMs.save, hdf5 or pkl): sites from the 'site' or 'area' RDM descriptor, image ids from "
+                    "the 'image' pattern descriptor.",
     )
     p.add_argument("study", help="study directory (created when missing)")
     p.add_argument("--rdms", required=True, metavar="RDMS.csv|FILE[:KEY]",
                    help="CSV of upper triangles (one column per site) or a (site, image, image) array file")
     p.add_argument("--images", metavar="FILE[:KEY]", help="the stimuli (image, y, x), written to stimuli.zarr")
     p.add_argument("--sites", metavar="A,B,...", help="site names (default: CSV column names)")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="read an rsatoolbox .pkl file (a pickle runs code when loaded: only files you trust)")
     add_overwrite_arg(p)
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(func=_ingest_rdms)

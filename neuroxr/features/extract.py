@@ -22,12 +22,29 @@ from .hooks import LayerHooks, iter_batches, iter_layer_activations, run_forward
 from .imported import import_features, read_feature_file
 from .preprocess import find_pixel_scale, preprocess_images
 from .progress import format_bytes, format_seconds, plural
-from .reduce import (SRP_EPS, SRP_SEED, FeatureError, SRPCache, build_layer_dataset, default_ram_budget,
-                     find_srp_components, reduce_features)
+from .reduce import (
+    SRP_EPS,
+    SRP_SEED,
+    FeatureError,
+    SRPCache,
+    build_layer_dataset,
+    default_ram_budget,
+    find_srp_components,
+    reduce_features,
+)
 from .run import reduce_model
 from .threads import describe_threads, extraction_threads
-from .variants import (StaleFeaturesError, clean_features_dir, find_features_path, find_up_to_date, has_variant,
-                       make_store_settings, skipped_result, store_bytes, write_variant)
+from .variants import (
+    StaleFeaturesError,
+    clean_features_dir,
+    find_features_path,
+    find_up_to_date,
+    has_variant,
+    make_store_settings,
+    skipped_result,
+    store_bytes,
+    write_variant,
+)
 from .zoo import list_models, load_model, read_preprocessing, resolve_model_row
 
 
@@ -94,6 +111,7 @@ def extract_model(study, model: str, weights="random", seed: int = 0, srp=None, 
         loaded = load_model(model, weights=weights, seed=seed, device=device, catalog=catalog)
         if log is not None:
             log(f"{model} [{label[:16]}]: {pixels.shape[0]} images on {loaded.device}, {describe_threads(n_threads)}")
+            _log_plan(study, [model], weights, srp, catalog, threads, log)  # its predicted cost, before it runs
         ds = reduce_model(loaded, pixels, image=stim[S.IMAGE].values, batch_size=batch_size, srp=srp_k,
                           srp_seed=srp_seed, ram_budget=ram_budget, tmpdir=path.parent, progress=progress,
                           n_threads=n_threads, log=log)
@@ -154,8 +172,10 @@ def extract_features(study, models=None, weights="random", seed: int = 0, srp=No
     for m in models:  # fail early on unknown names, before any model runs
         resolve_model_row(m, catalog)
     clean_features_dir(study)
-    kw = dict(weights=weights, seed=seed, srp=srp, srp_seed=srp_seed, batch_size=batch_size, device=device,
-              catalog=catalog, overwrite=overwrite, threads=threads)
+    if log is not None and len(models) > 1:  # the whole run's cost, from the meta device, before any model runs
+        _log_plan(study, models, weights, srp, catalog, threads, log, totals_only=True)
+    kw = {"weights": weights, "seed": seed, "srp": srp, "srp_seed": srp_seed, "batch_size": batch_size, "device": device,
+              "catalog": catalog, "overwrite": overwrite, "threads": threads}
     if client is not None:
         res = gpu_resources(client)  # GPU workers (`dask worker --resources GPU=1`) take the models
         futures = [client.submit(extract_model, study, m, progress=False, pure=False, key=f"extract-{m}",
@@ -171,6 +191,20 @@ def extract_features(study, models=None, weights="random", seed: int = 0, srp=No
     return out
 
 
+def _log_plan(study, models, weights, srp, catalog, threads, log, totals_only: bool = False) -> None:
+    """The plan's line per model, or only its totals (:func:`neuroxr.planner.log_plan`), for the stimuli of
+    ``study``: each model's line comes before it runs, the totals of several at the start of the run."""
+    from ..planner import log_plan, study_images
+
+    try:
+        n, shape = study_images(study)
+    except MissingDataError:
+        return  # open_study / the stimuli check say what is missing
+    if shape is not None:
+        log_plan([(m, str(weights)) for m in models], n, shape, log, srp=srp, threads=threads, catalog=catalog,
+                 totals_only=totals_only)
+
+
 def describe_result(r: dict) -> str:
     """One line for a model's summary: status, layers, non-finite layers, time and bytes written."""
     bad = r["nonfinite"]
@@ -180,9 +214,33 @@ def describe_result(r: dict) -> str:
     return (f"{r['model']} [{r['weights'][:16]}]: {r['status']} ({plural(r['layers'], 'layer')}{extra}; "
             f"{format_seconds(r['seconds'])}, wrote {format_bytes(r['bytes'])})")
 
-__all__ = ["extract_features", "extract_model", "expected_variant", "describe_result", "store_bytes",
-           "StaleFeaturesError", "find_up_to_date", "import_features", "read_feature_file", "has_variant",
-           "find_features_path", "write_variant", "make_store_settings", "skipped_result",
-           "reduce_model", "reduce_features", "iter_layer_activations", "preprocess_images", "find_pixel_scale",
-           "run_forward", "iter_batches", "LayerHooks", "SRPCache", "build_layer_dataset", "find_srp_components",
-           "SRP_EPS", "SRP_SEED", "FeatureError"]
+__all__ = [
+    "SRP_EPS",
+    "SRP_SEED",
+    "FeatureError",
+    "LayerHooks",
+    "SRPCache",
+    "StaleFeaturesError",
+    "build_layer_dataset",
+    "describe_result",
+    "expected_variant",
+    "extract_features",
+    "extract_model",
+    "find_features_path",
+    "find_pixel_scale",
+    "find_srp_components",
+    "find_up_to_date",
+    "has_variant",
+    "import_features",
+    "iter_batches",
+    "iter_layer_activations",
+    "make_store_settings",
+    "preprocess_images",
+    "read_feature_file",
+    "reduce_features",
+    "reduce_model",
+    "run_forward",
+    "skipped_result",
+    "store_bytes",
+    "write_variant",
+]

@@ -12,13 +12,25 @@ from ..errors import MissingDataError
 from ..io.labelled import open_labelled
 from ..io.npy import inspect_numpy_file, read_numpy_file
 from ..io.reader import check_allocation
-from ..io.store import hash_array, hash_file
+from ..io.store import hash_array, hash_file, open_dataset
 from ..schema import SchemaError
 from ..study import open_study
-from .reduce import SRP_SEED, FeatureError, SRPCache, build_layer_dataset, find_srp_components, reduce_features
-from .variants import (find_features_path, find_up_to_date, make_store_settings, skipped_result, store_bytes,
-                       write_variant)
-
+from .reduce import (
+    SRP_SEED,
+    FeatureError,
+    SRPCache,
+    build_layer_dataset,
+    find_srp_components,
+    reduce_features,
+)
+from .variants import (
+    find_features_path,
+    find_up_to_date,
+    make_store_settings,
+    skipped_result,
+    store_bytes,
+    write_variant,
+)
 
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".h5", ".hdf5")
 
@@ -27,7 +39,7 @@ def _npz_keys(path: Path) -> list[str]:
     """The array names of a ``.npz`` file (its zip directory only)."""
     try:
         with zipfile.ZipFile(path) as z:
-            return [n[:-4] if n.endswith(".npy") else n for n in z.namelist()]
+            return [n.removesuffix(".npy") for n in z.namelist()]
     except (zipfile.BadZipFile, OSError) as exc:
         raise SchemaError(f"{path}: not a readable .npz file ({exc}); it is truncated or corrupt: "
                           f"write it again with numpy.savez") from None
@@ -115,6 +127,29 @@ def _reduce_layer(path, name, arr, ids, image, srp_k, srp_seed, cache):
     return reduce_features(x, srp_k, srp_seed, srp_cache=cache), x.shape[1]
 
 
+def study_image_ids(study) -> tuple[np.ndarray, str]:
+    """The study's image ids and what identifies its images for the stale-features check.
+
+    From ``stimuli.zarr`` (ids and the pixels' content hash) when there is one; else, for a study of
+    responses or RDMs without stimuli, from the ``image`` coordinate of ``responses.zarr`` (or
+    ``rdms.zarr``), identified by the hash of those ids (``"image ids:" + sha256``).
+    """
+    st = open_study(study)
+    if st.has(S.STIMULI_STORE):
+        stim = st.stimuli
+        return stim[S.IMAGE].values, hash_array(stim[S.PIXELS])
+    for store in (S.RESPONSES_STORE, S.RDMS_STORE):
+        if st.has(store):
+            ds = open_dataset(st.store(store), chunks={})
+            if S.IMAGE not in ds.coords:
+                raise SchemaError(f"{st.store(store)}: no {S.IMAGE!r} coordinate to match imported features to; "
+                                  f"ingest the responses again with `neuroxr ingest`")
+            ids = np.asarray(ds[S.IMAGE].values)
+            return ids, "image ids:" + hash_array(ids)
+    raise MissingDataError(f"{st.path}: no {S.STIMULI_STORE}, {S.RESPONSES_STORE} or {S.RDMS_STORE} to take the "
+                           f"image ids from; run `neuroxr ingest arrays` (or `ingest rdms`) first")
+
+
 def import_features(study, model: str, path, weights=None, family: str = "baseline", source: str = "imported",
                     srp=None, srp_seed: int = SRP_SEED, overwrite: bool = False) -> dict:
     """Import features computed elsewhere as the layers of ``model``.
@@ -126,21 +161,20 @@ def import_features(study, model: str, path, weights=None, family: str = "baseli
     weights : str, optional
         Label of the variant (default: the file's sha256).
 
+    The study needs no ``stimuli.zarr``: without one the images are those of ``responses.zarr``'s
+    (or ``rdms.zarr``'s) ``image`` coordinate (:func:`study_image_ids`), and scoring works as usual.
     Skipped when the store holds the variant built from the same file (sha256), stimuli and SRP
     settings; a changed one is a :class:`~neuroxr.features.variants.StaleFeaturesError`
     (``overwrite`` rebuilds).
     """
     t0 = time.perf_counter()
-    st = open_study(study)
-    stim = st.stimuli
-    image = stim[S.IMAGE].values
+    image, stimuli = study_image_ids(study)
     check_feature_file(path)  # headers and sizes before the file is hashed or read
     sha = hash_file(path)
     label = str(weights) if weights else sha
     out_path = find_features_path(study, model)
     srp_k = find_srp_components(srp, len(image))
     settings = make_store_settings(srp_k, srp_seed if srp_k else None)
-    stimuli = hash_array(stim[S.PIXELS])
     rerun = f"neuroxr extract {study} --model {model} --features {path}"
     if not overwrite and find_up_to_date(out_path, label, stimuli=stimuli, settings=settings, variant={"sha256": sha},
                                          rerun=rerun):
@@ -163,4 +197,4 @@ def import_features(study, model: str, path, weights=None, family: str = "baseli
             "bytes": store_bytes(out_path)}
 
 
-__all__ = ["import_features", "read_feature_file", "iter_feature_file", "check_feature_file"]
+__all__ = ["check_feature_file", "import_features", "iter_feature_file", "read_feature_file", "study_image_ids"]

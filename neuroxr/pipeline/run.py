@@ -10,7 +10,14 @@ from pathlib import Path
 from .. import schema as S
 from ..domains import pipeline as domains_pipeline
 from ..errors import MissingDataError, NeuroxrError
-from ..report import NOT_RUN_JSON, format_headline, read_planted, write_rankings, write_report
+from ..planner import log_pipeline_plan
+from ..report import (
+    NOT_RUN_JSON,
+    format_headline,
+    read_planted,
+    write_rankings,
+    write_report,
+)
 from .analyses import run_sweep, run_tradeoff
 from .config import is_domains_config, load_settings, read_config
 from .plan import check_settings, split_missing
@@ -131,9 +138,12 @@ def run_pipeline(config, study=None, client=None, *, force=(), log=None, strict:
         seconds[name] = time.perf_counter() - t0
         return out
 
-    stage("ingest", run_ingest, settings, study, log, force)
-    stage("select", run_select, settings, study, log, force)
     skip = [(w["model"], w["weights"]) for w in not_run]
+    planned = log_pipeline_plan(settings, study, skip, log)  # the plan of the extraction, before it starts
+    stage("ingest", run_ingest, settings, study, log, force)
+    if not planned:
+        log_pipeline_plan(settings, study, skip, log)
+    stage("select", run_select, settings, study, log, force)
     late = stage("extract", run_extract, settings, study, log, force, client, skip)
     if late:  # weights found missing only while loading (e.g. a cache that went away)
         if strict:
