@@ -68,20 +68,29 @@ def register(sub) -> None:
 def alphas_of_args(args):
     """The penalties of ``--alpha``/``--alphas``/``--alpha-unit``: a :class:`~neuroxr.mapping.ridge.PaperAlphas`
     (default: the paper's alpha = 1 in its units) or plain penalties (what an explicit value says)."""
-    from ..mapping.ridge import check_alphas, paper_alphas
+    from ..mapping.ridge import resolve_alphas
 
-    values = args.alphas if args.alphas is not None else (1.0 if args.alpha is None else args.alpha)
-    unit = args.alpha_unit or ("paper" if args.alpha is None and args.alphas is None else "penalty")
-    return paper_alphas(values) if unit == "paper" else check_alphas(values)
+    return resolve_alphas(args.alpha, args.alphas, args.alpha_unit)
 
 
 def _log_routes() -> None:
     """The ridge route chosen for each metric (logger ``neuroxr.score``) on stderr, as the other events."""
     import logging
 
+    class _Stderr(logging.StreamHandler):
+        """Writes to the ``sys.stderr`` of the moment (not the one of the first call: it may be closed)."""
+
+        @property
+        def stream(self):
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value):
+            pass
+
     lg = logging.getLogger("neuroxr.score")
     if not any(getattr(h, "_nxr_cli", False) for h in lg.handlers):
-        h = logging.StreamHandler(sys.stderr)
+        h = _Stderr()
         h.setFormatter(logging.Formatter("neuroxr score: %(message)s"))
         h._nxr_cli = True
         lg.addHandler(h)

@@ -130,8 +130,11 @@ def score_layers(features: xr.Dataset, responses=None, metrics=("ridge", "rsa"),
         The (selected) neurons; neuron coords (``area``, ...) are copied to the result.
     metrics : sequence of str
         Names of :data:`neuroxr.mapping.metrics.METRICS` ("ridge", "rsa", "srp-ridge", "pls", ...).
-    alpha : float
-        Ridge penalty (> 0).
+    alpha : float or PaperAlphas
+        Ridge penalty (> 0): a float is a plain penalty (scikit-learn's ``Ridge(alpha)``, the
+        default 1.0); ``neuroxr.mapping.ridge.PAPER_ALPHA`` (or ``None``) is the paper's alpha = 1
+        in its units with the mean-free score, what ``neuroxr score`` and the pipelines use by
+        default (docs/metrics.md).
     alphas : sequence of float, optional
         A grid instead: each neuron gets the alpha of least leave-one-out error, stored as
         ``ridge_alpha`` (layer, neuron).

@@ -118,6 +118,22 @@ def paper_alphas(alphas=(1.0,)) -> PaperAlphas:
     return PaperAlphas(check_alphas(tuple(alphas) if not np.isscalar(alphas) else (alphas,)))
 
 
+def resolve_alphas(alpha=None, alphas=None, unit=None):
+    """The penalties a user asked for, as the command line and pipelines read them.
+
+    Nothing given: :data:`PAPER_ALPHA` (the paper's alpha = 1 in its units). An explicit ``alpha``
+    or ``alphas`` is a plain penalty (scikit-learn's ``Ridge(alpha)``) unless ``unit="paper"``;
+    ``unit="penalty"`` with nothing given is the plain penalty 1.
+    """
+    if unit not in (None, "paper", "penalty"):
+        raise NeuroxrError(f"alpha_unit must be 'paper' or 'penalty', got {unit!r}")
+    if alpha is not None and alphas is not None:
+        raise NeuroxrError(f"give alpha ({alpha!r}) or alphas ({alphas!r}), not both")
+    values = alphas if alphas is not None else (1.0 if alpha is None else alpha)
+    unit = unit or ("paper" if alpha is None and alphas is None else "penalty")
+    return paper_alphas(values) if unit == "paper" else check_alphas(values)
+
+
 def alpha_unit(alphas) -> str:
     """``"paper"`` for :class:`PaperAlphas`, ``"penalty"`` for plain penalties."""
     return getattr(alphas, "unit", "penalty")

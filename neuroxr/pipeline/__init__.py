@@ -26,7 +26,7 @@ after a crash or adds what the config gained (a model, a metric)::
 
     [score]
     metrics = ["ridge", "rsa"]
-    alpha = 1.0
+    # alpha = 1.0                 # default: the paper's alpha = 1 in its units (docs/metrics.md)
 
     [sweep]                       # optional: rankings rescored at rising reliability thresholds
     thresholds = [0.0, 0.1, ..., 0.9]

@@ -17,7 +17,7 @@ from ..mapping.score import score_layers
 from ..mapping.tree import concat_scores
 from ..responses import load_selected_responses, select_neurons
 from ..study import open_study
-from .config import PipelineSettings, given
+from .config import PipelineSettings, given, score_alphas
 
 SWEEP_CSV = "reliability_sweep.csv"
 TRADEOFF_CSV = "method_tradeoff.csv"
@@ -121,7 +121,7 @@ def run_sweep(settings: PipelineSettings, study: Path, log, force, n_boot, seed)
     sw = settings.sweep
     try:
         df = rescore_by_reliability(study, sw.models, sw.thresholds, metrics=list(settings.score.metrics),
-                                    alpha=settings.score.alpha,
+                                    alpha=score_alphas(settings.score),
                                     select=given(settings.select) if settings.select else None,
                                     n_boot=n_boot, seed=seed)
     except MissingDataError as exc:
@@ -144,6 +144,7 @@ def run_tradeoff(settings: PipelineSettings, study: Path, log, force, skip=()) -
         return
     seed = settings.extract.seed if settings.extract.seed is not None else 0
     df = calc_method_tradeoff(study, tr.model, tr.weights, n_layers=tr.n_layers, sizes=tr.sizes,
-                              regressions=tr.regressions, seed=seed, alpha=settings.score.alpha)
+                              regressions=tr.regressions, seed=seed,
+                              alpha=1.0 if settings.score.alpha is None else settings.score.alpha)
     df.to_csv(out, index=False, float_format="%.6g")
     log(f"tradeoff: {out} (timings on this machine)")

@@ -114,8 +114,9 @@ class ScoreSettings:
     """``metrics`` and the keyword arguments of :func:`neuroxr.mapping.score.score_study`."""
 
     metrics: list = _key(["ridge", "rsa"], "list[str]", choices=METRICS.keys())
-    alpha: float = _key(1.0, "float", above=0)
+    alpha: float | None = _key(kind="float", above=0)  # None: the paper's alpha = 1 in its units
     alphas: list | None = _key(kind="list[float]", above=0)
+    alpha_unit: str | None = _key(choices=("paper", "penalty"))
     zscore: bool | None = _key(kind="bool")
     areas: list | None = _key(kind="list[str]")
     rsa_method: str | None = _key(choices=("pearson", "spearman", "kendall"))
@@ -185,6 +186,13 @@ class PipelineSettings:
         """``p`` with ``~`` expanded, relative to :attr:`base` unless absolute."""
         p = Path(os.path.expanduser(str(p)))
         return p if p.is_absolute() else self.base / p
+
+
+def score_alphas(score):
+    """The [score] penalties as the command line reads them (:func:`neuroxr.mapping.ridge.resolve_alphas`)."""
+    from ..mapping.ridge import resolve_alphas
+
+    return resolve_alphas(score.alpha, score.alphas, score.alpha_unit)
 
 
 def given(settings) -> dict:

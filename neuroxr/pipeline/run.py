@@ -31,7 +31,7 @@ DEMO = {
     "select": {"min_reliability": 0.3},
     "extract": {"models": ["alexnet", "resnet18", "mobilenet_v3_small"],
                 "weights": ["random"], "baselines": ["pixels", "gabor", "gist", "rff"], "seed": 0},
-    "score": {"metrics": ["ridge", "rsa"], "alpha": 1.0},
+    "score": {"metrics": ["ridge", "rsa"]},  # ridge: the paper's alpha = 1 in its units
     "sweep": {"thresholds": [0.0, 0.2, 0.4, 0.6, 0.8], "models": ["alexnet", "resnet18", "pixels"]},
     "tradeoff": {"model": "alexnet", "weights": "random", "n_layers": 2, "sizes": [32, 64, 100, 256, 1024]},
     "report": {"n_boot": 500, "seed": 0},

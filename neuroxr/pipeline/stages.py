@@ -18,7 +18,7 @@ from ..io.store import open_dataset
 from ..mapping.score import score_study
 from ..responses import select_study
 from ..simulate import simulate_study
-from .config import PipelineSettings, given
+from .config import PipelineSettings, given, score_alphas
 from .plan import list_done_variants, list_model_variants, resolve_spec
 
 #: [ingest] keys that name files (``FILE[:key]``), resolved against the config's base
@@ -248,6 +248,8 @@ def run_score(settings: PipelineSettings, study: Path, log, force, client) -> No
     """Score every extracted model by the [score] metrics (finished models are kept)."""
     sc = given(settings.score)
     metrics = sc.pop("metrics")
+    sc["alpha"] = score_alphas(settings.score)
+    sc.pop("alphas", None), sc.pop("alpha_unit", None)
     log(f"score: {', '.join(metrics)} (finished models are kept)")
     score_study(study, metrics=metrics, client=client, overwrite="score" in force,
                 log=lambda m: log(f"score: {m}"), **sc)
