@@ -171,3 +171,18 @@ def test_parser_can_be_built_many_times():
         assert args.ingest_kind == "allen"
         del p
         gc.collect()
+
+
+def test_every_readme_command_parses():
+    """Every `neuroxr ...` line of the README's bash blocks is a valid command line (options that
+    exist, values they accept); lines with placeholders (`[...]`, `A|B`, `...`) are checked as far
+    as the placeholder-free ones go."""
+    cmds = neuroxr_commands(README.read_text(encoding="utf-8"))
+    plain = [c for c in cmds if not any("[" in a or "|" in a or "..." in a for a in c)]
+    assert len(plain) >= 20, plain
+    parser = build_parser()
+    for cmd in plain:
+        try:
+            parser.parse_args(cmd)
+        except SystemExit:  # argparse's own error went to stderr
+            pytest.fail(f"README command does not parse: neuroxr {shlex.join(cmd)}")
