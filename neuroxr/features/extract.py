@@ -24,7 +24,7 @@ from .preprocess import find_pixel_scale, preprocess_images
 from .progress import format_bytes, format_seconds, plural
 from .reduce import (SRP_EPS, SRP_SEED, FeatureError, SRPCache, build_layer_dataset, default_ram_budget,
                      find_srp_components, reduce_features)
-from .run import reduce_model
+from .run import pick_precision, reduce_model
 from .threads import describe_threads, extraction_threads
 from .variants import (StaleFeaturesError, clean_features_dir, find_features_path, find_up_to_date, has_variant,
                        make_store_settings, skipped_result, store_bytes, write_variant)
@@ -98,7 +98,8 @@ def extract_model(study, model: str, weights="random", seed: int = 0, srp=None, 
                           srp_seed=srp_seed, ram_budget=ram_budget, tmpdir=path.parent, progress=progress,
                           n_threads=n_threads, log=log)
     inputs = {"stimuli": stimuli, "variant": {label: {**loaded.settings(), "weights_sha256":
-              None if label in ("random", "trained") else label, "layers": int(ds.sizes[S.LAYER])}}}
+              None if label in ("random", "trained") else label, "layers": int(ds.sizes[S.LAYER]),
+              "gram_products": pick_precision(loaded)}}}
     write_variant(path, ds, settings, inputs, overwrite)
     bad = [str(n) for n, ok in zip(ds["layer_name"].values, ds["finite"].values) if not ok]
     if bad:
