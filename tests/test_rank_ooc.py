@@ -16,8 +16,8 @@ from dask.callbacks import Callback
 from test_stats import make_scores
 
 from neuroxr import stats
-from neuroxr.mapping.tree import open_scores, write_scores
 from neuroxr.io.store import replace_store
+from neuroxr.mapping.tree import open_scores, write_scores
 
 
 class _LargestResult(Callback):
