@@ -6,7 +6,7 @@
 
 The model: extracting a model on ``n`` images costs its forward pass, proportional to its
 forward FLOPs, plus the reductions, proportional to ``n^2`` x its activations (the features of
-every hooked layer per image: two float64 SYRKs per layer, and keeping the rows):
+every hooked layer per image: two SYRKs per distinct layer, float32 products summed in float64):
 
     t = c_f * n * FLOPs + c_g * n^2 * activations
 
@@ -71,6 +71,7 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="also write the table as CSV")
     args = ap.parse_args(argv)
     args.threads = args.threads or available_cores()
+    args.check = False  # timings only (bench_extract.py prints the float64 comparison)
     torch.set_num_threads(args.threads)
     print(describe_machine(args.threads), flush=True)
     rows = []
