@@ -69,16 +69,24 @@ def main(argv=None):
     ap.add_argument("--family", default=None, help="estimate one family of the catalogue only")
     ap.add_argument("--limit", type=int, default=None, help="estimate the first N catalogue rows only")
     ap.add_argument("--out", default=None, help="also write the table as CSV")
+    ap.add_argument("--times", action="append", default=None, metavar="MODEL:BARE:EXTRACT",
+                    help="measured medians (seconds, from a bench_extract.py run of the same images and "
+                         "threads) used instead of measuring again; repeatable")
     args = ap.parse_args(argv)
     args.threads = args.threads or available_cores()
     args.check = False  # timings only (bench_extract.py prints the float64 comparison)
     torch.set_num_threads(args.threads)
     print(describe_machine(args.threads), flush=True)
     rows = []
-    for m in args.measure or ["alexnet", "resnet18"]:
-        r = bench_model(m, args)
+    given = {t.split(":")[0]: t.split(":")[1:] for t in args.times or []}
+    for m in given or args.measure or ["alexnet", "resnet18"]:
+        if m in given:
+            r = {"model": m, "bare": float(given[m][0]), "extract": float(given[m][1])}
+            how = "from bench_extract.py"
+        else:
+            r, how = bench_model(m, args), "measured"
         rows.append({**r, **size_model(m)})
-        print(f"measured {m}: bare {r['bare']:.2f} s, extract {r['extract']:.2f} s", flush=True)
+        print(f"{how} {m}: bare {r['bare']:.2f} s, extract {r['extract']:.2f} s", flush=True)
     measured = pd.DataFrame(rows)
     c_f, c_g = fit(measured, args.images)
     n = args.images

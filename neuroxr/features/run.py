@@ -16,6 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..io.paths import owner_tag
+from ..io.reader import available_memory
 from .hooks import LayerHooks, iter_batches, run_forward
 from .onepass import one_pass_fits, probe_layers, reduce_in_one_pass
 from .preprocess import find_pixel_scale, preprocess_images
@@ -54,8 +55,9 @@ def reduce_model(loaded, pixels, image=None, *, batch_size: int = 32, srp=None, 
         float64 for the baselines (family ``baseline``: few features, cheap either way).
     one_pass : bool, optional
         ``None`` (default): one forward pass of all images, each layer reduced in its hook, when it
-        fits ``ram_budget`` (:func:`~neuroxr.features.onepass.one_pass_fits`; no activations kept,
-        no spill files: the fastest way); ``False``: always batches; ``True``: one pass even
+        fits ``ram_budget`` (default: :data:`ONE_PASS_SHARE` of the available memory;
+        :func:`~neuroxr.features.onepass.one_pass_fits`; no activations kept, no spill files: the
+        fastest way); ``False``: always batches; ``True``: one pass even
         past the budget.
     n_threads : int
         Threads of the Gram accumulation (the caller sets torch's and BLAS's: see
@@ -82,7 +84,10 @@ def reduce_model(loaded, pixels, image=None, *, batch_size: int = 32, srp=None, 
     prefix = f"{loaded.name} [{str(loaded.weights)[:16]}]"
     scale = find_pixel_scale(pixels)
     sizes = probe_layers(loaded, pixels, scale) if one_pass is not False else {}
-    if sizes and (one_pass or one_pass_fits(n, sizes, budget)):
+    # the one pass holds a few layers of every image for a moment, not every layer: it may use
+    # ONE_PASS_SHARE of the available memory (the kept rows of the batched path, RAM_SHARE)
+    one_budget = max(budget, ONE_PASS_SHARE * available_memory()) if ram_budget is None else ram_budget
+    if sizes and (one_pass or one_pass_fits(n, sizes, one_budget)):
         if log is not None:
             log(f"{prefix}: one forward pass of all {n} images, {len(sizes)} layers reduced in their hooks")
         layers = reduce_in_one_pass(loaded, pixels, scale, sizes, cache, precision, chunk_bytes, n_threads, log,
@@ -95,6 +100,10 @@ def reduce_model(loaded, pixels, image=None, *, batch_size: int = 32, srp=None, 
     return build_layer_dataset(loaded.name, loaded.weights, loaded.family, loaded.source, layers["names"],
                                layers["types"], layers["results"], layers["finite"], image, srp_k,
                                layers["n_features"])
+
+
+#: share of the available memory (host and cgroup) one forward pass of every image may take
+ONE_PASS_SHARE = 0.5
 
 
 def pick_precision(loaded) -> str:
@@ -159,4 +168,4 @@ def _reduce_collected(collector: LayerCollector, n: int, cache, precision: str, 
     return out
 
 
-__all__ = ["pick_precision", "reduce_model"]
+__all__ = ["ONE_PASS_SHARE", "pick_precision", "reduce_model"]
