@@ -36,11 +36,12 @@ SRP_SEED = 1
 #: the activations kept in memory until the last batch: this share of the available memory, at least 1 GiB
 RAM_SHARE = 0.25
 MIN_RAM_BUDGET = 1 << 30
-#: the Gram products of a model's extraction: float32 products summed across feature chunks in
-#: float64 (:class:`neuroxr.mapping.gram.GramAccumulator`, ``precision="float32"``), about twice as
-#: fast as float64 products and within ~1e-7 relative of the float64 brute force
-#: (``benchmarks/bench_extract.py --check`` prints the differences of ridge r and RSA r)
-MODEL_PRECISION = "float32"
+#: the Gram products of a model's extraction (:class:`neuroxr.mapping.gram.GramAccumulator`):
+#: "mixed", the raw Gram (RSA's) with float32 products centred and summed in float64 (~1e-8
+#: relative, RSA r within 2e-7 of float64 products), the z-scored Gram (ridge's) with float64
+#: products.  "float32" for both is faster again, but moved leave-one-out ridge r at alpha 1 by
+#: 4e-5 on resnet50 (``benchmarks/bench_extract.py`` prints the differences per model)
+MODEL_PRECISION = "mixed"
 
 
 def default_ram_budget() -> float:
@@ -86,9 +87,9 @@ class LayerReducer:
 
     The Gram matrices come from :class:`neuroxr.mapping.gram.GramAccumulator` (one fused pass
     per cache-sized chunk): with ``precision="float64"`` products they match a float64 brute
-    force to round-off (~1e-13 relative); with ``"float32"`` (:data:`MODEL_PRECISION`, each chunk
-    centred in float64, multiplied in float32, summed in float64) to ~1e-7 relative, about twice
-    as fast.
+    force to round-off (~1e-13 relative); with ``"float32"`` (each chunk centred in float64,
+    multiplied in float32, summed in float64) to ~1e-8 relative, about twice as fast; ``"mixed"``
+    (:data:`MODEL_PRECISION`) multiplies only the raw Gram in float32.
     """
 
     def __init__(self, n: int, p: int, srp: SRPCache | None, precision: str = "float64", n_threads: int = 1):

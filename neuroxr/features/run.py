@@ -5,7 +5,7 @@ image) fit the memory budget, each layer reduced in its hook (:mod:`.onepass`): 
 kept, no spill files, whatever ``batch_size`` says.  Otherwise it runs batches of ``batch_size``,
 keeping each layer's rows (in memory up to the budget, then in spill files) and reduces them
 afterwards (:class:`~.reduce.LayerCollector`).  Both give the same numbers up to torch's float32
-round-off between batch sizes (~1e-8 relative in the Gram, below the float32 products' ~1e-7).
+round-off between batch sizes (~1e-8 relative in the Gram).
 """
 from __future__ import annotations
 
@@ -48,11 +48,12 @@ def reduce_model(loaded, pixels, image=None, *, batch_size: int = 32, srp=None, 
         image when it fits (:func:`~neuroxr.features.onepass.one_pass_fits`), else batches whose
         layers are held in memory up to the budget, the rest spilled to files in ``tmpdir`` and
         read back by feature chunks.
-    precision : {"float32", "float64"}, optional
-        The Gram products (:class:`~neuroxr.mapping.gram.GramAccumulator`): float32 products
-        summed across chunks in float64 (~1e-7 relative to the float64 brute force, about twice as
-        fast) or float64 products (~1e-13).  Default (:func:`pick_precision`): float32 for networks,
-        float64 for the baselines (family ``baseline``: few features, cheap either way).
+    precision : {"mixed", "float32", "float64"}, optional
+        The Gram products (:class:`~neuroxr.mapping.gram.GramAccumulator`): ``"mixed"`` (the raw
+        Gram with float32 products summed in float64, ~1e-8 relative; the z-scored Gram in
+        float64), ``"float32"`` (both so) or ``"float64"`` (~1e-13).  Default
+        (:func:`pick_precision`): :data:`~.reduce.MODEL_PRECISION` for networks, float64 for the
+        baselines (family ``baseline``: few features, cheap either way).
     one_pass : bool, optional
         ``None`` (default): one forward pass of all images, each layer reduced in its hook, when it
         fits ``ram_budget`` (default: :data:`ONE_PASS_SHARE` of the available memory;
@@ -107,8 +108,8 @@ ONE_PASS_SHARE = 0.5
 
 
 def pick_precision(loaded) -> str:
-    """The Gram products of ``loaded``'s extraction: :data:`~.reduce.MODEL_PRECISION` (float32 products,
-    float64 sums) for networks, float64 for the baselines (family ``baseline``)."""
+    """The Gram products of ``loaded``'s extraction: :data:`~.reduce.MODEL_PRECISION` for networks,
+    float64 for the baselines (family ``baseline``)."""
     return "float64" if getattr(loaded, "family", None) == "baseline" else MODEL_PRECISION
 
 

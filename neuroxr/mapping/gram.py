@@ -141,8 +141,8 @@ else:  # pragma: no cover
 def _center_kernel_py(x, xc, z, fsum, v):
     """Reference semantics of the compiled float32-product kernel (also its fallback without Numba).
 
-    x (n, c) float in; xc, z (n, c) float32 out: the features centred over images and their
-    z-scores (ddof 0); fsum, v (n,) float64 accumulate each image's feature sum and
+    x (n, c) float in; xc (n, c) float32, z (n, c) float32 or float64 out: the features centred
+    over images and their z-scores (ddof 0); fsum, v (n,) float64 accumulate each image's feature sum and
     ``(x - mean) . mean``.  Returns ``mean . mean`` (float64).
     """
     n = x.shape[0]
@@ -208,8 +208,8 @@ if HAVE_NUMBA:
             acc = 0.0
             for j in range(c):
                 d = np.float64(xi[j]) - mean[j]
-                ci[j] = np.float32(d)
-                zi[j] = np.float32(d * inv[j])
+                ci[j] = d  # rounded to the buffers' dtype (float32 centred; z float32 or float64)
+                zi[j] = d * inv[j]
                 acc += d * mean[j]
             v[i] += acc
         return mm
@@ -426,9 +426,12 @@ class _Part32:
     (what RSA and the z-scored Gram depend on), never to the features' offsets.
     """
 
+    #: dtype of the z-scores (and of their products): float32, or float64 in the "mixed" precision
+    z_dtype = np.float32
+
     def __init__(self, n, chunk, raw, zscored, ddof, kernel):
         if ddof != 0:
-            raise GramInputError("GramAccumulator: precision='float32' supports ddof=0 only")
+            raise GramInputError("GramAccumulator: precision='float32' or 'mixed' supports ddof=0 only")
         self.n, self.chunk, self.raw, self.zscored, self.ddof, self.kernel = n, chunk, raw, zscored, ddof, kernel
         self.gram = np.zeros((n, n), order="F") if raw else None
         self.gram_z = np.zeros((n, n), order="F") if zscored else None
@@ -436,17 +439,19 @@ class _Part32:
         self.v = np.zeros(n)
         self.mm = 0.0
         self.cbuf = np.empty((n, chunk), np.float32)
-        self.zbuf = np.empty((n, chunk), np.float32)
+        self.zbuf = np.empty((n, chunk), self.z_dtype)
         self.c32 = np.zeros((n, n), np.float32, order="F")
 
     def add(self, x):
         c = x.shape[1]
         cb = self.cbuf[:, :c] if c == self.chunk else np.empty((self.n, c), np.float32)
-        zb = self.zbuf[:, :c] if c == self.chunk else np.empty((self.n, c), np.float32)
+        zb = self.zbuf[:, :c] if c == self.chunk else np.empty((self.n, c), self.z_dtype)
         if c != self.chunk:
             cb, zb = np.ascontiguousarray(cb), np.ascontiguousarray(zb)
         self.mm += self.kernel(x, cb, zb, self.fsum, self.v)
-        if self.zscored:
+        if self.zscored and self.z_dtype == np.float64:
+            _syrk(self.gram_z, np.ascontiguousarray(zb))
+        elif self.zscored:
             _syrk32_into(self.gram_z, self.c32, zb)
         if self.raw:
             _syrk32_into(self.gram, self.c32, cb)
@@ -457,9 +462,18 @@ class _Part32:
         return self
 
 
-#: products of the Gram matrices: float64 (round-off ~1e-13 relative) or float32 with float64 sums
-#: across chunks (about twice as fast; ~1e-7 relative, measured in benchmarks/bench_extract.py)
-PRECISIONS = ("float64", "float32")
+class _PartMixed(_Part32):
+    """As :class:`_Part32`, but the z-scored Gram (ridge's) with float64 products: only the raw Gram
+    (RSA's, rebuilt from the centred product) is multiplied in float32."""
+
+    z_dtype = np.float64
+
+
+#: products of the Gram matrices: float64 (round-off ~1e-13 relative); "mixed": the raw Gram with
+#: float32 products (centred, float64 sums across chunks), the z-scored Gram in float64; float32:
+#: both in float32 (fastest; ~1e-8 relative in the Gram, but leave-one-out ridge r at alpha 1 moved
+#: by up to 4e-5 on resnet50, measured in benchmarks/bench_extract.py)
+PRECISIONS = ("float64", "mixed", "float32")
 #: features per chunk with float32 products (shorter float32 sums, ~6e-8 sqrt(chunk) relative)
 FLOAT32_CHUNK = 512
 
@@ -488,12 +502,13 @@ class GramAccumulator:
         ``"auto"`` (default): ``"torch:cuda"`` where a CUDA device is present, else ``"numpy"``.
     use_numba : bool, optional
         Force the compiled kernel on or off (``None``: use it when Numba is installed).
-    precision : {"float64", "float32"}
+    precision : {"float64", "mixed", "float32"}
         The products (CPU backend): ``"float64"`` (default; ~1e-13 relative to a float64 brute
-        force) or ``"float32"``: each chunk centred in float64, multiplied in float32 (``ssyrk``,
+        force); ``"float32"``: each chunk centred in float64, multiplied in float32 (``ssyrk``,
         about twice as fast) and summed across chunks in float64, the raw Gram rebuilt from the
-        centred one (see :class:`_Part32`); ~1e-7 relative to the float64 brute force.  ``chunk``
-        defaults to :data:`FLOAT32_CHUNK` there.  ddof 0 only.
+        centred one (see :class:`_Part32`), ~1e-8 relative to the float64 brute force;
+        ``"mixed"``: the raw Gram so, the z-scored Gram with float64 products.  ``chunk``
+        defaults to :data:`FLOAT32_CHUNK` for both.  ddof 0 only.
 
     Examples
     --------
@@ -513,7 +528,7 @@ class GramAccumulator:
         if ddof >= n and zscored:
             raise GramInputError(f"GramAccumulator: ddof={ddof} must be < n={n}")
         self.n, self.raw, self.zscored, self.ddof = int(n), bool(raw), bool(zscored), int(ddof)
-        if precision == "float32" and chunk == DEFAULT_CHUNK:
+        if precision in ("float32", "mixed") and chunk == DEFAULT_CHUNK:
             chunk = FLOAT32_CHUNK
         self.precision = precision
         self.chunk = max(1, int(chunk))
@@ -521,9 +536,10 @@ class GramAccumulator:
         self.backend = backend = resolve_backend(backend)
         self.n_features = 0
         if backend == "numpy":
-            if precision == "float32":
+            if precision in ("float32", "mixed"):
                 use = (use_numba is None and HAVE_NUMBA) or use_numba
-                self._part_type, kernel = _Part32, (_center_kernel if use else _center_kernel_py)
+                self._part_type = _Part32 if precision == "float32" else _PartMixed
+                kernel = _center_kernel if use else _center_kernel_py
             else:
                 self._part_type, kernel = _Part, _pick_kernel(use_numba)
             self._parts = [self._part_type(self.n, self.chunk, self.raw, self.zscored, self.ddof, kernel)]
@@ -577,7 +593,7 @@ class GramAccumulator:
     def result(self) -> dict:
         """``{"gram", "gram_z", "feature_sum"}`` as float64 NumPy arrays (full symmetric matrices)."""
         out = {}
-        if self.backend == "numpy" and self.precision == "float32":
+        if self.backend == "numpy" and self.precision in ("float32", "mixed"):
             if self.raw:  # X X^T = Xc Xc^T + v 1^T + 1 v^T + (mu . mu) 1 1^T
                 v = sum(p.v for p in self._parts)
                 mm = sum(p.mm for p in self._parts)
