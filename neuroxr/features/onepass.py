@@ -20,10 +20,10 @@ from .reduce import Fingerprints, LayerReducer, as_rows, read_batch
 
 #: one pass is taken when images x the largest layer x 4 bytes x this many copies fit the budget:
 #: a module's input and output are alive while its hook reduces the output (no copy of it is
-#: made), plus one for the module's workspace; the reducer's chunks are a few MB.  Measured:
-#: vgg16 on 118 images (largest layer 3.2 M features, 1.5 GB) peaks at the RSS that
-#: ``benchmarks/bench_extract.py`` prints
-ONE_PASS_COPIES = 3
+#: made), plus the module's workspace; the reducer's chunks are a few MB.  Measured with
+#: ``benchmarks/bench_extract.py``: vgg16 on 118 images (largest layer 3.2 M features, 1.5 GB)
+#: peaks at 5.8 GB RSS, model and interpreter included (bare forward, batches of 32: 2.6 GB)
+ONE_PASS_COPIES = 4
 
 
 def probe_layers(loaded, pixels, scale: float) -> dict:
