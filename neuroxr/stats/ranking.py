@@ -37,11 +37,12 @@ def calc_percentile_ci(samples, axis=0):
 
 
 class LayerRows:
-    """Rows of a (layer, neuron) score read by blocks of ``block`` layers, the last ``keep`` blocks
-    cached: a model variant's layers (consecutive in the store) cost one read of their blocks, and
-    memory stays at ``keep`` blocks of every neuron, never the whole array."""
+    """Rows of a (layer, neuron) score read by blocks of ``block`` layers (default: the dask array's
+    layer chunks, so each chunk is read once), the last ``keep`` blocks cached in their stored dtype:
+    a model variant's layers (consecutive in the store) cost one read of their blocks, and memory
+    stays at ``keep`` blocks of every neuron, never the whole array."""
 
-    def __init__(self, var: xr.DataArray, block: int | None = None, keep: int = 4):
+    def __init__(self, var: xr.DataArray, block: int | None = None, keep: int = 2):
         self.var = var.transpose(S.LAYER, S.NEURON)
         if block is None:  # a dask array's own layer chunks (256 layers in memory)
             block = self.var.chunks[0][0] if self.var.chunks else 256
@@ -53,7 +54,7 @@ class LayerRows:
             if len(self._blocks) >= self.keep:
                 self._blocks.pop(next(iter(self._blocks)))
             part = self.var.isel({S.LAYER: slice(b * self.block, (b + 1) * self.block)})
-            self._blocks[b] = np.asarray(part.values, dtype=float)
+            self._blocks[b] = np.asarray(part.values)  # the stored dtype (float32): rows() converts
         return self._blocks[b]
 
     def rows(self, idx) -> np.ndarray:
