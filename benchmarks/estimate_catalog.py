@@ -51,8 +51,8 @@ def size_model(name: str) -> dict:
 
 def fit(measured: pd.DataFrame, n: int) -> tuple[float, float]:
     """``(c_f, c_g)`` from measured rows (columns bare, extract, gflops, activations)."""
-    f = measured["gflops"].to_numpy() * n
-    g = measured["activations"].to_numpy() * n * n
+    f = measured["gflops"].to_numpy(dtype=float) * n
+    g = measured["activations"].to_numpy(dtype=float) * n * n  # float: (act x n^2)^2 overflows int64
     c_f = float(f @ measured["bare"].to_numpy() / (f @ f))
     over = np.maximum(measured["extract"].to_numpy() - measured["bare"].to_numpy(), 0.0)
     c_g = float(g @ over / (g @ g))
