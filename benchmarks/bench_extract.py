@@ -1,7 +1,7 @@
 """Extraction of every layer vs a bare torch forward pass of the same model, same threads, same images.
 
     python benchmarks/bench_extract.py [--model alexnet --model resnet50 ...] [--images 118]
-                                       [--batch-size 32] [--repeat 3] [--threads N]
+                                       [--batch-size 32] [--repeat 3] [--threads N] [--no-check]
 
 Default models: alexnet, resnet50, vgg16, vit_base_patch16_224 (random weights).  For each model
 the two sides alternate (bare first in odd rounds, extraction first in even ones), each in a
@@ -9,7 +9,16 @@ fresh child process that sets the same thread budget (torch intra-op threads; fo
 also the Gram accumulator's threads, BLAS at one: :mod:`neuroxr.features.threads`) and runs the
 same 1-image warm-up before the clock starts.  Printed: the load average before and after, the
 thread settings and the BLAS libraries (threadpoolctl), the median of ``--repeat`` rounds per
-side, their ratio and each side's peak memory (the child's ``ru_maxrss``).
+side, their ratio and each side's peak memory (the child's ``ru_maxrss``), the extraction's path
+(``one pass``: every image in one forward pass, each layer reduced in its hook; ``batches``: rows
+kept, with the number of spill files) and the Gram products' precision.
+
+The same answer on both sides: the bare side only runs the network, so what is checked is that the
+timed extraction's store equals the float64 reference.  In the first round the extraction child
+also (untimed) reduces the same activations with float64 products and prints, beside the ratio,
+the largest relative difference of the Gram matrices and the largest |dr| of the scores computed
+from them: leave-one-out ridge r (alphas 1, 1e3, 1e5) of the shared VISp neurons (or random
+responses) and RSA r against their RDM.
 
 Stimuli: the shared VISp images (the demo's 118, 31x31) when present, else random; the models
 resize them to their input size.
@@ -67,24 +76,69 @@ def _bare(model, n, batch_size, threads, q):
     q.put({"seconds": time.perf_counter() - t, "peak_gb": _peak_gb()})
 
 
-def _extract(model, n, batch_size, threads, q):
+def _responses(n):
+    import numpy as np
+
+    here = Path(__file__).resolve().parents[1]
+    for parent in [here, *here.parents]:
+        f = parent / "shared" / "data" / "allen_visp" / "allen_visp.npz"
+        if f.exists():
+            return np.load(f)["responses"][:n].astype(np.float64)
+    return np.random.default_rng(1).standard_normal((n, 200))
+
+
+def score_difference(a, b, responses) -> dict:
+    """Largest differences between two features Datasets of the same layers: relative Gram
+    difference, |dr| of leave-one-out ridge r (alphas 1, 1e3, 1e5) and |dr| of RSA r."""
+    import numpy as np
+
+    from neuroxr.mapping.ridge import calc_loo_pearson
+    from neuroxr.rsa import calc_rdm, compare_rdms
+
+    out = {"gram": 0.0, "ridge": 0.0, "rsa": 0.0}
+    for k in ("gram", "gram_z"):
+        x, y = a[k].values, b[k].values
+        out["gram"] = max(out["gram"], float(np.abs(x - y).max() / np.abs(y).max()))
+    for alpha in (1.0, 1e3, 1e5):
+        ra = calc_loo_pearson(a["gram_z"].values, responses, alphas=(alpha,))
+        rb = calc_loo_pearson(b["gram_z"].values, responses, alphas=(alpha,))
+        out["ridge"] = max(out["ridge"], float(np.nanmax(np.abs(ra - rb))))
+    neural = calc_rdm(responses, "responses")
+    rs = [compare_rdms(calc_rdm(d["gram"].values, "gram", feature_sum=d["feature_sum"].values,
+                                n_features=d["n_features"].values), neural) for d in (a, b)]
+    out["rsa"] = float(np.nanmax(np.abs(np.asarray(rs[0]) - np.asarray(rs[1]))))
+    return out
+
+
+def _extract(model, n, batch_size, threads, q, check=False):
     import tempfile
 
-    from neuroxr.features.run import reduce_model
+    from neuroxr.features.run import pick_precision, reduce_model
     from neuroxr.features.threads import extraction_threads
 
     lm, px = _prepare(model, n, threads)
+    lines = []
     with tempfile.TemporaryDirectory() as tmp, extraction_threads(threads) as budget:
+        spills = []
         t = time.perf_counter()
-        ds = reduce_model(lm, px, batch_size=batch_size, progress=False, n_threads=budget, tmpdir=tmp)
+        ds = reduce_model(lm, px, batch_size=batch_size, progress=False, n_threads=budget, tmpdir=tmp,
+                          log=lambda m: (lines.append(m), spills.append(len(list(Path(tmp).rglob("*.f32"))))))
         dt = time.perf_counter() - t
-    q.put({"seconds": dt, "peak_gb": _peak_gb(), "layers": int(ds.sizes["layer"])})
+        peak = _peak_gb()
+        res = {"seconds": dt, "peak_gb": peak, "layers": int(ds.sizes["layer"]),
+               "path": "one pass" if any("one forward pass" in m for m in lines) else "batches",
+               "spills": max(spills, default=0), "precision": pick_precision(lm)}
+        if check:  # untimed: the same activations reduced with float64 products, then the scores
+            ref = reduce_model(lm, px, batch_size=batch_size, progress=False, n_threads=budget, tmpdir=tmp,
+                               precision="float64")
+            res["diff"] = score_difference(ds, ref, _responses(n))
+    q.put(res)
 
 
-def _run(fn, *args) -> dict:
+def _run(fn, *args, **kwargs) -> dict:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=fn, args=(*args, q))
+    p = ctx.Process(target=fn, args=(*args, q), kwargs=kwargs)
     p.start()
     out = q.get()
     p.join()
@@ -108,18 +162,23 @@ def describe_machine(threads: int) -> str:
 
 def bench_model(model, args) -> dict:
     sides = {"bare": [], "extract": []}
-    layers = None
+    layers, info = None, {}
     for r in range(args.repeat):
         order = ("bare", "extract") if r % 2 == 0 else ("extract", "bare")
         for side in order:
-            fn = _bare if side == "bare" else _extract
-            res = _run(fn, model, args.images, args.batch_size, args.threads)
+            if side == "bare":
+                res = _run(_bare, model, args.images, args.batch_size, args.threads)
+            else:
+                res = _run(_extract, model, args.images, args.batch_size, args.threads,
+                           check=r == 0 and getattr(args, "check", True))
+                info = {k: res[k] for k in ("path", "spills", "precision", "diff") if k in res} | info
             sides[side].append(res)
             layers = res.get("layers", layers)
     med = {k: statistics.median(x["seconds"] for x in v) for k, v in sides.items()}
     peak = {k: max(x["peak_gb"] for x in v) for k, v in sides.items()}
     return {"model": model, "bare": med["bare"], "extract": med["extract"], "ratio": med["extract"] / med["bare"],
-            "peak_bare": peak["bare"], "peak_extract": peak["extract"], "layers": layers}
+            "peak_bare": peak["bare"], "peak_extract": peak["extract"], "layers": layers,
+            "runs": {k: [round(x["seconds"], 2) for x in v] for k, v in sides.items()}, **info}
 
 
 def main(argv=None):
@@ -131,15 +190,21 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
     ap.add_argument("--repeat", type=int, default=3, help="rounds per side; medians are printed (default 3)")
     ap.add_argument("--threads", type=int, default=None, help="thread budget (default: the available cores)")
+    ap.add_argument("--no-check", dest="check", action="store_false",
+                    help="skip the untimed float64 comparison of the first round")
     args = ap.parse_args(argv)
     args.threads = args.threads or available_cores()
     print(describe_machine(args.threads), flush=True)
-    print(f"{'model':24s} {'layers':>6s} {'bare s':>8s} {'extract s':>10s} {'ratio':>6s} {'peak bare GB':>13s} "
-          f"{'peak extract GB':>16s}", flush=True)
+    print(f"{'model':22s} {'layers':>6s} {'bare s':>7s} {'extract s':>9s} {'ratio':>6s} {'peak bare GB':>12s} "
+          f"{'peak extr GB':>12s}  path (spill files), products; max rel dGram, |dr| ridge, |dr| RSA vs float64",
+          flush=True)
     for model in args.model or MODELS:
         r = bench_model(model, args)
-        print(f"{r['model']:24s} {r['layers']:6d} {r['bare']:8.2f} {r['extract']:10.2f} {r['ratio']:6.2f} "
-              f"{r['peak_bare']:13.2f} {r['peak_extract']:16.2f}", flush=True)
+        d = r.get("diff")
+        diff = f"{d['gram']:.1e}, {d['ridge']:.1e}, {d['rsa']:.1e}" if d else "not checked"
+        print(f"{r['model']:22s} {r['layers']:6d} {r['bare']:7.2f} {r['extract']:9.2f} {r['ratio']:6.2f} "
+              f"{r['peak_bare']:12.2f} {r['peak_extract']:12.2f}  {r['path']} ({r['spills']}), {r['precision']}; "
+              f"{diff}   runs {r['runs']}; load {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
     print("load average after: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
 
 

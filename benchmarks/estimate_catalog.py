@@ -6,7 +6,7 @@
 
 The model: extracting a model on ``n`` images costs its forward pass, proportional to its
 forward FLOPs, plus the reductions, proportional to ``n^2`` x its activations (the features of
-every hooked layer per image: two float64 SYRKs per layer, and keeping the rows):
+every hooked layer per image: two SYRKs per distinct layer, float32 products summed in float64):
 
     t = c_f * n * FLOPs + c_g * n^2 * activations
 
@@ -51,8 +51,8 @@ def size_model(name: str) -> dict:
 
 def fit(measured: pd.DataFrame, n: int) -> tuple[float, float]:
     """``(c_f, c_g)`` from measured rows (columns bare, extract, gflops, activations)."""
-    f = measured["gflops"].to_numpy() * n
-    g = measured["activations"].to_numpy() * n * n
+    f = measured["gflops"].to_numpy(dtype=float) * n
+    g = measured["activations"].to_numpy(dtype=float) * n * n  # float: (act x n^2)^2 overflows int64
     c_f = float(f @ measured["bare"].to_numpy() / (f @ f))
     over = np.maximum(measured["extract"].to_numpy() - measured["bare"].to_numpy(), 0.0)
     c_g = float(g @ over / (g @ g))
@@ -69,15 +69,24 @@ def main(argv=None):
     ap.add_argument("--family", default=None, help="estimate one family of the catalogue only")
     ap.add_argument("--limit", type=int, default=None, help="estimate the first N catalogue rows only")
     ap.add_argument("--out", default=None, help="also write the table as CSV")
+    ap.add_argument("--times", action="append", default=None, metavar="MODEL:BARE:EXTRACT",
+                    help="measured medians (seconds, from a bench_extract.py run of the same images and "
+                         "threads) used instead of measuring again; repeatable")
     args = ap.parse_args(argv)
     args.threads = args.threads or available_cores()
+    args.check = False  # timings only (bench_extract.py prints the float64 comparison)
     torch.set_num_threads(args.threads)
     print(describe_machine(args.threads), flush=True)
     rows = []
-    for m in args.measure or ["alexnet", "resnet18"]:
-        r = bench_model(m, args)
+    given = {t.split(":")[0]: t.split(":")[1:] for t in args.times or []}
+    for m in given or args.measure or ["alexnet", "resnet18"]:
+        if m in given:
+            r = {"model": m, "bare": float(given[m][0]), "extract": float(given[m][1])}
+            how = "from bench_extract.py"
+        else:
+            r, how = bench_model(m, args), "measured"
         rows.append({**r, **size_model(m)})
-        print(f"measured {m}: bare {r['bare']:.2f} s, extract {r['extract']:.2f} s", flush=True)
+        print(f"{how} {m}: bare {r['bare']:.2f} s, extract {r['extract']:.2f} s", flush=True)
     measured = pd.DataFrame(rows)
     c_f, c_g = fit(measured, args.images)
     n = args.images

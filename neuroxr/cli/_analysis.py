@@ -70,8 +70,11 @@ def _run(args):
 def _demo(args):
     from .. import pipeline
     from ..cluster import client_from_args
+    from ..runtime import single_threaded_blas
 
-    with client_from_args(args) as client:
+    # one owner of parallelism: torch's intra-op threads and the package's own pools; BLAS at one
+    # thread for the whole demo (the simulation's float64 kernels ran beside torch's threads)
+    with client_from_args(args) as client, single_threaded_blas():
         res = pipeline.run_demo(args.study, client=client, size=args.size, seed=args.seed)
     print(f"report: {res['report']}")
     print(res["headline"])

@@ -32,7 +32,7 @@ from .reduce import (
     find_srp_components,
     reduce_features,
 )
-from .run import reduce_model
+from .run import pick_precision, reduce_model
 from .threads import describe_threads, extraction_threads
 from .variants import (
     StaleFeaturesError,
@@ -116,7 +116,8 @@ def extract_model(study, model: str, weights="random", seed: int = 0, srp=None, 
                           srp_seed=srp_seed, ram_budget=ram_budget, tmpdir=path.parent, progress=progress,
                           n_threads=n_threads, log=log)
     inputs = {"stimuli": stimuli, "variant": {label: {**loaded.settings(), "weights_sha256":
-              None if label in ("random", "trained") else label, "layers": int(ds.sizes[S.LAYER])}}}
+              None if label in ("random", "trained") else label, "layers": int(ds.sizes[S.LAYER]),
+              "gram_products": pick_precision(loaded)}}}
     write_variant(path, ds, settings, inputs, overwrite)
     bad = [str(n) for n, ok in zip(ds["layer_name"].values, ds["finite"].values) if not ok]
     if bad:

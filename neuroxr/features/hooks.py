@@ -100,6 +100,19 @@ def run_forward(loaded, x):
         raise
 
 
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """``a`` and ``b`` are equal (NaN equal to NaN): shapes, then the first row, then everything.
+
+    Layers of one shape (a convolution and its ReLU) almost always differ in their first row
+    already, so the full comparison (two passes over both arrays) runs only for real duplicates.
+    """
+    if a.shape != b.shape:
+        return False
+    if a.shape[0] and not np.array_equal(a[0], b[0], equal_nan=True):
+        return False
+    return bool(np.array_equal(a, b, equal_nan=True))
+
+
 def iter_layer_activations(loaded, pixels: np.ndarray, batch_size: int = 32, device=None):
     """Yield every distinct layer's full activations, in depth order (brute force; memory-hungry).
 
@@ -139,7 +152,7 @@ def iter_layer_activations(loaded, pixels: np.ndarray, batch_size: int = 32, dev
     kept: list[tuple[str, np.ndarray]] = []
     for name, parts in store.items():
         acts = np.concatenate(parts, axis=0)
-        if any(a.shape == acts.shape and np.array_equal(a, acts, equal_nan=True) for _, a in kept):
+        if any(_same(a, acts) for _, a in kept):
             continue
         kept.append((name, acts))
     for name, acts in kept:

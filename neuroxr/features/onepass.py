@@ -18,8 +18,11 @@ from .preprocess import preprocess_images
 from .progress import StepLog
 from .reduce import Fingerprints, LayerReducer, as_rows, read_batch
 
-#: one pass is taken when images x the largest layer x 4 bytes x this many copies fit the budget
-#: (a layer's input and output, the next one's, and the reducer's float64 chunks)
+#: one pass is taken when images x the largest layer x 4 bytes x this many copies fit the budget:
+#: a module's input and output are alive while its hook reduces the output (no copy of it is
+#: made), plus the module's workspace; the reducer's chunks are a few MB.  Measured with
+#: ``benchmarks/bench_extract.py``: vgg16 on 118 images (largest layer 3.2 M features, 1.5 GB)
+#: peaks at 5.8 GB RSS, model and interpreter included (bare forward, batches of 32: 2.6 GB)
 ONE_PASS_COPIES = 4
 
 
@@ -68,7 +71,7 @@ class OnePassReducer:
         red = LayerReducer(self.n, p, self.cache, self.precision, n_threads=self.n_threads)
         size = red.chunk_size(self.chunk_bytes)
         for start in range(0, p, size):
-            red.add(np.ascontiguousarray(x[:, start:start + size]), start)
+            red.add(x[:, start:start + size], start)  # a strided view: the kernel reads it in place
         res = red.finish()
         for k, v in (("names", name), ("types", mtype), ("results", res), ("n_features", p),
                      ("finite", bool(all(np.isfinite(a).all() for a in res.values())))):

@@ -21,7 +21,7 @@ from sklearn.random_projection import SparseRandomProjection, johnson_lindenstra
 from .. import schema as S
 from ..errors import NeuroxrError
 from ..io.reader import available_memory
-from ..mapping.gram import GramAccumulator
+from ..mapping.gram import PRECISIONS, GramAccumulator
 
 
 class FeatureError(NeuroxrError, ValueError):
@@ -36,6 +36,12 @@ SRP_SEED = 1
 #: the activations kept in memory until the last batch: this share of the available memory, at least 1 GiB
 RAM_SHARE = 0.25
 MIN_RAM_BUDGET = 1 << 30
+#: the Gram products of a model's extraction (:class:`neuroxr.mapping.gram.GramAccumulator`):
+#: "mixed", the raw Gram (RSA's) with float32 products centred and summed in float64 (~1e-8
+#: relative, RSA r within 2e-7 of float64 products), the z-scored Gram (ridge's) with float64
+#: products.  "float32" for both is faster again, but moved leave-one-out ridge r at alpha 1 by
+#: 4e-5 on resnet50 (``benchmarks/bench_extract.py`` prints the differences per model)
+MODEL_PRECISION = "mixed"
 
 
 def default_ram_budget() -> float:
@@ -79,18 +85,19 @@ class SRPCache:
 class LayerReducer:
     """Accumulates one layer's summaries over feature chunks: Gram, z-scored Gram, sums, SRP.
 
-    The Gram matrices come from :class:`neuroxr.mapping.gram.GramAccumulator` (float64, one
-    fused pass per cache-sized chunk), so the stored matrices match a float64 brute force to
-    round-off (~1e-13 relative); float32 products would lose ~1e-6 relative over long chunks
-    (measured on resnet18).
+    The Gram matrices come from :class:`neuroxr.mapping.gram.GramAccumulator` (one fused pass
+    per cache-sized chunk): with ``precision="float64"`` products they match a float64 brute
+    force to round-off (~1e-13 relative); with ``"float32"`` (each chunk centred in float64,
+    multiplied in float32, summed in float64) to ~1e-8 relative, about twice as fast; ``"mixed"``
+    (:data:`MODEL_PRECISION`) multiplies only the raw Gram in float32.
     """
 
     def __init__(self, n: int, p: int, srp: SRPCache | None, precision: str = "float64", n_threads: int = 1):
-        if precision != "float64":
-            raise FeatureError(f"precision must be 'float64', got {precision!r}")
+        if precision not in PRECISIONS:
+            raise FeatureError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.n, self.p, self.precision = n, p, precision
         # n_threads: the caller's thread budget (features.threads), BLAS kept at one thread there
-        self._acc = GramAccumulator(n, raw=True, zscored=True, n_threads=n_threads)
+        self._acc = GramAccumulator(n, raw=True, zscored=True, n_threads=n_threads, precision=precision)
         self.srp = None
         if srp is not None:
             self.srp = np.zeros((n, srp.k))
@@ -325,4 +332,5 @@ def reduce_features(features: np.ndarray, srp_components=None, srp_seed: int = S
 
 __all__ = ["SRP_EPS", "SRP_SEED", "FeatureError", "SRPCache", "LayerReducer", "LayerCollector",
            "ActivationBuffer", "find_srp_components", "build_layer_dataset", "reduce_features",
-           "default_ram_budget", "read_batch", "as_rows", "Fingerprints", "RAM_SHARE", "MIN_RAM_BUDGET"]
+           "default_ram_budget", "read_batch", "as_rows", "Fingerprints", "RAM_SHARE", "MIN_RAM_BUDGET",
+           "MODEL_PRECISION"]

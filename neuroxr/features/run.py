@@ -1,10 +1,11 @@
 """A model over a study's stimuli, every distinct layer reduced: in one pass, or batch by batch.
 
-:func:`reduce_model` takes one pass when every image fits one batch (``batch_size >= n``) and
-the layers' sizes (probed on one image) fit the memory budget, each layer reduced in its hook
-(:mod:`.onepass`); otherwise it runs batches, keeping each layer's rows (in memory up to the
-budget, then in spill files) and reduces them afterwards (:class:`~.reduce.LayerCollector`).
-Both give the same numbers.
+:func:`reduce_model` takes one forward pass of every image when the layers' sizes (probed on one
+image) fit the memory budget, each layer reduced in its hook (:mod:`.onepass`): no activations
+kept, no spill files, whatever ``batch_size`` says.  Otherwise it runs batches of ``batch_size``,
+keeping each layer's rows (in memory up to the budget, then in spill files) and reduces them
+afterwards (:class:`~.reduce.LayerCollector`).  Both give the same numbers up to torch's float32
+round-off between batch sizes (~1e-8 relative in the Gram).
 """
 from __future__ import annotations
 
@@ -15,17 +16,19 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..io.paths import owner_tag
+from ..io.reader import available_memory
 from .hooks import LayerHooks, iter_batches, run_forward
 from .onepass import one_pass_fits, probe_layers, reduce_in_one_pass
 from .preprocess import find_pixel_scale, preprocess_images
 from .progress import StepLog, format_bytes
-from .reduce import (SRP_SEED, FeatureError, LayerCollector, LayerReducer, SRPCache, build_layer_dataset,
-                     default_ram_budget, find_srp_components, read_batch)
+from .reduce import (MODEL_PRECISION, SRP_SEED, FeatureError, LayerCollector, LayerReducer, SRPCache,
+                     build_layer_dataset, default_ram_budget, find_srp_components, read_batch)
 
 
 def reduce_model(loaded, pixels, image=None, *, batch_size: int = 32, srp=None, srp_seed: int = SRP_SEED,
                  ram_budget: float | None = None, tmpdir=None, chunk_bytes: int = 8 << 20,
-                 precision: str = "float64", progress=None, device=None, n_threads: int = 1, log=None):
+                 precision: str | None = None, progress=None, device=None, n_threads: int = 1, log=None,
+                 one_pass: bool | None = None):
     """Run ``loaded`` over the stimuli and reduce every distinct layer (in one pass when it fits).
 
     Parameters
@@ -36,10 +39,8 @@ def reduce_model(loaded, pixels, image=None, *, batch_size: int = 32, srp=None, 
     image : array of int, optional
         The ``image`` coordinate (default: ``pixels``' own, or 0..n-1).
     batch_size : int
-        Images per forward pass (peak memory ~ one batch of the largest layers).  When every image
-        fits one batch and ``ram_budget``, that one pass reduces each layer in its hook: no
-        activations are kept, no spill files written (the fastest way; torch's kernels give
-        float32 round-off differences between batch sizes, ~1e-8 relative in the Gram).
+        Images per forward pass when the one pass does not fit (or ``one_pass=False``): each
+        layer's rows are then kept (memory up to ``ram_budget``, then spill files).
     srp : int, 'auto' or None
         Number of sparse-random-projection components to store as ``srp`` (layer, image, component).
     ram_budget : float, optional
@@ -47,6 +48,18 @@ def reduce_model(loaded, pixels, image=None, *, batch_size: int = 32, srp=None, 
         image when it fits (:func:`~neuroxr.features.onepass.one_pass_fits`), else batches whose
         layers are held in memory up to the budget, the rest spilled to files in ``tmpdir`` and
         read back by feature chunks.
+    precision : {"mixed", "float32", "float64"}, optional
+        The Gram products (:class:`~neuroxr.mapping.gram.GramAccumulator`): ``"mixed"`` (the raw
+        Gram with float32 products summed in float64, ~1e-8 relative; the z-scored Gram in
+        float64), ``"float32"`` (both so) or ``"float64"`` (~1e-13).  Default
+        (:func:`pick_precision`): :data:`~.reduce.MODEL_PRECISION` for networks, float64 for the
+        baselines (family ``baseline``: few features, cheap either way).
+    one_pass : bool, optional
+        ``None`` (default): one forward pass of all images, each layer reduced in its hook, when it
+        fits ``ram_budget`` (default: :data:`ONE_PASS_SHARE` of the available memory;
+        :func:`~neuroxr.features.onepass.one_pass_fits`; no activations kept, no spill files: the
+        fastest way); ``False``: always batches; ``True``: one pass even
+        past the budget.
     n_threads : int
         Threads of the Gram accumulation (the caller sets torch's and BLAS's: see
         :func:`neuroxr.features.threads.extraction_threads`).
@@ -59,6 +72,7 @@ def reduce_model(loaded, pixels, image=None, *, batch_size: int = 32, srp=None, 
         ``gram``, ``gram_z`` (layer, image, image_j) float64, ``feature_sum`` (layer, image) float64,
         optional ``srp`` (layer, image, component) float32, with the layer coords of the contract.
     """
+    precision = pick_precision(loaded) if precision is None else precision
     if device is not None:
         loaded.model.to(device)
         loaded.device = str(device)
@@ -70,10 +84,11 @@ def reduce_model(loaded, pixels, image=None, *, batch_size: int = 32, srp=None, 
     cache = SRPCache(srp_k, srp_seed) if srp_k else None
     prefix = f"{loaded.name} [{str(loaded.weights)[:16]}]"
     scale = find_pixel_scale(pixels)
-    # one pass only where it is the batched computation itself (all images in one batch): torch's
-    # kernels may pick other algorithms for another batch size (float32 round-off, ~1e-8 in the Gram)
-    sizes = probe_layers(loaded, pixels, scale) if n <= batch_size else {}
-    if one_pass_fits(n, sizes, budget):
+    sizes = probe_layers(loaded, pixels, scale) if one_pass is not False else {}
+    # the one pass holds a few layers of every image for a moment, not every layer: it may use
+    # ONE_PASS_SHARE of the available memory (the kept rows of the batched path, RAM_SHARE)
+    one_budget = max(budget, ONE_PASS_SHARE * available_memory()) if ram_budget is None else ram_budget
+    if sizes and (one_pass or one_pass_fits(n, sizes, one_budget)):
         if log is not None:
             log(f"{prefix}: one forward pass of all {n} images, {len(sizes)} layers reduced in their hooks")
         layers = reduce_in_one_pass(loaded, pixels, scale, sizes, cache, precision, chunk_bytes, n_threads, log,
@@ -86,6 +101,16 @@ def reduce_model(loaded, pixels, image=None, *, batch_size: int = 32, srp=None, 
     return build_layer_dataset(loaded.name, loaded.weights, loaded.family, loaded.source, layers["names"],
                                layers["types"], layers["results"], layers["finite"], image, srp_k,
                                layers["n_features"])
+
+
+#: share of the available memory (host and cgroup) one forward pass of every image may take
+ONE_PASS_SHARE = 0.5
+
+
+def pick_precision(loaded) -> str:
+    """The Gram products of ``loaded``'s extraction: :data:`~.reduce.MODEL_PRECISION` for networks,
+    float64 for the baselines (family ``baseline``)."""
+    return "float64" if getattr(loaded, "family", None) == "baseline" else MODEL_PRECISION
 
 
 def _reduce_in_batches(loaded, pixels, scale, batch_size, budget, tmpdir, cache, precision, chunk_bytes, n_threads,
@@ -144,4 +169,4 @@ def _reduce_collected(collector: LayerCollector, n: int, cache, precision: str, 
     return out
 
 
-__all__ = ["reduce_model"]
+__all__ = ["ONE_PASS_SHARE", "pick_precision", "reduce_model"]

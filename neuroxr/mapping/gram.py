@@ -35,7 +35,7 @@ from ..runtime import available_cores, single_threaded_blas, thread_pool
 from .backend import get_backend, resolve_backend
 
 __all__ = ["GramAccumulator", "GramInputError", "calc_gram", "calc_zscored_gram", "zscore_columns", "HAVE_NUMBA",
-           "DEFAULT_CHUNK", "blas_threads", "blas_budget"]
+           "DEFAULT_CHUNK", "FLOAT32_CHUNK", "PRECISIONS", "blas_threads", "blas_budget"]
 
 
 class GramInputError(NeuroxrError, ValueError):
@@ -138,6 +138,95 @@ else:  # pragma: no cover
     _zscore_kernel = _zscore_kernel_py
 
 
+def _center_kernel_py(x, xc, z, fsum, v):
+    """Reference semantics of the compiled float32-product kernel (also its fallback without Numba).
+
+    x (n, c) float in; xc (n, c) float32, z (n, c) float32 or float64 out: the features centred
+    over images and their z-scores (ddof 0); fsum, v (n,) float64 accumulate each image's feature sum and
+    ``(x - mean) . mean``.  Returns ``mean . mean`` (float64).
+    """
+    n = x.shape[0]
+    xf = np.asarray(x, dtype=np.float64)
+    x0 = xf[0]
+    d = xf - x0
+    s1 = d.sum(axis=0)
+    s2 = np.einsum("ij,ij->j", d, d)
+    m = s1 / n
+    var = (s2 - s1 * m) / n
+    mean = m + x0
+    const = (var <= n * _EPS * var + (n * mean * _EPS) ** 2) | (var <= 0.0)
+    inv = np.zeros_like(var)
+    ok = ~const
+    inv[ok] = 1.0 / np.sqrt(var[ok])
+    inv[np.isnan(var)] = np.nan
+    c64 = xf - mean
+    xc[...] = c64
+    z[...] = c64 * inv
+    fsum += xf.sum(axis=1)
+    v += c64 @ mean
+    return float(mean @ mean)
+
+
+if HAVE_NUMBA:
+    # reassociation lets LLVM vectorise the per-image sums (round-off order only; NaN and inf kept)
+    @_numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+    def _center_kernel_flat(flat, rs, n, c, xc, z, fsum, v):  # pragma: no cover - compiled
+        s1 = np.zeros(c)
+        s2 = np.zeros(c)
+        x0 = np.empty(c)
+        for j in range(c):
+            x0[j] = flat[j]
+        for i in range(n):
+            xi = flat[i * rs:i * rs + c]
+            acc = 0.0
+            for j in range(c):
+                w = np.float64(xi[j])
+                acc += w
+                d = w - x0[j]
+                s1[j] += d
+                s2[j] += d * d
+            fsum[i] += acc
+        mean = np.empty(c)
+        inv = np.empty(c)
+        mm = 0.0
+        for j in range(c):
+            m = s1[j] / n
+            var = (s2[j] - s1[j] * m) / n
+            mu = m + x0[j]
+            mean[j] = mu
+            mm += mu * mu
+            if np.isnan(var):
+                inv[j] = np.nan
+            elif var <= 0.0 or var <= n * 2.220446049250313e-16 * var + (n * mu * 2.220446049250313e-16) ** 2:
+                inv[j] = 0.0
+            else:
+                inv[j] = 1.0 / np.sqrt(var)
+        for i in range(n):
+            xi = flat[i * rs:i * rs + c]
+            ci = xc[i]
+            zi = z[i]
+            acc = 0.0
+            for j in range(c):
+                d = np.float64(xi[j]) - mean[j]
+                ci[j] = d  # rounded to the buffers' dtype (float32 centred; z float32 or float64)
+                zi[j] = d * inv[j]
+                acc += d * mean[j]
+            v[i] += acc
+        return mm
+
+    def _center_kernel(x, xc, z, fsum, v):
+        """The compiled float32-product kernel on ``x`` (n, c) with unit-stride rows (else copied)."""
+        item = x.itemsize
+        if x.shape[1] > 1 and x.strides[1] != item or x.strides[0] % item or x.strides[0] < 0:
+            x = np.ascontiguousarray(x)
+        n, c = x.shape
+        rs = x.strides[0] // item if n > 1 else c
+        flat = np.lib.stride_tricks.as_strided(x, shape=((n - 1) * rs + c,), strides=(item,), writeable=False)
+        return _center_kernel_flat(flat, rs, n, c, xc, z, fsum, v)
+else:  # pragma: no cover
+    _center_kernel = _center_kernel_py
+
+
 def _pick_kernel(use_numba):
     """The compiled kernel unless ``use_numba`` is False (or Numba is missing)."""
     return _zscore_kernel if (use_numba is None and HAVE_NUMBA) or use_numba else _zscore_kernel_py
@@ -197,6 +286,50 @@ def _cython_blas_syrk():
 
 
 _SYRK_GIL_FREE = _cython_blas_syrk()
+
+
+def _cython_blas_ssyrk():
+    """scipy's Fortran ``ssyrk`` through ctypes (GIL released): ``C32 := b b^T`` (upper triangle), or None."""
+    try:
+        import ctypes
+
+        import scipy.linalg.cython_blas as cb
+
+        cap = cb.__pyx_capi__["ssyrk"]
+        get_name = ctypes.pythonapi.PyCapsule_GetName
+        get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+        get_ptr = ctypes.pythonapi.PyCapsule_GetPointer
+        get_ptr.restype, get_ptr.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+        fn = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 10))(get_ptr(cap, get_name(cap)))
+    except (ImportError, KeyError, AttributeError, TypeError, ValueError):  # pragma: no cover - no capsules
+        return None
+    c_int, c_char, c_float, byref = ctypes.c_int, ctypes.c_char, ctypes.c_float, ctypes.byref
+    upper, trans_t, one, zero = c_char(b"U"), c_char(b"T"), c_float(1.0), c_float(0.0)
+
+    def ssyrk(C, b):
+        n, c = b.shape
+        fn(byref(upper), byref(trans_t), byref(c_int(n)), byref(c_int(c)), byref(one), b.ctypes.data,
+           byref(c_int(max(1, c))), byref(zero), C.ctypes.data, byref(c_int(n)))
+        return C
+
+    return ssyrk
+
+
+_SSYRK_GIL_FREE = _cython_blas_ssyrk()
+
+
+def _syrk32_into(K, C32, b):
+    """K (float64, F-order, upper triangle) += b b^T computed in float32 (b (n, c) C-contiguous float32)."""
+    if b.shape[1] == 0:
+        return K
+    if _SSYRK_GIL_FREE is not None and C32.flags.f_contiguous and b.flags.c_contiguous:
+        _SSYRK_GIL_FREE(C32, b)
+    else:
+        from scipy.linalg.blas import ssyrk
+
+        C32[...] = ssyrk(1.0, b.T, trans=1)
+    K += C32  # only the upper triangle is meaningful; _symmetrize reads that one
+    return K
 
 
 def _syrk(K, b):
@@ -283,6 +416,68 @@ class _Part:
         return self
 
 
+class _Part32:
+    """One thread's share of an accumulation with float32 products and float64 sums across chunks.
+
+    Each chunk is centred over images in float64 (the kernel), rounded to float32 and multiplied
+    by ``ssyrk``; the chunk's product is added to float64 triangles.  The raw Gram is rebuilt
+    from the centred one: ``X X^T = Xc Xc^T + v 1^T + 1 v^T + (mu . mu) 1 1^T`` with
+    ``v = Xc mu`` kept in float64, so the float32 round-off is relative to the centred product
+    (what RSA and the z-scored Gram depend on), never to the features' offsets.
+    """
+
+    #: dtype of the z-scores (and of their products): float32, or float64 in the "mixed" precision
+    z_dtype = np.float32
+
+    def __init__(self, n, chunk, raw, zscored, ddof, kernel):
+        if ddof != 0:
+            raise GramInputError("GramAccumulator: precision='float32' or 'mixed' supports ddof=0 only")
+        self.n, self.chunk, self.raw, self.zscored, self.ddof, self.kernel = n, chunk, raw, zscored, ddof, kernel
+        self.gram = np.zeros((n, n), order="F") if raw else None
+        self.gram_z = np.zeros((n, n), order="F") if zscored else None
+        self.fsum = np.zeros(n)
+        self.v = np.zeros(n)
+        self.mm = 0.0
+        self.cbuf = np.empty((n, chunk), np.float32)
+        self.zbuf = np.empty((n, chunk), self.z_dtype)
+        self.c32 = np.zeros((n, n), np.float32, order="F")
+
+    def add(self, x):
+        c = x.shape[1]
+        cb = self.cbuf[:, :c] if c == self.chunk else np.empty((self.n, c), np.float32)
+        zb = self.zbuf[:, :c] if c == self.chunk else np.empty((self.n, c), self.z_dtype)
+        if c != self.chunk:
+            cb, zb = np.ascontiguousarray(cb), np.ascontiguousarray(zb)
+        self.mm += self.kernel(x, cb, zb, self.fsum, self.v)
+        if self.zscored and self.z_dtype == np.float64:
+            _syrk(self.gram_z, np.ascontiguousarray(zb))
+        elif self.zscored:
+            _syrk32_into(self.gram_z, self.c32, zb)
+        if self.raw:
+            _syrk32_into(self.gram, self.c32, cb)
+
+    def add_many(self, x, starts):
+        for s in starts:
+            self.add(x[:, s:s + self.chunk])
+        return self
+
+
+class _PartMixed(_Part32):
+    """As :class:`_Part32`, but the z-scored Gram (ridge's) with float64 products: only the raw Gram
+    (RSA's, rebuilt from the centred product) is multiplied in float32."""
+
+    z_dtype = np.float64
+
+
+#: products of the Gram matrices: float64 (round-off ~1e-13 relative); "mixed": the raw Gram with
+#: float32 products (centred, float64 sums across chunks), the z-scored Gram in float64; float32:
+#: both in float32 (fastest; ~1e-8 relative in the Gram, but leave-one-out ridge r at alpha 1 moved
+#: by up to 4e-5 on resnet50, measured in benchmarks/bench_extract.py)
+PRECISIONS = ("float64", "mixed", "float32")
+#: features per chunk with float32 products (shorter float32 sums, ~6e-8 sqrt(chunk) relative)
+FLOAT32_CHUNK = 512
+
+
 class GramAccumulator:
     """Accumulate ``gram = X X^T``, ``gram_z = Z Z^T`` and ``feature_sum`` over feature chunks.
 
@@ -307,6 +502,13 @@ class GramAccumulator:
         ``"auto"`` (default): ``"torch:cuda"`` where a CUDA device is present, else ``"numpy"``.
     use_numba : bool, optional
         Force the compiled kernel on or off (``None``: use it when Numba is installed).
+    precision : {"float64", "mixed", "float32"}
+        The products (CPU backend): ``"float64"`` (default; ~1e-13 relative to a float64 brute
+        force); ``"float32"``: each chunk centred in float64, multiplied in float32 (``ssyrk``,
+        about twice as fast) and summed across chunks in float64, the raw Gram rebuilt from the
+        centred one (see :class:`_Part32`), ~1e-8 relative to the float64 brute force;
+        ``"mixed"``: the raw Gram so, the z-scored Gram with float64 products.  ``chunk``
+        defaults to :data:`FLOAT32_CHUNK` for both.  ddof 0 only.
 
     Examples
     --------
@@ -318,19 +520,29 @@ class GramAccumulator:
 
     def __init__(self, n: int, *, raw: bool = True, zscored: bool = True, ddof: int = 0,
                  chunk: int = DEFAULT_CHUNK, n_threads: int | None = 1, backend: str = "auto",
-                 use_numba: bool | None = None):
+                 use_numba: bool | None = None, precision: str = "float64"):
+        if precision not in PRECISIONS:
+            raise GramInputError(f"GramAccumulator: precision must be one of {PRECISIONS}, got {precision!r}")
         if n < 1:
             raise GramInputError(f"GramAccumulator: n must be >= 1, got {n}")
         if ddof >= n and zscored:
             raise GramInputError(f"GramAccumulator: ddof={ddof} must be < n={n}")
         self.n, self.raw, self.zscored, self.ddof = int(n), bool(raw), bool(zscored), int(ddof)
+        if precision in ("float32", "mixed") and chunk == DEFAULT_CHUNK:
+            chunk = FLOAT32_CHUNK
+        self.precision = precision
         self.chunk = max(1, int(chunk))
         self.n_threads = available_cores() if n_threads is None else max(1, int(n_threads))
         self.backend = backend = resolve_backend(backend)
         self.n_features = 0
         if backend == "numpy":
-            kernel = _pick_kernel(use_numba)
-            self._parts = [_Part(self.n, self.chunk, self.raw, self.zscored, self.ddof, kernel)]
+            if precision in ("float32", "mixed"):
+                use = (use_numba is None and HAVE_NUMBA) or use_numba
+                self._part_type = _Part32 if precision == "float32" else _PartMixed
+                kernel = _center_kernel if use else _center_kernel_py
+            else:
+                self._part_type, kernel = _Part, _pick_kernel(use_numba)
+            self._parts = [self._part_type(self.n, self.chunk, self.raw, self.zscored, self.ddof, kernel)]
         elif backend.startswith("torch"):
             self._xb = xb = get_backend(backend)  # the torch backend of neuroxr.mapping.backend
             self._gram = xb.zeros((n, n)) if raw else None
@@ -355,7 +567,7 @@ class GramAccumulator:
             else:
                 while len(self._parts) < T:
                     p0 = self._parts[0]
-                    self._parts.append(_Part(p0.n, p0.chunk, p0.raw, p0.zscored, p0.ddof, p0.kernel))
+                    self._parts.append(self._part_type(p0.n, p0.chunk, p0.raw, p0.zscored, p0.ddof, p0.kernel))
                 with blas_budget():
                     list(thread_pool("gram", T).map(lambda i: self._parts[i].add_many(x, starts[i::T]), range(T)))
         else:
@@ -381,7 +593,15 @@ class GramAccumulator:
     def result(self) -> dict:
         """``{"gram", "gram_z", "feature_sum"}`` as float64 NumPy arrays (full symmetric matrices)."""
         out = {}
-        if self.backend == "numpy":
+        if self.backend == "numpy" and self.precision in ("float32", "mixed"):
+            if self.raw:  # X X^T = Xc Xc^T + v 1^T + 1 v^T + (mu . mu) 1 1^T
+                v = sum(p.v for p in self._parts)
+                mm = sum(p.mm for p in self._parts)
+                out["gram"] = _symmetrize(sum(p.gram for p in self._parts)) + v[:, None] + v[None, :] + mm
+            if self.zscored:
+                out["gram_z"] = _symmetrize(sum(p.gram_z for p in self._parts))
+            out["feature_sum"] = sum(p.fsum for p in self._parts).copy()
+        elif self.backend == "numpy":
             if self.raw:
                 out["gram"] = _symmetrize(sum(p.gram for p in self._parts))
             if self.zscored:

@@ -36,6 +36,37 @@ def calc_percentile_ci(samples, axis=0):
         return np.nanpercentile(samples, lo, axis=axis), np.nanpercentile(samples, hi, axis=axis)
 
 
+class LayerRows:
+    """Rows of a (layer, neuron) score read by blocks of ``block`` layers (default: the dask array's
+    layer chunks, so each chunk is read once), the last ``keep`` blocks cached in their stored dtype:
+    a model variant's layers (consecutive in the store) cost one read of their blocks, and memory
+    stays at ``keep`` blocks of every neuron, never the whole array."""
+
+    def __init__(self, var: xr.DataArray, block: int | None = None, keep: int = 2):
+        self.var = var.transpose(S.LAYER, S.NEURON)
+        if block is None:  # a dask array's own layer chunks (256 layers in memory)
+            block = self.var.chunks[0][0] if self.var.chunks else 256
+        self.block, self.keep = max(1, int(block)), int(keep)
+        self._blocks: dict = {}
+
+    def _get(self, b: int) -> np.ndarray:
+        if b not in self._blocks:
+            if len(self._blocks) >= self.keep:
+                self._blocks.pop(next(iter(self._blocks)))
+            part = self.var.isel({S.LAYER: slice(b * self.block, (b + 1) * self.block)})
+            self._blocks[b] = np.asarray(part.values)  # the stored dtype (float32): rows() converts
+        return self._blocks[b]
+
+    def rows(self, idx) -> np.ndarray:
+        """``values[idx]`` (len(idx), neuron) float64."""
+        idx = np.asarray(idx, dtype=int)
+        out = np.empty((len(idx), self.var.sizes[S.NEURON]))
+        for b in np.unique(idx // self.block):
+            sel = np.flatnonzero(idx // self.block == b)
+            out[sel] = self._get(int(b))[idx[sel] - b * self.block]
+        return out
+
+
 @dataclass
 class _Bootstrap:
     """What every interval of one ranking shares: the seeded generator (drawn in row order), the
@@ -52,13 +83,11 @@ class _Bootstrap:
         """95% interval of the max over ``layers`` of the mean over resampled neurons of ``grp``."""
         if not self.n_boot or metric not in self.neuron_vars:
             return np.nan, np.nan
-        if metric not in self.cache:  # the whole (layer, neuron) array once, in memory
+        if metric not in self.cache:  # rows read by blocks of layers, never the whole (layer, neuron) array
             var = self.neuron_vars[metric]
-            self.cache[metric] = (np.asarray(var.transpose(S.LAYER, S.NEURON).values, dtype=float),
-                                  {k: i for i, k in enumerate(to_strings(var[S.LAYER].values))})
-        values, pos = self.cache[metric]
-        rows = [pos[k] for k in layers]
-        block = values[np.ix_(rows, np.flatnonzero(self.neuron_groups[metric] == grp))]
+            self.cache[metric] = (LayerRows(var), {k: i for i, k in enumerate(to_strings(var[S.LAYER].values))})
+        reader, pos = self.cache[metric]
+        block = reader.rows([pos[k] for k in layers])[:, np.flatnonzero(self.neuron_groups[metric] == grp)]
         block = block[:, np.isfinite(block).all(axis=0)]
         n = block.shape[1]
         if n < 2:

@@ -172,6 +172,34 @@ def order_groups(values, by: str) -> list[str]:
     return sorted(vals)
 
 
+def sum_by_group(values, groups, cols) -> tuple[np.ndarray, np.ndarray]:
+    """Sums and counts of the finite values of ``values`` (layer, neuron) per neuron group.
+
+    ``groups`` (neuron,) labels each column, ``cols`` the groups in output order; returns
+    ``(sums, counts)`` (layer, group) float64.  One product with a (neuron, group) one-hot matrix,
+    so a dask array is reduced chunk by chunk (each task: one (layer, neuron) chunk times its
+    rows of the one-hot matrix; then the partial (layer, group) sums over the neuron chunks): the
+    whole array is never in one task, and with a distributed client active the work runs on its
+    workers.  A NumPy array is reduced in memory the same way.
+    """
+    codes = pd.Index(cols).get_indexer(np.asarray(groups))
+    onehot = np.zeros((len(codes), len(cols)))
+    ok = codes >= 0
+    onehot[np.flatnonzero(ok), codes[ok]] = 1.0
+    if hasattr(values, "dask"):
+        import dask
+        import dask.array as da
+
+        x = values.astype(np.float64)
+        finite = da.isfinite(x)
+        oh = da.from_array(onehot, chunks=(x.chunks[1], len(cols)))
+        sums, counts = dask.compute(da.where(finite, x, 0.0) @ oh, finite.astype(np.float64) @ oh)
+        return np.asarray(sums), np.asarray(counts)
+    x = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(x)
+    return np.where(finite, x, 0.0) @ onehot, finite.astype(np.float64) @ onehot
+
+
 def group_matrix(scores, metric: str, by: str, layers: pd.Index):
     """(groups, M (layer, group) of group-mean scores, N (layer, group) counts) with rows in the order
     of ``layers`` (NaN where a layer lacks the metric), or None (area-level metrics unless ``by == "area"``)."""
@@ -181,15 +209,11 @@ def group_matrix(scores, metric: str, by: str, layers: pd.Index):
         var = var.reindex({S.LAYER: layers})
     if METRICS[metric].target == "neuron":
         grp = neuron_groups(scores, by)
-        values = np.asarray(var.transpose(S.LAYER, S.NEURON).values, dtype=float)
         cols = list(pd.unique(grp))
-        M = np.full((values.shape[0], len(cols)), np.nan)
-        N = np.zeros((values.shape[0], len(cols)), int)
-        for j, g in enumerate(cols):
-            block = values[:, grp == g]
-            N[:, j] = np.isfinite(block).sum(axis=1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                M[:, j] = np.nansum(block, axis=1) / np.where(N[:, j] > 0, N[:, j], np.nan)
+        sums, counts = sum_by_group(var.transpose(S.LAYER, S.NEURON).data, grp, cols)
+        N = counts.astype(int)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            M = sums / np.where(N > 0, N, np.nan)
         return cols, M, N
     if by != "area":
         return None
