@@ -251,11 +251,13 @@ def _as_float(x):
     return x.astype(np.float64)
 
 
-def _cython_blas_syrk():
-    """scipy's Fortran ``dsyrk`` through ctypes, which releases the GIL during the call.
+def _cython_blas_syrk(name: str = "dsyrk", accumulate: bool = True):
+    """scipy's Fortran ``dsyrk``/``ssyrk`` through ctypes, which releases the GIL during the call.
 
     ``scipy.linalg.blas.dsyrk`` (f2py) holds the GIL, so threads feeding it chunks run one at a
-    time; called through ctypes the products of several threads run side by side.  Returns
+    time; called through ctypes the products of several threads run side by side.  The returned
+    ``syrk(C, b)`` sets the upper triangle of ``C`` (n, n), Fortran order, to ``b b^T`` (plus ``C``
+    itself when ``accumulate``); ``b`` (n, c) C-contiguous, of the routine's dtype.  Returns
     ``None`` where the capsule is not available (then the f2py wrapper is used).
     """
     try:
@@ -263,39 +265,7 @@ def _cython_blas_syrk():
 
         import scipy.linalg.cython_blas as cb
 
-        cap = cb.__pyx_capi__["dsyrk"]
-        get_name = ctypes.pythonapi.PyCapsule_GetName
-        get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
-        get_ptr = ctypes.pythonapi.PyCapsule_GetPointer
-        get_ptr.restype, get_ptr.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
-        fn = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 10))(get_ptr(cap, get_name(cap)))
-    except Exception:  # pragma: no cover - scipy without cython_blas capsules
-        return None
-    c_int, c_char, c_double, byref = ctypes.c_int, ctypes.c_char, ctypes.c_double, ctypes.byref
-    upper, trans_t, one = c_char(b"U"), c_char(b"T"), c_double(1.0)
-
-    def syrk(K, b):
-        # K (n, n) Fortran order, upper triangle += b b^T; b (n, c) C-contiguous float64 is the
-        # Fortran matrix b^T (c, n), so this is C := A^T A + C with A = b^T, k = c, lda = c
-        n, c = b.shape
-        fn(byref(upper), byref(trans_t), byref(c_int(n)), byref(c_int(c)), byref(one), b.ctypes.data,
-           byref(c_int(max(1, c))), byref(one), K.ctypes.data, byref(c_int(n)))
-        return K
-
-    return syrk
-
-
-_SYRK_GIL_FREE = _cython_blas_syrk()
-
-
-def _cython_blas_ssyrk():
-    """scipy's Fortran ``ssyrk`` through ctypes (GIL released): ``C32 := b b^T`` (upper triangle), or None."""
-    try:
-        import ctypes
-
-        import scipy.linalg.cython_blas as cb
-
-        cap = cb.__pyx_capi__["ssyrk"]
+        cap = cb.__pyx_capi__[name]
         get_name = ctypes.pythonapi.PyCapsule_GetName
         get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
         get_ptr = ctypes.pythonapi.PyCapsule_GetPointer
@@ -303,19 +273,23 @@ def _cython_blas_ssyrk():
         fn = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 10))(get_ptr(cap, get_name(cap)))
     except (ImportError, KeyError, AttributeError, TypeError, ValueError):  # pragma: no cover - no capsules
         return None
-    c_int, c_char, c_float, byref = ctypes.c_int, ctypes.c_char, ctypes.c_float, ctypes.byref
-    upper, trans_t, one, zero = c_char(b"U"), c_char(b"T"), c_float(1.0), c_float(0.0)
+    c_int, c_char, byref = ctypes.c_int, ctypes.c_char, ctypes.byref
+    real = ctypes.c_double if name == "dsyrk" else ctypes.c_float
+    upper, trans_t, one, beta = c_char(b"U"), c_char(b"T"), real(1.0), real(1.0 if accumulate else 0.0)
 
-    def ssyrk(C, b):
+    def syrk(C, b):
+        # b (n, c) C-contiguous is the Fortran matrix b^T (c, n), so this is C := A^T A (+ C), A = b^T,
+        # k = c, lda = c
         n, c = b.shape
         fn(byref(upper), byref(trans_t), byref(c_int(n)), byref(c_int(c)), byref(one), b.ctypes.data,
-           byref(c_int(max(1, c))), byref(zero), C.ctypes.data, byref(c_int(n)))
+           byref(c_int(max(1, c))), byref(beta), C.ctypes.data, byref(c_int(n)))
         return C
 
-    return ssyrk
+    return syrk
 
 
-_SSYRK_GIL_FREE = _cython_blas_ssyrk()
+_SYRK_GIL_FREE = _cython_blas_syrk("dsyrk", accumulate=True)
+_SSYRK_GIL_FREE = _cython_blas_syrk("ssyrk", accumulate=False)
 
 
 def _syrk32_into(K, C32, b):
