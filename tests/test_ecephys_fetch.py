@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import re
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 from ecephys_fixture import make_ecephys_cache
+from http_fixture import Server, send_ranged
 
 from neuroxr.io import fetch as F
 from neuroxr.io.allen import ecephys as E
@@ -65,28 +65,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         etag = self._etag(rel, data)
         if rel in self.server.short:
             data = data[: len(data) - 100]
-        start = int(re.match(r"bytes=(\d+)-", rng).group(1)) if rng else 0
-        if rng:
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("ETag", f'"{etag}"')
-        self.end_headers()
-        if self.server.drops.get(rel, 0) > 0:
-            self.server.drops[rel] -= 1
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            self.connection.shutdown(2)
-            return
-        self.wfile.write(body)
+        send_ranged(self, data, rel, etag)
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
+_Server = Server
 
 
 @pytest.fixture(scope="module")

@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import shutil
 import http.server
+import json
 import os
 import re
+import shutil
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from allen_fixture import ExperimentSpec, make_allen_cache
+from http_fixture import Server, send_ranged
+
 from neuroxr.io import fetch as F
 
 pytestmark = pytest.mark.network
@@ -94,36 +95,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         data, etag = self._send_headers(p, rel)
         if rel in self.server.corrupt:                      # same size, other bytes, original ETag
             data = bytes(b ^ 0xFF for b in data[:16]) + data[16:]
-        start = 0
-        if rng:
-            m = re.match(r"bytes=(\d+)-", rng)
-            start = int(m.group(1))
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("ETag", f'"{etag}"')
-        self.end_headers()
-        if self.server.drops.get(rel, 0) > 0:                # send half, then drop the connection
-            self.server.drops[rel] -= 1
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            self.connection.shutdown(2)
-            return
-        self.wfile.write(body)
+        send_ranged(self, data, rel, etag)
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
+_Server = Server
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from http_fixture import Server, send_ranged
 
 from neuroxr.catalogs import read_catalog
 from neuroxr.features import weights as W
@@ -69,25 +70,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             data = data[: len(data) // 2]
         if key in self.server.corrupt:
             data = bytes(b ^ 0xFF for b in data[:64]) + data[64:]
-        start = int(re.match(r"bytes=(\d+)-", rng).group(1)) if rng else 0
-        self.send_response(206 if rng else 200)
-        if rng:
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.server.drops.get(key, 0) > 0:               # half, then the connection drops
-            self.server.drops[key] -= 1
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            self.connection.shutdown(2)
-            return
-        self.wfile.write(body)
+        send_ranged(self, data, key)
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
+_Server = Server
 
 
 def _save(obj) -> bytes:
