@@ -56,7 +56,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         p, rel = self._file()
-        rng = self.headers.get("Range")
         self.server.log.append(("GET", rel))
         if p is None:
             self.send_error(404)
