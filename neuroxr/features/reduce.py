@@ -40,8 +40,13 @@ MIN_RAM_BUDGET = 1 << 30
 #: "mixed", the raw Gram (RSA's) with float32 products centred and summed in float64 (~1e-8
 #: relative, RSA r within 2e-7 of float64 products), the z-scored Gram (ridge's) with float64
 #: products.  "float32" for both is faster again, but moved leave-one-out ridge r at alpha 1 by
-#: 4e-5 on resnet50 (``benchmarks/bench_extract.py`` prints the differences per model)
-MODEL_PRECISION = "mixed"
+#: 4e-5 on resnet50 (``benchmarks/bench_extract.py`` prints the differences per model).
+#: The default is "float64" products for both, so RSA and ridge equal their float64 references to
+#: the last digits (1e-8 and better); ``NEUROXR_GRAM_PRODUCTS=mixed`` (or ``float32``) trades that
+#: for speed, and every features store records the products it used (``gram_products``).
+MODEL_PRECISION = os.environ.get("NEUROXR_GRAM_PRODUCTS", "float64")
+if MODEL_PRECISION not in ("float64", "mixed", "float32"):
+    raise NeuroxrError(f"NEUROXR_GRAM_PRODUCTS={MODEL_PRECISION!r}: choose float64, mixed or float32")
 
 
 def default_ram_budget() -> float:
