@@ -20,6 +20,7 @@ from ecephys_fixture import (
 
 from neuroxr.errors import InvalidArgumentError, MissingDataError, StoreExistsError
 from neuroxr.io.allen import ecephys as E
+from neuroxr.io.allen.cache import AllenDataWarning
 from neuroxr.io.store import open_dataset
 
 
@@ -182,7 +183,7 @@ def test_scenes_from_2p_cache_are_compared(made, copy, tmp_path):
     with h5py.File(next((cache2p / "ophys_experiment_data").glob("*.nwb")), "r") as f:
         stack = f["stimulus/templates/natural_scenes_image_stack/data"][()]
     shutil.rmtree(copy / "natural_scene_templates")
-    with pytest.warns(E.AllenDataWarning, match="never presented"):      # 118 scenes there, 12 shown
+    with pytest.warns(AllenDataWarning, match="never presented"):      # 118 scenes there, 12 shown
         E.ingest_neuropixels(tmp_path / "a", copy, scenes_from_2p=cache2p)  # no TIFFs: the 2p stack is used
     np.testing.assert_array_equal(open_dataset(tmp_path / "a" / "stimuli.zarr").pixels.values, stack[:N_SCENES])
     with pytest.raises(E.AllenCacheError, match="differ"):                 # TIFFs there and different: refused

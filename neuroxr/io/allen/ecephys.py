@@ -26,7 +26,6 @@ channel is not in the table).
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +34,7 @@ import pandas as pd
 
 from ... import schema as S
 from ...errors import InvalidArgumentError, MissingDataError, NeuroxrError
-from .cache import AllenCacheError, AllenDataWarning, read_manifest
+from .cache import AllenCacheError, read_manifest, warn
 
 #: manifest keys -> specs (``EcephysProjectCache.add_manifest_paths``), relative to the manifest's directory
 ECEPHYS_MANIFEST_DEFAULTS = {
@@ -66,10 +65,6 @@ QUALITY_DEFAULTS = {
     "in_brain": True,
 }
 _METRICS = ("amplitude_cutoff", "presence_ratio", "isi_violations", "firing_rate", "snr")
-
-
-def warn(msg):
-    warnings.warn(msg, AllenDataWarning, stacklevel=3)
 
 
 # --------------------------------------------------------------------------- the cache directory
