@@ -37,7 +37,6 @@ metadata headers (commit, LFS sha256, size) of a ``resolve`` URL.
 """
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import os
@@ -54,6 +53,7 @@ from tqdm.auto import tqdm
 
 from ..errors import NeuroxrError
 from . import allen
+from .store import hash_file
 
 DEFAULT_BASE_URL = "https://allen-brain-observatory.s3.us-west-2.amazonaws.com/visual-coding-2p"
 #: AllenSDK's RMA API, asked for a file's well-known-file download link when the bucket lacks it
@@ -104,12 +104,8 @@ _TRANSIENT = (http.client.IncompleteRead, http.client.RemoteDisconnected, http.c
               ConnectionError, socket.timeout, TimeoutError)
 
 
-def _md5(path, chunk=_CHUNK) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(chunk), b""):
-            h.update(b)
-    return h.hexdigest()
+def _md5(path) -> str:
+    return hash_file(path, _CHUNK, "md5")
 
 
 def head_file(url, timeout=60) -> dict:
@@ -260,12 +256,8 @@ def _finish_download(url, part: Path, dest: Path, size, md5) -> Path:
     return dest
 
 
-def _sha256(path, chunk=_CHUNK) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(chunk), b""):
-            h.update(b)
-    return h.hexdigest()
+def _sha256(path) -> str:
+    return hash_file(path, _CHUNK)
 
 
 def download_verified(url, dest, *, sha256=None, sha256_prefix=None, size=None, retries=5, timeout=60,

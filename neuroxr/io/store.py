@@ -100,9 +100,9 @@ def hash_array(values, chunk_bytes: int = 64 << 20) -> str:
     return h.hexdigest()[:16]
 
 
-def hash_file(path, chunk: int = 1 << 20) -> str:
-    """Full sha256 of a file."""
-    h = hashlib.sha256()
+def hash_file(path, chunk: int = 1 << 20, algorithm: str = "sha256") -> str:
+    """Full hex digest of a file (``algorithm``: a :func:`hashlib.new` name, sha256 by default)."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)
