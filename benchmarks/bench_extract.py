@@ -20,6 +20,17 @@ the largest relative difference of the Gram matrices and the largest |dr| of the
 from them: leave-one-out ridge r (alphas 1, 1e3, 1e5) of the shared VISp neurons (or random
 responses) and RSA r against their RDM.
 
+Two bare sides (``--bare both``, the default): ``torch``, the model as a plain torch script runs
+it (torch's allocator defaults, ``THP_MEM_ALLOC_ENABLE=0``), and ``neuroxr``, the same forward pass
+with the process settings importing neuroxr makes (``neuroxr._boot``: transparent huge pages for
+large tensors), so the extraction's own overhead is visible beside its speed-up over plain torch.
+
+The floor: the Gram matrices cost ``2 n^2`` multiply-adds per kept activation (two products, raw and
+z-scored), whatever the code.  A child measures this machine's float64 SYRK rate on one thread (the
+accumulator runs one BLAS thread per budget thread), and ``floor`` is the bare forward pass plus
+that arithmetic at that rate, over the torch bare side: no exact float64 extraction of every layer
+can go below it on this CPU.
+
 Stimuli: the shared VISp images (the demo's 118, 31x31) when present, else random; the models
 resize them to their input size.
 """
@@ -65,7 +76,9 @@ def _peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def _bare(model, n, batch_size, threads, q):
+def _bare(model, n, batch_size, threads, q, settings="neuroxr"):
+    if settings == "torch":  # before torch allocates: its allocator's defaults, as a plain script has them
+        os.environ["THP_MEM_ALLOC_ENABLE"] = "0"
     from neuroxr.features.hooks import run_forward
     from neuroxr.features.preprocess import preprocess_images
 
@@ -126,6 +139,7 @@ def _extract(model, n, batch_size, threads, q, check=False):
         dt = time.perf_counter() - t
         peak = _peak_gb()
         res = {"seconds": dt, "peak_gb": peak, "layers": int(ds.sizes["layer"]),
+               "activations": int(ds["n_features"].sum()), "images": int(ds.sizes["image"]),
                "path": "one pass" if any("one forward pass" in m for m in lines) else "batches",
                "spills": max(spills, default=0), "precision": pick_precision(lm)}
         if check:  # untimed: the same activations reduced with float64 products, then the scores
@@ -133,6 +147,26 @@ def _extract(model, n, batch_size, threads, q, check=False):
                                precision="float64")
             res["diff"] = score_difference(ds, ref, _responses(n))
     q.put(res)
+
+
+def _syrk_rate(q):
+    """This machine's float64 SYRK rate on one thread (multiply-adds counted as 2 flops), GFLOP/s."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    from neuroxr.mapping.gram import _syrk
+
+    x = np.random.default_rng(0).standard_normal((118, 1 << 20))
+    K = np.zeros((118, 118), order="F")
+    with threadpool_limits(1, user_api="blas"):
+        best = min(_timed(lambda: _syrk(K, x)) for _ in range(3))
+    q.put({"gflops": 118 * 118 * x.shape[1] / best / 1e9})
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
 
 
 def _run(fn, *args, **kwargs) -> dict:
@@ -156,29 +190,43 @@ def describe_machine(threads: int) -> str:
     blas = "; ".join(f"{i['internal_api']} {i.get('version')} {i['num_threads']} threads "
                      f"({i.get('architecture', '?')})" for i in threadpool_info() if i["user_api"] == "blas")
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    env = ", ".join(f"{k}={os.environ.get(k, 'unset')}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                                                   "THP_MEM_ALLOC_ENABLE"))
     return (f"load average {load}; {available_cores()} available cores, --threads {threads} "
-            f"(torch intra-op {threads}, Gram {threads}, BLAS 1 inside the extraction); BLAS: {blas}")
+            f"(torch intra-op {threads}, Gram {threads}, BLAS 1 inside the extraction); BLAS: {blas}; {env}")
 
 
-def bench_model(model, args) -> dict:
-    sides = {"bare": [], "extract": []}
+def bench_model(model, args, rate=None) -> dict:
+    bare = getattr(args, "bare", "torch")
+    bares = ["torch", "neuroxr"] if bare == "both" else [bare]
+    sides = {**{f"bare_{b}": [] for b in bares}, "extract": []}
     layers, info = None, {}
     for r in range(args.repeat):
-        order = ("bare", "extract") if r % 2 == 0 else ("extract", "bare")
+        order = list(sides) if r % 2 == 0 else list(sides)[::-1]
         for side in order:
-            if side == "bare":
-                res = _run(_bare, model, args.images, args.batch_size, args.threads)
+            if side.startswith("bare"):
+                res = _run(_bare, model, args.images, args.batch_size, args.threads, settings=side[5:])
             else:
                 res = _run(_extract, model, args.images, args.batch_size, args.threads,
                            check=r == 0 and getattr(args, "check", True))
-                info = {k: res[k] for k in ("path", "spills", "precision", "diff") if k in res} | info
+                info = {k: res[k] for k in ("path", "spills", "precision", "diff", "activations", "images")
+                        if k in res} | info
             sides[side].append(res)
             layers = res.get("layers", layers)
     med = {k: statistics.median(x["seconds"] for x in v) for k, v in sides.items()}
     peak = {k: max(x["peak_gb"] for x in v) for k, v in sides.items()}
-    return {"model": model, "bare": med["bare"], "extract": med["extract"], "ratio": med["extract"] / med["bare"],
-            "peak_bare": peak["bare"], "peak_extract": peak["extract"], "layers": layers,
-            "runs": {k: [round(x["seconds"], 2) for x in v] for k, v in sides.items()}, **info}
+    ref = med[f"bare_{bares[0]}"]
+    out = {"model": model, "bare": ref, "extract": med["extract"], "ratio": med["extract"] / ref,
+           "peak_bare": peak[f"bare_{bares[0]}"], "peak_extract": peak["extract"], "layers": layers,
+           "runs": {k: [round(x["seconds"], 2) for x in v] for k, v in sides.items()}, **info}
+    if len(bares) == 2:
+        out["bare_neuroxr"] = med["bare_neuroxr"]
+        out["ratio_neuroxr"] = med["extract"] / med["bare_neuroxr"]
+    if rate and "activations" in info:
+        gflop = 2 * info["images"] ** 2 * info["activations"] / 1e9  # two SYRKs of n^2 p / 2 multiply-adds each
+        out["gram_gflop"] = gflop
+        out["floor"] = (min(med[f"bare_{b}"] for b in bares) + gflop / (rate * args.threads)) / ref
+    return out
 
 
 def main(argv=None):
@@ -190,21 +238,29 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
     ap.add_argument("--repeat", type=int, default=3, help="rounds per side; medians are printed (default 3)")
     ap.add_argument("--threads", type=int, default=None, help="thread budget (default: the available cores)")
+    ap.add_argument("--bare", choices=("both", "torch", "neuroxr"), default="both",
+                    help="the bare forward pass with torch's defaults, with neuroxr's process settings, or both "
+                         "(default; ratios are over the torch side)")
     ap.add_argument("--no-check", dest="check", action="store_false",
                     help="skip the untimed float64 comparison of the first round")
     args = ap.parse_args(argv)
     args.threads = args.threads or available_cores()
     print(describe_machine(args.threads), flush=True)
-    print(f"{'model':22s} {'layers':>6s} {'bare s':>7s} {'extract s':>9s} {'ratio':>6s} {'peak bare GB':>12s} "
-          f"{'peak extr GB':>12s}  path (spill files), products; max rel dGram, |dr| ridge, |dr| RSA vs float64",
-          flush=True)
+    rate = _run(_syrk_rate)["gflops"]
+    print(f"float64 SYRK on one thread: {rate:.1f} GFLOP/s (the floor's rate: x {args.threads} threads)", flush=True)
+    print(f"{'model':22s} {'layers':>6s} {'bare s':>7s} {'bare nxr':>8s} {'extract s':>9s} {'ratio':>6s} "
+          f"{'r nxr':>6s} {'floor':>6s} {'Gram GF':>8s} {'peak bare GB':>12s} {'peak extr GB':>12s}  "
+          "path (spill files), products; max rel dGram, |dr| ridge, |dr| RSA vs float64", flush=True)
     for model in args.model or MODELS:
-        r = bench_model(model, args)
+        r = bench_model(model, args, rate)
         d = r.get("diff")
         diff = f"{d['gram']:.1e}, {d['ridge']:.1e}, {d['rsa']:.1e}" if d else "not checked"
-        print(f"{r['model']:22s} {r['layers']:6d} {r['bare']:7.2f} {r['extract']:9.2f} {r['ratio']:6.2f} "
-              f"{r['peak_bare']:12.2f} {r['peak_extract']:12.2f}  {r['path']} ({r['spills']}), {r['precision']}; "
-              f"{diff}   runs {r['runs']}; load {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
+        nxr = (f"{r['bare_neuroxr']:8.2f}", f"{r['ratio_neuroxr']:6.2f}") if "bare_neuroxr" in r else ("-" * 8, "-" * 6)
+        floor = (f"{r['floor']:6.2f}", f"{r['gram_gflop']:8.0f}") if "floor" in r else ("-" * 6, "-" * 8)
+        print(f"{r['model']:22s} {r['layers']:6d} {r['bare']:7.2f} {nxr[0]} {r['extract']:9.2f} {r['ratio']:6.2f} "
+              f"{nxr[1]} {floor[0]} {floor[1]} {r['peak_bare']:12.2f} {r['peak_extract']:12.2f}  "
+              f"{r['path']} ({r['spills']}), {r['precision']}; {diff}   runs {r['runs']}; "
+              f"load {' '.join(f'{v:.2f}' for v in os.getloadavg())}", flush=True)
     print("load average after: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import importlib
 
+from . import _boot  # noqa: F401  (first: settings torch reads at its first large allocation)
+
 from . import schema
 from .errors import MissingDataError, NeuroxrError, SchemaError, SettingsMismatchError, StoreExistsError
 from .study import Study, open_study

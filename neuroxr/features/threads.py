@@ -13,8 +13,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
-from threadpoolctl import threadpool_info
-
+from .._boot import blas_kernels
 from ..runtime import available_cores, single_threaded_blas
 
 
@@ -55,10 +54,8 @@ def extraction_threads(threads: int | None = None):
 
 
 def describe_threads(n: int) -> str:
-    """One line for a log: the budget, torch's threads and the BLAS libraries' (threadpoolctl)."""
-    blas = ", ".join(f"{i.get('internal_api')} {i.get('num_threads')}" for i in threadpool_info()
-                     if i.get("user_api") == "blas") or "none found"
-    return f"{n} thread(s) (torch {torch.get_num_threads()}, Gram {n}, BLAS: {blas})"
+    """One line for a log: the budget, torch's threads and the BLAS libraries' kernels and threads (threadpoolctl)."""
+    return f"{n} thread(s) (torch {torch.get_num_threads()}, Gram {n}, BLAS: {blas_kernels()})"
 
 
 __all__ = ["thread_budget", "extraction_threads", "describe_threads"]
