@@ -16,6 +16,7 @@ The header prints the load average, the thread settings (``--threads``) and thre
 Usage::
 
     python benchmarks/bench_score.py --p 1e6 --repeat 3
+    python benchmarks/bench_score.py --p 1e6 --neurons 6619,60000 --repeat 3   # the issue's rows
     python benchmarks/bench_score.py --p 1e6 --neurons 6619 --zoo-layers 10000
 """
 from __future__ import annotations
@@ -354,10 +355,13 @@ def _environment(threads):
     print(f"# machine: {os.cpu_count()} cores (shared), load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"# threads: neuroxr Gram {threads or 'one per available core'} (BLAS 1 thread inside); "
           f"peers: their BLAS defaults; BLAS: {'; '.join(blas) or 'none found'}")
+    print("# environment: " + ", ".join(f"{k}={os.environ.get(k, 'unset')}" for k in (
+        "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "THP_MEM_ALLOC_ENABLE")))
 
 
-def bench_one(p, N, repeat, threads, pearson):
-    """All same-answer rows and the different-answers row at one (p, N)."""
+def bench_one(p, N, repeat, threads, pearson, neuron_free=True):
+    """All same-answer rows and the different-answers row at one (p, N); ``neuron_free=False`` leaves
+    out the rows that do not depend on N (exact ridge of 50 neurons, RSA), measured at the first N."""
     lines = []
     with tempfile.TemporaryDirectory(prefix="nxr_bench_") as tmp:
         tmp = Path(tmp)
@@ -366,12 +370,14 @@ def bench_one(p, N, repeat, threads, pearson):
                               {"reference": a + (pearson, False), "neuroxr-srp": a + (threads,), "neuroxr": a + (threads,)})
         lines.append(_row(f"srp-ridge incl. projection, p={p:.0e}, N={N}", "scikit-learn pipeline", got["reference"],
                           got["neuroxr-srp"], _max_dr(tmp, "r_ref.npy", "r_nxr_srp.npy"), ">= 3x"))
-        ex = run_alternating(["exact", "exact-neuroxr"], repeat, {"exact": a, "exact-neuroxr": a + (threads,)})
-        lines.append(_row(f"exact ridge, p={p:.0e}, 50 neurons", "scaler + RidgeCV", ex["exact"], ex["exact-neuroxr"],
-                          _max_dr(tmp, "r_exact.npy", "r_exact_nxr.npy"), ">= 3x"))
-        rsa = compare_rsa(p, repeat, threads)
-        lines.append(_row(f"RSA of one layer, p={p:.0e}", "rsatoolbox", {"time": rsa.get("peer", np.nan), **rsa},
-                          {"time": rsa.get("nxr", np.nan)}, rsa.get("max_dr", np.nan), ">= 2x"))
+        ex = rsa = None
+        if neuron_free:
+            ex = run_alternating(["exact", "exact-neuroxr"], repeat, {"exact": a, "exact-neuroxr": a + (threads,)})
+            lines.append(_row(f"exact ridge, p={p:.0e}, 50 neurons", "scaler + RidgeCV", ex["exact"],
+                              ex["exact-neuroxr"], _max_dr(tmp, "r_exact.npy", "r_exact_nxr.npy"), ">= 3x"))
+            rsa = compare_rsa(p, repeat, threads)
+            lines.append(_row(f"RSA of one layer, p={p:.0e}", "rsatoolbox", {"time": rsa.get("peer", np.nan), **rsa},
+                              {"time": rsa.get("nxr", np.nan)}, rsa.get("max_dr", np.nan), ">= 2x"))
         lines.append(_row(f"DIFFERENT ANSWERS: paper srp vs exact, p={p:.0e}", "scikit-learn pipeline",
                           got["reference"], got["neuroxr"], float("nan"), "n/a") + " (not comparable)")
     return lines, {"p": p, "N": N, "srp": got, "exact": ex, "rsa": rsa}
@@ -409,7 +415,7 @@ def main(argv=None):
     rows = []
     for p in ps:
         for N in Ns:
-            lines, row = bench_one(p, N, args.repeat, args.threads, args.reference_pearson)
+            lines, row = bench_one(p, N, args.repeat, args.threads, args.reference_pearson, neuron_free=N == Ns[0])
             rows.append(row)
             for line in lines:
                 print(line, flush=True)
