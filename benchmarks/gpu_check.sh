@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# GPU check of scoring: the Gram accumulation and the ridge scores on the CPU (numpy) and on the
-# device (torch), side by side in one process, with the ratio and max |dr| of each.  Under 5 minutes
-# on a GPU machine at the default size.
+# GPU check of extraction and scoring, CPU and device side by side in one process, with the ratio and
+# max |dr| of each: the Gram accumulation, the ridge scores, and a whole extraction (every layer of
+# NXR_GPU_CHECK_MODEL, default resnet50 with random weights, 118 images, one pass: forward, fingerprints
+# and Gram matrices on the device) against the same extraction on the CPU.  Under 5 minutes on a GPU
+# machine at the default size.
 #
 #   bash benchmarks/gpu_check.sh                      # needs a CUDA device; exits 3 without one
 #   NXR_GPU_CHECK_DEVICE=torch:cpu bash benchmarks/gpu_check.sh   # the same logic on torch's CPU backend
 #   NXR_GPU_CHECK_P=1000000 NXR_GPU_CHECK_NEURONS=6619 ...        # problem size (defaults shown)
+#   NXR_GPU_CHECK_MODEL=alexnet ...                               # the extracted model ("none": skip)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="${PYTHONPATH:-$PWD}"
@@ -63,6 +66,38 @@ r_dev, s_dev = timed(lambda: compute_scores(score_layers(feats, resp, ("ridge",)
 dr = float(np.nanmax(np.abs(r_cpu - r_dev)))
 print(f"scoring   cpu {s_cpu:8.3f} s | {chosen} {s_dev:8.3f} s | cpu/device {s_cpu / s_dev:6.2f}x | max|dr| {dr:.1e}")
 ok = dK < 1e-9 and dr < 1e-6
+
+model = os.environ.get("NXR_GPU_CHECK_MODEL", "resnet50")
+if model != "none":
+    import torch
+
+    from neuroxr.features.run import reduce_model
+    from neuroxr.features.threads import extraction_threads
+    from neuroxr.features.zoo import load_model
+    from neuroxr.mapping.ridge import calc_loo_pearson
+
+    device = chosen.split(":", 1)[1] if ":" in chosen else "cpu"  # "torch" alone: torch's CPU
+    pixels = rng.integers(0, 256, (n, 64, 64)).astype(np.uint8)
+    with extraction_threads() as budget:
+        lm_cpu = load_model(model, weights="random", device="cpu")
+        lm_dev = load_model(model, weights="random", device=device)
+        backend = None if device != "cpu" else "torch:cpu"
+        run_cpu = lambda: reduce_model(lm_cpu, pixels, n_threads=budget, one_pass=True)
+        run_dev = lambda: (reduce_model(lm_dev, pixels, n_threads=budget, one_pass=True, backend=backend),
+                           torch.cuda.synchronize() if device.startswith("cuda") else None)[0]
+        f_cpu, e_cpu = timed(run_cpu, repeat=1)
+        f_dev, e_dev = timed(run_dev, repeat=1)
+    same = list(f_cpu.layer_name.values) == list(f_dev.layer_name.values)
+    # activations differ at float32 round-off between the devices' kernels: compare the Grams relatively
+    dG = max(float((np.abs(f_cpu[v] - f_dev[v]).max(("image", "image_j")) / np.abs(f_cpu[v]).max(("image", "image_j"))).max())
+             for v in ("gram", "gram_z"))
+    Yr = Y[:, :200].astype(np.float64)
+    der = max(float(np.nanmax(np.abs(calc_loo_pearson(f_cpu.gram_z.values[i], Yr, alphas=(1e3,))
+                                      - calc_loo_pearson(f_dev.gram_z.values[i], Yr, alphas=(1e3,)))))
+              for i in range(f_cpu.sizes["layer"]))
+    print(f"extract   cpu {e_cpu:8.3f} s | {chosen} {e_dev:8.3f} s | cpu/device {e_cpu / e_dev:6.2f}x | {model}, "
+          f"{f_dev.sizes['layer']} layers (same kept: {same}); max rel dGram {dG:.1e}, max|dr| ridge {der:.1e}")
+    ok = ok and same and dG < 1e-5 and der < 1e-4  # float32 kernels of two devices (TF32 off)
 print("gpu_check: " + ("OK" if ok else "MISMATCH"))
 sys.exit(0 if ok else 1)
 PY

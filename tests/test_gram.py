@@ -137,11 +137,13 @@ def _gpu_check(env_extra):
 
 
 def test_gpu_check_on_torch_cpu_compares_against_numpy():
-    proc = _gpu_check({"NXR_GPU_CHECK_DEVICE": "torch"})
+    proc = _gpu_check({"NXR_GPU_CHECK_DEVICE": "torch", "NXR_GPU_CHECK_MODEL": "alexnet"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert any(ln.startswith("gram ") and "max|dK|" in ln for ln in lines)
     assert any(ln.startswith("scoring ") and "max|dr|" in ln for ln in lines)
+    # the whole extraction, device code (torch) against the CPU path, the same layers kept
+    assert any(ln.startswith("extract ") and "alexnet" in ln and "same kept: True" in ln for ln in lines), lines
     assert lines[-1] == "gpu_check: OK"
 
 

@@ -7,6 +7,7 @@ forward pass (torchvision ResNet's shared ``relu``) gives one layer per call
 """
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from functools import partial
 
@@ -84,10 +85,22 @@ def iter_batches(n: int, batch_size: int):
         yield slice(start, min(n, start + batch_size))
 
 
-def run_forward(loaded, x):
-    """One forward pass in inference mode; a too-small image gives a clear error."""
+@contextlib.contextmanager
+def full_float32():
+    """No TF32 in the block: cuDNN convolutions on a GPU use it by default (10-bit mantissas, ~1e-3
+    relative), which would make a GPU extraction a different answer from the CPU's.  No effect on a CPU."""
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
-        with torch.inference_mode():
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def run_forward(loaded, x):
+    """One forward pass in inference mode, full float32; a too-small image gives a clear error."""
+    try:
+        with torch.inference_mode(), full_float32():
             loaded.model(x)
     except RuntimeError as exc:
         msg = str(exc)
@@ -159,4 +172,4 @@ def iter_layer_activations(loaded, pixels: np.ndarray, batch_size: int = 32, dev
         yield name, types[name], acts
 
 
-__all__ = ["LayerHooks", "InputSizeError", "iter_batches", "run_forward", "iter_layer_activations"]
+__all__ = ["InputSizeError", "LayerHooks", "full_float32", "iter_batches", "iter_layer_activations", "run_forward"]

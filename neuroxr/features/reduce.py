@@ -97,12 +97,15 @@ class LayerReducer:
     (:data:`MODEL_PRECISION`) multiplies only the raw Gram in float32.
     """
 
-    def __init__(self, n: int, p: int, srp: SRPCache | None, precision: str = "float64", n_threads: int = 1):
+    def __init__(self, n: int, p: int, srp: SRPCache | None, precision: str = "float64", n_threads: int = 1,
+                 backend: str = "auto"):
         if precision not in PRECISIONS:
             raise FeatureError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.n, self.p, self.precision = n, p, precision
-        # n_threads: the caller's thread budget (features.threads), BLAS kept at one thread there
-        self._acc = GramAccumulator(n, raw=True, zscored=True, n_threads=n_threads, precision=precision)
+        # n_threads: the caller's thread budget (features.threads), BLAS kept at one thread there;
+        # backend: the accumulator's ("torch:<device>" takes the layer as a tensor on that device)
+        self._acc = GramAccumulator(n, raw=True, zscored=True, n_threads=n_threads, precision=precision,
+                                    backend=backend)
         self.srp = None
         if srp is not None:
             self.srp = np.zeros((n, srp.k))
@@ -112,10 +115,13 @@ class LayerReducer:
         return max(1, int(chunk_bytes // (8 * self.n)))
 
     def add(self, x: np.ndarray, start: int):
-        """Add the feature chunk ``x`` (image, c) float32 holding features ``start:start + c``."""
+        """Add the feature chunk ``x`` (image, c) float32 holding features ``start:start + c`` (an array,
+        or a torch tensor for a torch backend)."""
         self._acc.add(x)
         if self.srp is not None:
             c = x.shape[1]
+            if isinstance(x, torch.Tensor):
+                x = x.cpu().numpy()
             if self._proj is None:
                 self.srp[:, start:start + c] = x
             else:
@@ -179,11 +185,12 @@ class ActivationBuffer:
                 pass
 
 
-def as_rows(t) -> torch.Tensor:
-    """A layer's output (image, ...) as a contiguous float32 CPU tensor (image, features)."""
+def as_rows(t, device="cpu") -> torch.Tensor:
+    """A layer's output (image, ...) as a contiguous float32 tensor (image, features) on ``device``
+    (``None``: where it is)."""
     f = t.reshape(t.shape[0], -1)
-    if f.dtype != torch.float32 or f.device.type != "cpu":
-        f = f.to("cpu", torch.float32)
+    if f.dtype != torch.float32 or (device is not None and f.device.type != device):
+        f = f.to(device or f.device, torch.float32)
     return f.contiguous()
 
 
@@ -193,19 +200,19 @@ class Fingerprints:
     def __init__(self):
         self._w: dict = {}
 
-    def _weights(self, p):
-        if p not in self._w:
+    def _weights(self, p, device):
+        if (p, device) not in self._w:
             if len(self._w) > 4:
                 self._w.pop(next(iter(self._w)))
             g = torch.Generator().manual_seed(p)
-            self._w[p] = torch.randn(p, generator=g, dtype=torch.float32)
-        return self._w[p]
+            self._w[p, device] = torch.randn(p, generator=g, dtype=torch.float32).to(device)
+        return self._w[p, device]
 
     def key(self, f: torch.Tensor) -> tuple:
-        """``(p, projection bytes, norm bytes)`` of ``f`` (image, p) float32."""
-        fp = torch.mv(f, self._weights(f.shape[1]))
+        """``(p, projection bytes, norm bytes)`` of ``f`` (image, p) float32, on any device."""
+        fp = torch.mv(f, self._weights(f.shape[1], f.device))
         norm = torch.linalg.vector_norm(f, dim=1)
-        return f.shape[1], fp.numpy().tobytes(), norm.numpy().tobytes()
+        return f.shape[1], fp.cpu().numpy().tobytes(), norm.cpu().numpy().tobytes()
 
 
 class LayerCollector:

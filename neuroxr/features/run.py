@@ -28,7 +28,7 @@ from .reduce import (MODEL_PRECISION, SRP_SEED, FeatureError, LayerCollector, La
 def reduce_model(loaded, pixels, image=None, *, batch_size: int = 32, srp=None, srp_seed: int = SRP_SEED,
                  ram_budget: float | None = None, tmpdir=None, chunk_bytes: int = 8 << 20,
                  precision: str | None = None, progress=None, device=None, n_threads: int = 1, log=None,
-                 one_pass: bool | None = None):
+                 one_pass: bool | None = None, backend: str | None = None):
     """Run ``loaded`` over the stimuli and reduce every distinct layer (in one pass when it fits).
 
     Parameters
@@ -65,6 +65,11 @@ def reduce_model(loaded, pixels, image=None, *, batch_size: int = 32, srp=None, 
         :func:`neuroxr.features.threads.extraction_threads`).
     log : callable, optional
         Receives progress lines (batches and layer groups, with elapsed time and what is left).
+    backend : str, optional
+        Where the one pass reduces each layer: ``None`` (default) follows the model, ``"torch:cuda"``
+        (fingerprints and Gram matrices on the GPU, no activation copied to the host) for a model on
+        a CUDA device, else ``"numpy"`` (compiled kernel and BLAS on the CPU); ``"torch:cpu"`` runs
+        the device code on the CPU.
 
     Returns
     -------
@@ -88,11 +93,14 @@ def reduce_model(loaded, pixels, image=None, *, batch_size: int = 32, srp=None, 
     # the one pass holds a few layers of every image for a moment, not every layer: it may use
     # ONE_PASS_SHARE of the available memory (the kept rows of the batched path, RAM_SHARE)
     one_budget = max(budget, ONE_PASS_SHARE * available_memory()) if ram_budget is None else ram_budget
-    if sizes and (one_pass or one_pass_fits(n, sizes, one_budget)):
+    if sizes and (one_pass or one_pass_fits(n, sizes, one_budget, str(loaded.device))):
+        backend = layer_backend(loaded) if backend is None else backend
         if log is not None:
-            log(f"{prefix}: one forward pass of all {n} images, {len(sizes)} layers reduced in their hooks")
+            where = "the compiled kernel and BLAS on the CPU" if backend == "numpy" else f"{backend} on the device"
+            log(f"{prefix}: one forward pass of all {n} images on {loaded.device}, {len(sizes)} layers reduced "
+                f"in their hooks ({precision} Gram products, {where})")
         layers = reduce_in_one_pass(loaded, pixels, scale, sizes, cache, precision, chunk_bytes, n_threads, log,
-                                    prefix)
+                                    prefix, backend)
     else:
         layers = _reduce_in_batches(loaded, pixels, scale, batch_size, budget, tmpdir, cache, precision, chunk_bytes,
                                     n_threads, progress, log, prefix)
@@ -105,6 +113,13 @@ def reduce_model(loaded, pixels, image=None, *, batch_size: int = 32, srp=None, 
 
 #: share of the available memory (host and cgroup) one forward pass of every image may take
 ONE_PASS_SHARE = 0.5
+
+
+def layer_backend(loaded) -> str:
+    """Where the one pass reduces ``loaded``'s layers: ``"torch:<device>"`` for a model on a CUDA
+    device (the layers never leave it), else ``"numpy"``."""
+    device = str(getattr(loaded, "device", "cpu"))
+    return f"torch:{device}" if device.startswith("cuda") else "numpy"
 
 
 def pick_precision(loaded) -> str:
@@ -169,4 +184,4 @@ def _reduce_collected(collector: LayerCollector, n: int, cache, precision: str, 
     return out
 
 
-__all__ = ["ONE_PASS_SHARE", "pick_precision", "reduce_model"]
+__all__ = ["ONE_PASS_SHARE", "layer_backend", "pick_precision", "reduce_model"]
