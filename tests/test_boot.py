@@ -1,4 +1,4 @@
-"""Issue 13: the process settings neuroxr makes when imported (neuroxr._boot).
+"""Issue 13: the process settings neuroxr makes when imported (neuroxr._boot, Zarr's codec threads).
 
 torch's CPU allocator asks the kernel for transparent huge pages only when THP_MEM_ALLOC_ENABLE is
 set before its first large allocation; importing neuroxr sets it (unless the user set it, or
@@ -70,3 +70,33 @@ def test_importing_neuroxr_gives_torch_tensors_huge_pages():
     assert _huge_kb() > 0
     if "[madvise]" in THP_MODE.read_text():  # huge pages only where asked for: the opt-out asks for none
         assert _huge_kb(NEUROXR_TUNE="0") == 0
+
+
+ZARR_CHILD = r'''
+import os, sys, threading
+os.sched_setaffinity(0, {0})
+import numpy as np, xarray as xr
+from neuroxr.io.store import write_dataset, open_dataset
+import zarr
+ds = xr.Dataset({"x": (("a", "b"), np.random.default_rng(0).standard_normal((400, 400)))})
+write_dataset(ds, sys.argv[1])
+open_dataset(sys.argv[1]).load()
+pool = [t.name for t in threading.enumerate() if t.name.startswith("zarr_pool")]
+print(zarr.config.get("threading.max_workers"), len(pool))
+'''
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux CPU affinity")
+def test_zarr_codec_threads_stay_inside_the_cpus(tmp_path):
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env.pop("ZARR_THREADING__MAX_WORKERS", None)
+    out = subprocess.run([sys.executable, "-c", ZARR_CHILD, str(tmp_path / "a.zarr")], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    limit, threads = map(int, out.stdout.split()[-2:])
+    assert limit == 1 and threads <= 1  # one CPU: one codec thread (zarr's default would be cpus + 4)
+    env["ZARR_THREADING__MAX_WORKERS"] = "3"  # the user's own setting is kept
+    out = subprocess.run([sys.executable, "-c", ZARR_CHILD, str(tmp_path / "b.zarr")], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.split()[-2]) == 3

@@ -46,6 +46,20 @@ from .lock import StoreLockedError, study_lock
 from .paths import exchange_dirs, make_parent, old_sibling, owner_alive, resolve_path, tmp_sibling
 
 
+def limit_codec_threads(n: int | None = None) -> int:
+    """Zarr 3 runs its codecs (zstd, crc32c) in a thread pool of its own, by default of ``cpus + 4``
+    threads: hold it to the CPUs this process may use (:func:`~neuroxr.runtime.available_cores`),
+    so reading and writing stores stays inside the thread budget.  A value the user set in Zarr's
+    configuration (``threading.max_workers``) is kept.  Returns the limit in force."""
+    current = zarr.config.get("threading.max_workers")
+    if current is None:
+        current = max(1, int(n or available_cores()))
+        zarr.config.set({"threading.max_workers": current})
+    return int(current)
+
+
+limit_codec_threads()
+
 #: Zarr 3 codecs used for every array: zstd compression and a crc32c checksum per chunk,
 #: so a corrupted chunk fails loudly instead of being read.
 def default_compressors():
@@ -463,7 +477,7 @@ _encoding = store_encoding
 _strip_encoding = strip_encoding
 
 __all__ = [
-    "default_compressors", "provenance", "read_settings", "check_settings", "hash_array", "hash_file",
+    "default_compressors", "limit_codec_threads", "provenance", "read_settings", "check_settings", "hash_array", "hash_file",
     "store_encoding", "strip_encoding", "check_writable", "PendingWrite", "start_write", "write_dataset",
     "replace_store", "replace_stores", "StoreTransaction", "transaction", "append_variables", "open_dataset",
     "clean_stale", "resolve_path", "tmp_sibling", "study_lock", "StoreLockedError",
