@@ -9,6 +9,9 @@ seed in every child), the routes alternating, ``--repeat`` times (medians printe
   leave-one-out kernel (what ``ridge`` runs);
 - features: :func:`neuroxr.mapping.feature_ridge.calc_loo_scores_features` (p x p, no n x n).
 
+``--threads N`` (default: the available cores) is each child's budget: BLAS/OpenMP at N threads
+(``threadpool_limits(N)`` and ``OMP/OPENBLAS/MKL_NUM_THREADS=N``), the Gram matrix on N threads.
+
 Printed: the load average, thread settings and threadpoolctl's BLAS; the cost model's predicted
 flops and bytes of each route and its choice; per route the wall time (Gram build and scoring
 apart), the peak traced memory of the scoring (tracemalloc: numpy reports its buffers) and the
@@ -18,6 +21,7 @@ Usage::
 
     python benchmarks/bench_many_images.py                       # n=5000, p=1000, 8000 neurons
     python benchmarks/bench_many_images.py --p 4096 --repeat 3   # the paper's projection width
+    python benchmarks/bench_many_images.py --threads 1           # single-threaded routes
 """
 from __future__ import annotations
 
@@ -35,6 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _machine  # the sibling module, found through the path above
+
 SEED = 0
 
 
@@ -48,7 +55,7 @@ def make_data(n, p, n_neurons, seed=SEED):
     return X, Y
 
 
-def child(route, n, p, n_neurons, alpha, out):
+def child(route, n, p, n_neurons, alpha, out, threads):
     from threadpoolctl import threadpool_limits
 
     from neuroxr.mapping import feature_ridge, kernels
@@ -57,7 +64,7 @@ def child(route, n, p, n_neurons, alpha, out):
     X, Y = make_data(n, p, n_neurons)
     Y = Y.astype(np.float64)
     res = {}
-    with threadpool_limits(1):
+    with threadpool_limits(threads):
         # warm-up on a tiny problem (imports, BLAS start-up) outside the timing
         Xw, Yw = make_data(40, 8, 4)
         kernels.calc_loo_scores(kernels.calc_residual_operators(calc_zscored_gram(Xw)[None], (alpha,)), Yw * 1.0)
@@ -65,7 +72,7 @@ def child(route, n, p, n_neurons, alpha, out):
         tracemalloc.start()
         t0 = time.perf_counter()
         if route == "gram":
-            K = calc_zscored_gram(X, n_threads=1, backend="numpy")
+            K = calc_zscored_gram(X, n_threads=threads, backend="numpy")
             res["build_s"] = time.perf_counter() - t0
             t1 = time.perf_counter()
             r = kernels.calc_loo_scores(kernels.calc_residual_operators(K[None], (alpha,)), Y)[0, 0]
@@ -82,11 +89,11 @@ def child(route, n, p, n_neurons, alpha, out):
     print(json.dumps(res))
 
 
-def header():
+def header(threads):
     from threadpoolctl import threadpool_info
 
-    print(f"load: {os.getloadavg()} (cores {os.cpu_count()}); OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')} "
-          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}; children: threadpool_limits(1)")
+    print(_machine.describe_machine(threads, f"children: threadpool_limits({threads}), "
+                                             f"OMP/OPENBLAS/MKL_NUM_THREADS={threads}, Gram {threads}"), flush=True)
     for lib in threadpool_info():
         print(f"  blas: {lib.get('internal_api')} {lib.get('version')} kernel={lib.get('architecture')} "
               f"threads={lib.get('num_threads')} ({Path(lib.get('filepath', '')).name})")
@@ -101,25 +108,28 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--child", choices=["gram", "features"])
     ap.add_argument("--out")
+    _machine.add_threads_argument(ap)
     a = ap.parse_args(argv)
+    a.threads = _machine.apply_threads(a.threads)
     if a.child:
-        return child(a.child, a.n, a.p, a.neurons, a.alpha, a.out)
+        return child(a.child, a.n, a.p, a.neurons, a.alpha, a.out, a.threads)
     from neuroxr.mapping import feature_ridge
 
-    header()
+    header(a.threads)
     costs = feature_ridge.calc_route_costs(a.n, a.p, a.neurons, 1, gram_given=False)
     choice = feature_ridge.choose_ridge_route(a.n, a.p, a.neurons, 1)
     for k, v in costs.items():
         print(f"cost model {k:8s}: {v['flops'] / 1e9:9.1f} GFLOP {v['bytes'] / 2 ** 20:9.1f} MiB")
     print(f"cost model chooses: {choice}   (n={a.n}, p={a.p}, neurons={a.neurons}, alpha={a.alpha})")
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    t = str(a.threads)
+    env = dict(os.environ, OMP_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t, MKL_NUM_THREADS=t)
     runs = {"gram": [], "features": []}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(a.repeat):
             for route in (("gram", "features") if rep % 2 == 0 else ("features", "gram")):
                 out = Path(tmp) / f"{route}{rep}.npy"
                 cmd = [sys.executable, __file__, "--child", route, "--n", str(a.n), "--p", str(a.p),
-                       "--neurons", str(a.neurons), "--alpha", str(a.alpha), "--out", str(out)]
+                       "--neurons", str(a.neurons), "--alpha", str(a.alpha), "--out", str(out), "--threads", t]
                 done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
                 res = json.loads(done.stdout.strip().splitlines()[-1])
                 res["r"] = np.load(out)
@@ -137,7 +147,7 @@ def main(argv=None):
     print(f"ratio gram/features: time {g['total_s'] / f['total_s']:.2f}x (scoring only "
           f"{g['score_s'] / f['score_s']:.2f}x), peak traced memory {g['peak_traced_mib'] / f['peak_traced_mib']:.2f}x; "
           f"same answer: max |dr| = {dr:.2e}; the cost model chose {choice}")
-    print(f"load at the end: {os.getloadavg()}")
+    print(_machine.load_line())
 
 
 if __name__ == "__main__":

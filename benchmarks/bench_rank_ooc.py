@@ -2,12 +2,14 @@
 
     python benchmarks/bench_rank_ooc.py [--layers 10000] [--neurons 60000] [--layers-per-model 50]
                                         [--workers 2] [--memory-limit 3GB] [--n-boot 0]
-                                        [--dir /work/tmp] [--keep]
+                                        [--dir /work/tmp] [--keep] [--threads N]
 
 Writes a synthetic ``scores.zarr`` (``ridge_r`` (layer, neuron) float32, chunks 256 x 8192 as
 ``neuroxr score`` stores them; ``rsa_r`` (layer, area) in ``areas``), generated block by block
 from a seed so the writer never holds the array either, then ranks it with
-:func:`neuroxr.stats.rank_models` on a LocalCluster of ``--workers`` single-threaded workers with
+:func:`neuroxr.stats.rank_models` on a LocalCluster of ``--workers`` workers of
+``max(1, threads // workers)`` threads each (``--threads``: the budget; BLAS at one thread in the
+workers, as Dask's nanny starts them; BLAS, torch and numba at ``--threads`` in this process) with
 ``--memory-limit`` each: the area means are dask reductions run on the workers, the bootstrap
 over neurons (``--n-boot``) reads blocks of layers.  Printed: load, threads, BLAS, the store's
 size, the write and rank times, the client's peak RSS, each worker's peak memory (as the workers
@@ -28,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_extract import describe_machine
+import _machine  # the sibling module, found through the path above
 
 AREAS = ("VISp", "VISl", "VISal", "VISpm", "VISrl", "VISam")
 
@@ -133,15 +135,18 @@ def main(argv=None):
     ap.add_argument("--check", type=int, default=20, help="variants checked against NumPy (default 20)")
     ap.add_argument("--dir", default=None, help="where the store goes (default: a temp dir under /work/tmp or /tmp)")
     ap.add_argument("--keep", action="store_true")
+    _machine.add_threads_argument(ap)
     args = ap.parse_args(argv)
+    args.threads = _machine.apply_threads(args.threads)
+    per_worker = max(1, args.threads // args.workers)
     PER_MODEL = args.layers_per_model
     from distributed import Client, LocalCluster
 
     from neuroxr import stats
     from neuroxr.mapping.tree import open_scores
 
-    print(describe_machine(args.workers).replace(f"--threads {args.workers}", f"{args.workers} workers x 1 thread"),
-          flush=True)
+    print(_machine.describe_machine(args.threads, f"{args.workers} workers x {per_worker} threads, BLAS 1 in the "
+                                                  "workers"), flush=True)
     base = Path(args.dir or ("/work/tmp" if Path("/work").exists() else "/tmp"))
     base.mkdir(parents=True, exist_ok=True)
     work = base / f"bench-rank-ooc-{os.getpid()}"
@@ -149,7 +154,7 @@ def main(argv=None):
     print(f"disk free at {base}: {shutil.disk_usage(base).free / 1e9:.1f} GB; "
           f"array {args.layers * args.neurons * 4 / 1e9:.1f} GB as float32", flush=True)
     try:
-        with LocalCluster(n_workers=args.workers, threads_per_worker=1, memory_limit=args.memory_limit,
+        with LocalCluster(n_workers=args.workers, threads_per_worker=per_worker, memory_limit=args.memory_limit,
                           dashboard_address=None) as cluster, Client(cluster) as client:
             t_write = write_store(path, args.layers, args.neurons, args.layers_per_model)
             client.run(lambda: None)
@@ -170,7 +175,7 @@ def main(argv=None):
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    print("load average after: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
+    print(_machine.load_line())
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Run (the numbers in the issue-2 note came from this command)::
 
-    /work/venv/bin/python benchmarks/bench_reliability.py --n-neurons 60000 --workdir /tmp/bench_rel
+    /work/venv/bin/python benchmarks/bench_reliability.py --n-neurons 60000 --workdir /tmp/bench_rel [--threads N]
 
 Steps, each measured in a fresh child process (peak memory = the child's ``ru_maxrss``):
 
@@ -13,6 +13,10 @@ Steps, each measured in a fresh child process (peak memory = the child's ``ru_ma
 3. ``numpy``: the same function on an in-memory subset (``--subset`` neurons) for the per-neuron
    rate, and a plain per-neuron loop (``np.corrcoef`` per split, ``--loop`` neurons) for the
    speed-up of the vectorised route; both agree with the dask result on those neurons.
+
+``--threads N`` is every step's budget: dask's threaded scheduler runs N threads (synchronous at
+1) with BLAS at one thread inside it; outside dask (the numpy step) BLAS runs N threads.  The
+first line is the load, the thread settings and the BLAS kernels; the last the load after.
 """
 from __future__ import annotations
 
@@ -26,12 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _machine  # the sibling module, found through the path above
+
 N_IMAGES, N_TRIALS, CHUNK = 118, 50, 2048
 
 
-def make(path: Path, n_neurons: int, seed: int = 0):
+def make(path: Path, n_neurons: int, threads: int, seed: int = 0):
     import dask.array as da
     import xarray as xr
+    from threadpoolctl import threadpool_limits
 
     from neuroxr.io.store import write_dataset
 
@@ -50,16 +58,20 @@ def make(path: Path, n_neurons: int, seed: int = 0):
     trials = da.map_blocks(block, chunks=chunks, dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
     ds = xr.Dataset({"trials": (("neuron", "image", "trial"), trials)},
                     coords={"neuron": np.arange(n_neurons), "image": np.arange(N_IMAGES)})
-    write_dataset(ds, path, overwrite=True, chunks={"neuron": CHUNK})
+    with _machine.dask_local(threads), threadpool_limits(1, user_api="blas"):
+        write_dataset(ds, path, overwrite=True, chunks={"neuron": CHUNK})
 
 
-def run_dask(path: Path, out: Path):
+def run_dask(path: Path, out: Path, threads: int):
+    from threadpoolctl import threadpool_limits
+
     from neuroxr.io.store import open_dataset
     from neuroxr.responses import calc_splithalf_reliability
 
     ds = open_dataset(path)
     t = time.perf_counter()
-    r = calc_splithalf_reliability(ds["trials"], n_splits=100, seed=0).values
+    with _machine.dask_local(threads), threadpool_limits(1, user_api="blas"):
+        r = calc_splithalf_reliability(ds["trials"], n_splits=100, seed=0).values
     dt = time.perf_counter() - t
     np.save(out, r)
     return {"seconds": dt, "n": int(r.size), "nan": int(np.isnan(r).sum())}
@@ -100,9 +112,9 @@ def run_numpy(path: Path, out: Path, subset: int, loop: int):
 
 def _child(step, args):
     cmd = [sys.executable, __file__, "--step", step, "--n-neurons", str(args.n_neurons), "--workdir",
-           str(args.workdir), "--subset", str(args.subset), "--loop", str(args.loop)]
+           str(args.workdir), "--subset", str(args.subset), "--loop", str(args.loop), "--threads", str(args.threads)]
     t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t
     if proc.returncode:
         sys.exit(f"step {step} failed:\n{proc.stderr}")
@@ -119,19 +131,23 @@ def main():
     ap.add_argument("--subset", type=int, default=2048)
     ap.add_argument("--loop", type=int, default=20)
     ap.add_argument("--step", choices=["make", "dask", "numpy"], help=argparse.SUPPRESS)
+    _machine.add_threads_argument(ap)
     args = ap.parse_args()
+    args.threads = _machine.apply_threads(args.threads)
     store = args.workdir / "trials.zarr"
     out = args.workdir / "reliability.npy"
     if args.step:
         if args.step == "make":
-            res = make(store, args.n_neurons) or {}
+            res = make(store, args.n_neurons, args.threads) or {}
         elif args.step == "dask":
-            res = run_dask(store, out)
+            res = run_dask(store, out, args.threads)
         else:
             res = run_numpy(store, out, args.subset, args.loop)
         res["_maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print(json.dumps(res))
         return
+    print(_machine.describe_machine(args.threads, "dask threads with BLAS 1 inside; BLAS that many outside dask"),
+          flush=True)
     args.workdir.mkdir(parents=True, exist_ok=True)
     raw_gb = args.n_neurons * N_IMAGES * N_TRIALS * 4 / 1024 ** 3
     print(f"trials: {args.n_neurons} neurons x {N_IMAGES} images x {N_TRIALS} trials float32 = {raw_gb:.2f} GB")
@@ -151,6 +167,7 @@ def main():
     print(f"dask vs in-memory on the subset: max |diff| {npy['max_diff_dask']:.1e}; "
           f"dask throughput / in-memory = {per_vec / (dk['seconds'] / args.n_neurons):.2f}")
     print(f"under 4 GB: {'yes' if dk['peak_rss_gb'] < 4 else 'NO'}")
+    print(_machine.load_line())
 
 
 if __name__ == "__main__":

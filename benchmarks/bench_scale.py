@@ -13,6 +13,11 @@ brute-force reference (scikit-learn ``Ridge`` refit on n - 1 images).
     python benchmarks/bench_scale.py                       # the full scale (60,000 x 10,000)
     python benchmarks/bench_scale.py --neurons 6000 --layers 1000 --models 10   # reduced
 
+``--threads N`` is the run's budget: each of the ``--workers`` processes runs
+``max(1, N // workers)`` Dask threads (BLAS at one thread in the workers, as Dask's nanny starts
+them); this process (inputs, spot check) runs BLAS, torch and numba at N.  The first line is the
+load, the thread settings and the BLAS kernels; the last the load after.
+
 The machine may be shared: times are wall times of this run only.
 """
 from __future__ import annotations
@@ -29,6 +34,9 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _machine  # the sibling module, found through the path above
 
 
 def write_responses(study: Path, n_neurons: int, n_images: int, seed: int) -> None:
@@ -139,7 +147,12 @@ def main(argv=None) -> int:
     ap.add_argument("--neuron-chunk", type=int, default=8192)
     ap.add_argument("--dir", default=None, help="where to build the study (default: a temporary directory)")
     ap.add_argument("--keep", action="store_true")
+    _machine.add_threads_argument(ap)
     args = ap.parse_args(argv)
+    args.threads = _machine.apply_threads(args.threads)
+    per_worker = max(1, args.threads // args.workers)
+    print(_machine.describe_machine(args.threads, f"{args.workers} workers x {per_worker} threads, BLAS 1 in the "
+                                                  "workers; BLAS that many in this process"), flush=True)
 
     from neuroxr.cluster import get_client, measure_worker_peak_rss
     from neuroxr.mapping.score import score_study
@@ -157,7 +170,7 @@ def main(argv=None) -> int:
     print(f"build inputs:   {t_build:8.1f} s (responses + synthetic Gram matrices)")
 
     metrics = tuple(args.metric or ("ridge", "rsa"))
-    with get_client(workers=args.workers, memory_limit=args.memory_limit, threads_per_worker=1,
+    with get_client(workers=args.workers, memory_limit=args.memory_limit, threads_per_worker=per_worker,
                     dashboard_address="127.0.0.1:0") as client:
         cpu0 = client.run(_cpu_seconds)
         t0 = time.perf_counter()
@@ -181,12 +194,14 @@ def main(argv=None) -> int:
     err = spot_check(study)
     print(f"spot check:     max |r - sklearn refit r| over 5 (layer, neuron) pairs = {err:.2e}")
     print(json.dumps({"neurons": args.neurons, "images": args.images, "layers": args.layers, "models": args.models,
-                      "workers": args.workers, "memory_limit": args.memory_limit, "build_s": round(t_build, 1),
+                      "workers": args.workers, "threads_per_worker": per_worker, "threads": args.threads,
+                      "memory_limit": args.memory_limit, "build_s": round(t_build, 1),
                       "score_s": round(t_score, 1), "worker_cpu_s": round(sum(cpu.values()), 1),
                       "worker_peak_gib": {a: round(v / 2**30, 3) for a, v in peaks.items()},
                       "client_peak_gib": round(client_peak / 2**30, 3), "spot_check_max_abs_diff": err}))
     if not args.keep and args.dir is None:
         shutil.rmtree(root, ignore_errors=True)
+    print(_machine.load_line())
     return 0
 
 

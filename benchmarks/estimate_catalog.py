@@ -14,7 +14,9 @@ every hooked layer per image: two SYRKs per distinct layer, float32 products sum
 measured extraction minus forward (both from ``bench_extract.py``'s alternating fresh
 processes), then every catalogue row is sized on one image (FLOPs with
 ``torch.utils.flop_counter``, activations from the layer probe) and predicted.  Prints the
-constants, each model's size and estimate, and the total; load and threads first.
+constants, each model's size and estimate, and the total; load, threads and BLAS kernels first,
+the load after last.  ``--threads N``: this process's BLAS, torch and numba, and the measured
+children's budget (torch intra-op and Gram threads, BLAS one inside the extraction).
 """
 from __future__ import annotations
 
@@ -24,17 +26,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_extract import bench_model, describe_machine  # noqa: E402 - the sibling benchmark's timings
+import _machine  # the sibling module, found through the path above
+from bench_extract import bench_model  # the sibling benchmark's timings
 
-from neuroxr.features.hooks import run_forward  # noqa: E402
-from neuroxr.features.onepass import probe_layers  # noqa: E402
-from neuroxr.features.preprocess import preprocess_images  # noqa: E402
-from neuroxr.features.zoo import list_models, load_model  # noqa: E402
-from neuroxr.runtime import available_cores  # noqa: E402
+from neuroxr.features.hooks import run_forward
+from neuroxr.features.onepass import probe_layers
+from neuroxr.features.preprocess import preprocess_images
+from neuroxr.features.zoo import list_models, load_model
 
 
 def size_model(name: str) -> dict:
@@ -65,7 +66,7 @@ def main(argv=None):
     ap.add_argument("--images", type=int, default=118, help="images (default 118)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--repeat", type=int, default=1, help="rounds per side of each measurement (default 1)")
-    ap.add_argument("--threads", type=int, default=None, help="thread budget (default: the available cores)")
+    _machine.add_threads_argument(ap)
     ap.add_argument("--family", default=None, help="estimate one family of the catalogue only")
     ap.add_argument("--limit", type=int, default=None, help="estimate the first N catalogue rows only")
     ap.add_argument("--out", default=None, help="also write the table as CSV")
@@ -73,10 +74,10 @@ def main(argv=None):
                     help="measured medians (seconds, from a bench_extract.py run of the same images and "
                          "threads) used instead of measuring again; repeatable")
     args = ap.parse_args(argv)
-    args.threads = args.threads or available_cores()
+    args.threads = _machine.apply_threads(args.threads)
     args.check = False  # timings only (bench_extract.py prints the float64 comparison)
-    torch.set_num_threads(args.threads)
-    print(describe_machine(args.threads), flush=True)
+    print(_machine.describe_machine(args.threads, f"measured children: torch intra-op {args.threads}, Gram "
+                                                  f"{args.threads}, BLAS 1 inside the extraction"), flush=True)
     rows = []
     given = {t.split(":")[0]: t.split(":")[1:] for t in args.times or []}
     for m in given or args.measure or ["alexnet", "resnet18"]:
@@ -111,6 +112,7 @@ def main(argv=None):
           f"(forward {table['forward_s'].sum() / 3600 if len(table) else 0:.2f} h)")
     if args.out:
         table.to_csv(args.out, index=False)
+    print(_machine.load_line())
 
 
 if __name__ == "__main__":

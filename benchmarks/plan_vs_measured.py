@@ -8,6 +8,11 @@ plan uses, measured now so both sides see the same load), predicts every model w
 runs ``neuroxr extract STUDY --model M --weights random`` in a fresh process per model and reads the
 time it reports for the model (model build, forward passes, reductions, store write; not the
 interpreter's start).  Writes a Markdown table with ``uptime``'s load before and after each run.
+
+``--threads N`` (default 1) is the budget of both sides: the calibration and the plan at N threads,
+``neuroxr extract --threads N`` (torch intra-op and Gram threads, BLAS one) with
+``OMP_NUM_THREADS=N``, and this process's BLAS, torch and numba at N.  The first line (also in the
+Markdown) is the load, the thread settings and the BLAS kernels; the last the load after.
 """
 from __future__ import annotations
 
@@ -23,6 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _machine  # the sibling module, found through the path above
 
 from neuroxr.planner import load_calibration, plan_variants
 
@@ -45,9 +53,14 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="alexnet,resnet18,squeezenet1_1,mobilenet_v2,vgg11")
     ap.add_argument("--images", type=int, default=118)
-    ap.add_argument("--threads", type=int, default=1)
+    _machine.add_threads_argument(ap, default=1, help_text=_machine.THREADS_HELP.replace(
+        "the available cores, %(default)s here", "%(default)s"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "plan_vs_measured.md"))
     args = ap.parse_args(argv)
+    args.threads = _machine.apply_threads(args.threads)
+    machine = _machine.describe_machine(args.threads, f"calibration {args.threads}, neuroxr extract --threads "
+                                                      f"{args.threads} with OMP_NUM_THREADS={args.threads}")
+    print(machine, flush=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(args.threads),
            "OPENBLAS_NUM_THREADS": "1"}
     tmp = Path(tempfile.mkdtemp(prefix="plan-bench-"))
@@ -57,7 +70,8 @@ def main(argv=None):
         load0 = os.getloadavg()
         cal = load_calibration(args.threads, force=True)
         models = args.models.split(",")
-        plans = plan_variants([(m, "random") for m in models], args.images, (64, 64), calibration=cal)
+        plans = plan_variants([(m, "random") for m in models], args.images, (64, 64), threads=args.threads,
+                              calibration=cal)
         rows = []
         for vp in plans:
             study = tmp / vp.model
@@ -83,6 +97,8 @@ def main(argv=None):
             f"{cal['init_params_per_s']:.3g} parameters/s random init (load at start "
             f"{load0[0]:.2f}, {load0[1]:.2f}, {load0[2]:.2f})."),
             "",
+            f"Machine: {machine}",
+            "",
             ("Measured: the seconds `neuroxr extract` reports for the model (build, forward, reductions, store write; "
             "not the interpreter's start, which the wall column includes)."),
             "",
@@ -100,6 +116,7 @@ def main(argv=None):
         print("\n".join(lines))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    print(_machine.load_line())
 
 
 if __name__ == "__main__":

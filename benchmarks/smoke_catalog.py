@@ -1,9 +1,11 @@
 """Extract every catalogued model with random weights on a few stimuli; report how many rows pass.
 
-    python benchmarks/smoke_catalog.py [--images 4] [--family cnn] [--out smoke.csv]
+    python benchmarks/smoke_catalog.py [--images 4] [--family cnn] [--out smoke.csv] [--threads N]
 
 Uses the shared VISp stimuli when present (else random images).  Each row: load_model(random),
-reduce_model over the images, check one entry per layer with finite Gram matrices.
+reduce_model over the images, check one entry per layer with finite Gram matrices.  ``--threads N``:
+torch's intra-op threads and the Gram threads (BLAS at one thread inside the extraction, N outside).
+The first line is the load, the thread settings and the BLAS kernels; the last the load after.
 """
 from __future__ import annotations
 
@@ -15,10 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
+import torch  # noqa: F401 - loaded first, so apply_threads sets its intra-op threads
 
 from neuroxr.features.extract import reduce_model
+from neuroxr.features.threads import extraction_threads
 from neuroxr.features.zoo import list_models, load_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _machine  # the sibling module, found through the path above
 
 
 def _stimuli(n):
@@ -35,8 +41,11 @@ def main(argv=None):
     ap.add_argument("--family", default=None, help="only the models of this family")
     ap.add_argument("--source", default=None, help="only the models of this source (torchvision, timm, ...)")
     ap.add_argument("--out", default=None, help="write the per-row results as CSV")
+    _machine.add_threads_argument(ap)
     args = ap.parse_args(argv)
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    threads = _machine.apply_threads(args.threads)
+    print(_machine.describe_machine(threads, f"torch intra-op {threads}, Gram {threads}, BLAS 1 inside the "
+                                             "extraction"), flush=True)
     px = _stimuli(args.images)
     cat = list_models(family=args.family, source=args.source)
     rows = []
@@ -44,7 +53,8 @@ def main(argv=None):
         t0 = time.perf_counter()
         try:
             lm = load_model(name, weights="random", seed=0, device="cpu")
-            ds = reduce_model(lm, px, batch_size=args.images, progress=False)
+            with extraction_threads(threads) as budget:
+                ds = reduce_model(lm, px, batch_size=args.images, progress=False, n_threads=budget)
             nonfinite = int((~ds["finite"].values).sum())
             ok = ds.sizes["layer"] > 0 and nonfinite == 0
             err = "" if ok else f"{nonfinite} non-finite layers"
@@ -64,6 +74,7 @@ def main(argv=None):
     print(f"\n{n_ok} of {len(df)} catalogue rows extract with random weights ({args.images} images)")
     if n_ok < len(df):
         print("failed:", ", ".join(df.loc[~df["ok"], "model"]))
+    print(_machine.load_line())
     return 0 if n_ok == len(df) else 1
 
 
