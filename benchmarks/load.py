@@ -13,10 +13,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import signal
+import sys
 import time
 
 
-def _busy(seconds: float) -> None:
+def _busy(seconds: float, parent: int) -> None:
     os.environ["OPENBLAS_NUM_THREADS"] = "1"
     import numpy as np
     from threadpoolctl import threadpool_limits
@@ -24,7 +26,7 @@ def _busy(seconds: float) -> None:
     a = np.random.default_rng(os.getpid()).standard_normal((512, 512))
     end = time.monotonic() + seconds
     with threadpool_limits(1):
-        while time.monotonic() < end:
+        while time.monotonic() < end and os.getppid() == parent:  # stops when load.py is killed
             a = a @ a
             a /= np.abs(a).max()
 
@@ -34,8 +36,9 @@ def main(argv=None) -> None:
     ap.add_argument("--procs", type=int, default=2, help="busy processes (default 2)")
     ap.add_argument("--seconds", type=float, default=1800, help="how long they run (default 1800)")
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill` ends the busy processes too
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_busy, args=(args.seconds,), daemon=True) for _ in range(args.procs)]
+    procs = [ctx.Process(target=_busy, args=(args.seconds, os.getpid()), daemon=True) for _ in range(args.procs)]
     for p in procs:
         p.start()
     print(f"load.py: {args.procs} busy processes for {args.seconds:.0f} s (pids {[p.pid for p in procs]})", flush=True)
