@@ -57,3 +57,27 @@ def test_gist_grid_is_a_4x4_mean_of_the_energy(images):
     ref = e.reshape(5, 32, 4, 32, 4, 32).mean(axis=(3, 5)).reshape(5, -1)
     assert got["gist_grid"].shape == (5, 512)
     np.testing.assert_allclose(got["gist_grid"], ref, rtol=1e-4, atol=1e-6)
+
+
+def test_gist_energy_matches_scipy_at_every_kernel_size():
+    """GIST's Gabor energy at its lowest (69 x 69 kernels) and highest (11 x 11) frequency, from
+    the prefiltered image, equals scipy's correlation with skimage's kernels (mirror edges)."""
+    img = np.random.default_rng(2).uniform(0, 255, (1, 128, 128)).astype(np.float32)
+    got = _layers("gist", img)
+    pre = got["prefilter"][0].reshape(128, 128).astype(np.float64)
+    energy = got["gist_energy"][0].reshape(32, 128, 128)
+    for i, (f, k) in enumerate([(0.05, 0), (0.05, 2), (0.1, 5), (0.4, 1), (0.4, 7)]):
+        kern = gabor_kernel(f, theta=np.pi * k / 8)
+        ref = np.hypot(ndimage.correlate(pre, kern.real, mode="mirror"), ndimage.correlate(pre, kern.imag, mode="mirror"))
+        idx = [0.05, 0.1, 0.2, 0.4].index(f) * 8 + k
+        np.testing.assert_allclose(energy[idx], ref, rtol=1e-4, atol=1e-4 * ref.max())
+
+
+def test_gabor_banks_are_sized_per_frequency():
+    """One bank per frequency, as large as that frequency's kernels (not the bank's largest)."""
+    from neuroxr.features.baselines import _GaborEnergy
+
+    mod = _GaborEnergy((0.05, 0.4))
+    for g, f in enumerate((0.05, 0.4)):
+        size = max(gabor_kernel(f, theta=np.pi * k / 8).shape[0] for k in range(8))
+        assert getattr(mod, f"bank{g}").shape == (16, 1, size, size)

@@ -49,26 +49,37 @@ class _Flatten(nn.Module):
 
 
 class _GaborEnergy(nn.Module):
-    """Modulus of complex Gabor responses; ``frequencies`` in cycles per pixel."""
+    """Modulus of complex Gabor responses; ``frequencies`` in cycles per pixel.
+
+    One convolution per frequency, its kernels zero-padded to that frequency's largest (not to
+    the largest of the bank: GIST's lowest frequency needs 69 x 69 pixels, its highest 11 x 11),
+    the image padded by that half-width.  Reflect padding of width ``P`` holds the same pixels in
+    its first ``p < P`` columns, so every response equals the one a single padded bank gives.
+    """
 
     def __init__(self, frequencies, n_orientations: int = 8):
         super().__init__()
-        kernels = [gabor_kernel(f, theta=np.pi * k / n_orientations)
-                   for f in frequencies for k in range(n_orientations)]
-        size = max(k.shape[0] for k in kernels)
-        bank = np.zeros((2 * len(kernels), 1, size, size), dtype=np.float32)
-        for i, k in enumerate(kernels):
-            o = (size - k.shape[0]) // 2
-            bank[2 * i, 0, o:o + k.shape[0], o:o + k.shape[1]] = k.real
-            bank[2 * i + 1, 0, o:o + k.shape[0], o:o + k.shape[1]] = k.imag
-        self.register_buffer("bank", torch.from_numpy(bank))
-        self.pad = size // 2
+        self.pads = []
+        for g, f in enumerate(frequencies):
+            kernels = [gabor_kernel(f, theta=np.pi * k / n_orientations) for k in range(n_orientations)]
+            size = max(k.shape[0] for k in kernels)
+            bank = np.zeros((2 * len(kernels), 1, size, size), dtype=np.float32)
+            for i, k in enumerate(kernels):
+                o = (size - k.shape[0]) // 2
+                bank[2 * i, 0, o:o + k.shape[0], o:o + k.shape[1]] = k.real
+                bank[2 * i + 1, 0, o:o + k.shape[0], o:o + k.shape[1]] = k.imag
+            self.register_buffer(f"bank{g}", torch.from_numpy(bank))
+            self.pads.append(size // 2)
 
     def forward(self, x):
-        x = F.pad(x, (self.pad,) * 4, mode="reflect" if min(x.shape[-2:]) > self.pad else "replicate")
-        r = F.conv2d(x, self.bank)
-        re, im = r[:, 0::2], r[:, 1::2]
-        return torch.sqrt(re * re + im * im)
+        # the padding mode follows the largest kernel, as one bank padded to it would
+        mode = "reflect" if min(x.shape[-2:]) > max(self.pads) else "replicate"
+        out = []
+        for g, pad in enumerate(self.pads):
+            r = F.conv2d(F.pad(x, (pad,) * 4, mode=mode), getattr(self, f"bank{g}"))
+            re, im = r[:, 0::2], r[:, 1::2]
+            out.append(torch.sqrt(re * re + im * im))
+        return torch.cat(out, dim=1)
 
 
 class _GridMean(nn.Module):
