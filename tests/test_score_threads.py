@@ -6,7 +6,7 @@ its threads.  A sampler thread reads ``/proc/self/task/*/stat`` every millisecon
 the threads in state R (running or waiting for the core), itself excluded; threadpoolctl reports
 the BLAS threads seen inside the Gram's SYRK calls.  Compute threads are the main thread,
 Python threads (Dask's workers, the Gram's pool) and the BLAS workers started on import;
-zarr's I/O and codec threads (``zarr_io``, ``asyncio_*``) and short-lived native threads the
+zarr's I/O and codec threads (``zarr_io``, ``zarr_pool_*``, ``asyncio_*``) and short-lived native threads the
 store layer starts later are counted apart (``io``): they belong to the store layer.  Nested pools (a Python thread per core,
 each calling a multi-threaded BLAS) would show up as two or more busy threads.
 """
@@ -40,7 +40,9 @@ CHILD = textwrap.dedent(r"""
     from neuroxr.mapping.score import score_study
     from neuroxr.runtime import running_thread_ids
 
-    IO = ("zarr_io", "asyncio_")  # zarr's I/O and codec threads, counted apart
+    # zarr's I/O loop and its codec pool (``zarr_pool_*`` once neuroxr sizes it, ``asyncio_*``
+    # otherwise), counted apart
+    IO = ("zarr_io", "zarr_pool", "asyncio_")
 
     def running_threads(me):
         busy = running_thread_ids(exclude=[me])
@@ -106,7 +108,9 @@ CHILD = textwrap.dedent(r"""
                       "busy": {k: max(n for n, _ in v) for k, v in samples.items()},
                       "over": {k: sum(n > 1 for n, _ in v) / max(1, len(v)) for k, v in samples.items()},
                       "io": {k: max(i for _, i in v) for k, v in samples.items()},
-                      "blas_in_add": sorted(set(blas_seen)), "finite": bool(np.isfinite(K).all())}))
+                      "blas_in_add": sorted(set(blas_seen)),
+                      "zarr_max_workers": store.zarr.config.get("threading.max_workers"),
+                      "finite": bool(np.isfinite(K).all())}))
 """)
 
 
@@ -122,6 +126,7 @@ def test_one_core_means_one_busy_thread(tmp_path):
     assert out["cores"] == 1 and out["finite"]
     assert min(out["samples"].values()) > 20, out
     assert out["blas_in_add"] == [1], out
+    assert out["zarr_max_workers"] == 1, out  # zarr's codec pool sized to the one core
     assert out["busy"]["gram"] == 1, out
     # score_study: one busy compute thread; a momentary second one (a thread handing over, about
     # 1 sample in 300 here) is allowed, nested pools would show in most samples
