@@ -54,14 +54,11 @@ except ImportError:  # pragma: no cover - numba is a dependency; kept for new Py
     HAVE_NUMBA = False
 
 
-def _zscore_kernel_py(x, z, raw, ddof, want_raw):
-    """Reference semantics of the compiled kernel (also the fallback without Numba).
-
-    x (n, c) float; z (n, c) float64 out: z-scores; raw (n, c) float64 out: x as float64
-    (when ``want_raw``).
-    """
-    n = x.shape[0]
-    xf = np.asarray(x, dtype=np.float64)
+def _mean_and_scale(xf, ddof):
+    """Per-feature mean and 1 / standard deviation of ``xf`` (n, c) float64 over images, from sums
+    shifted by the first image; 0 for a constant feature (variance within round-off of zero), NaN
+    where the feature holds NaN.  What the compiled kernels compute in their first pass."""
+    n = xf.shape[0]
     x0 = xf[0]
     d = xf - x0
     s1 = d.sum(axis=0)
@@ -74,6 +71,28 @@ def _zscore_kernel_py(x, z, raw, ddof, want_raw):
     ok = ~const
     inv[ok] = 1.0 / np.sqrt(var[ok])
     inv[np.isnan(var)] = np.nan
+    return mean, inv
+
+
+def _flat_rows(x):
+    """``x`` (n, c) as a 1-D unit-stride view and its row stride (copied first unless its rows have
+    unit stride): row i is ``flat[i * rs : i * rs + c]``, the layout the compiled kernels read."""
+    item = x.itemsize
+    if x.shape[1] > 1 and x.strides[1] != item or x.strides[0] % item or x.strides[0] < 0:
+        x = np.ascontiguousarray(x)
+    n, c = x.shape
+    rs = x.strides[0] // item if n > 1 else c
+    return np.lib.stride_tricks.as_strided(x, shape=((n - 1) * rs + c,), strides=(item,), writeable=False), rs
+
+
+def _zscore_kernel_py(x, z, raw, ddof, want_raw):
+    """Reference semantics of the compiled kernel (also the fallback without Numba).
+
+    x (n, c) float; z (n, c) float64 out: z-scores; raw (n, c) float64 out: x as float64
+    (when ``want_raw``).
+    """
+    xf = np.asarray(x, dtype=np.float64)
+    mean, inv = _mean_and_scale(xf, ddof)
     np.subtract(xf, mean, out=z)
     z *= inv
     if want_raw:
@@ -127,13 +146,8 @@ if HAVE_NUMBA:
                 zi[j] = (np.float64(xi[j]) - mean[j]) * inv[j]
     def _zscore_kernel(x, z, raw, ddof, want_raw):
         """The compiled kernel on a chunk ``x`` (n, c) whose rows have unit stride (else copied)."""
-        item = x.itemsize
-        if x.shape[1] > 1 and x.strides[1] != item or x.strides[0] % item or x.strides[0] < 0:
-            x = np.ascontiguousarray(x)
-        n, c = x.shape
-        rs = x.strides[0] // item if n > 1 else c
-        flat = np.lib.stride_tricks.as_strided(x, shape=((n - 1) * rs + c,), strides=(item,), writeable=False)
-        _zscore_kernel_flat(flat, rs, n, c, z, raw, ddof, want_raw)
+        flat, rs = _flat_rows(x)
+        _zscore_kernel_flat(flat, rs, *x.shape, z, raw, ddof, want_raw)
 else:  # pragma: no cover
     _zscore_kernel = _zscore_kernel_py
 
@@ -145,20 +159,8 @@ def _center_kernel_py(x, xc, z, fsum, v):
     over images and their z-scores (ddof 0); fsum, v (n,) float64 accumulate each image's feature sum and
     ``(x - mean) . mean``.  Returns ``mean . mean`` (float64).
     """
-    n = x.shape[0]
     xf = np.asarray(x, dtype=np.float64)
-    x0 = xf[0]
-    d = xf - x0
-    s1 = d.sum(axis=0)
-    s2 = np.einsum("ij,ij->j", d, d)
-    m = s1 / n
-    var = (s2 - s1 * m) / n
-    mean = m + x0
-    const = (var <= n * _EPS * var + (n * mean * _EPS) ** 2) | (var <= 0.0)
-    inv = np.zeros_like(var)
-    ok = ~const
-    inv[ok] = 1.0 / np.sqrt(var[ok])
-    inv[np.isnan(var)] = np.nan
+    mean, inv = _mean_and_scale(xf, 0)
     c64 = xf - mean
     xc[...] = c64
     z[...] = c64 * inv
@@ -216,13 +218,8 @@ if HAVE_NUMBA:
 
     def _center_kernel(x, xc, z, fsum, v):
         """The compiled float32-product kernel on ``x`` (n, c) with unit-stride rows (else copied)."""
-        item = x.itemsize
-        if x.shape[1] > 1 and x.strides[1] != item or x.strides[0] % item or x.strides[0] < 0:
-            x = np.ascontiguousarray(x)
-        n, c = x.shape
-        rs = x.strides[0] // item if n > 1 else c
-        flat = np.lib.stride_tricks.as_strided(x, shape=((n - 1) * rs + c,), strides=(item,), writeable=False)
-        return _center_kernel_flat(flat, rs, n, c, xc, z, fsum, v)
+        flat, rs = _flat_rows(x)
+        return _center_kernel_flat(flat, rs, *x.shape, xc, z, fsum, v)
 else:  # pragma: no cover
     _center_kernel = _center_kernel_py
 
